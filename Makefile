@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+TOPIC ?= how tea is made
+
+.PHONY: demo test setup fonts bench clean
+
+setup: $(STAMP) fonts
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PY) not found)"; exit 2; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# Chinese subtitles need a CJK font; a fresh Debian machine has only DejaVu.
+fonts:
+	@fc-list :lang=zh family 2>/dev/null | grep -q . || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing fonts-wqy-microhei for Chinese subtitles"; \
+	    (apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1)) || \
+	     echo "warning: could not install a CJK font; Chinese subtitles will be refused"; \
+	  else echo "warning: no CJK font found; install fonts-wqy-microhei or fonts-noto-cjk for Chinese subtitles"; fi; }
+
+demo: setup
+	$(BIN)/python run_integrated_pipeline.py --mock --yes --topic "$(TOPIC)" --scenes 4
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/bench_assembly.py
+	$(BIN)/python bench/bench_quota.py
+
+clean:
+	rm -rf $(VENV) output

@@ -1,0 +1,33 @@
+"""The Maker crew: Script → one Veo-ready VideoPrompt per scene, checked against the model's limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crewai import BaseLLM
+
+from reelcrew.crews.base import CrewResult, CrewSpec, run_crew
+from reelcrew.models import PromptList, Script
+
+
+def _checker(script: Script, model: str):
+    def check(answer: PromptList, inputs: dict) -> None:
+        if len(answer.prompts) != len(script.scenes):
+            raise ValueError(f"prompts: expected {len(script.scenes)} (one per scene), got {len(answer.prompts)}")
+        for i, prompt in enumerate(answer.prompts, start=1):
+            if prompt.index != i or prompt.scene_index != i:
+                raise ValueError(f"prompts[{i - 1}]: index and scene_index must both be {i}")
+            if prompt.aspect_ratio != inputs["aspect_ratio"]:
+                raise ValueError(f"prompts[{i - 1}].aspect_ratio must be {inputs['aspect_ratio']}")
+            prompt.check_against(model)
+    return check
+
+
+def make_prompts(llm: BaseLLM, inputs: dict, script: Script, veo_model: str, crews_dir: Path,
+                 max_repairs: int = 2) -> CrewResult[PromptList]:
+    spec = CrewSpec("maker", "maker", "make_prompts", PromptList, _checker(script, veo_model))
+    result = run_crew(spec, llm, {**inputs, "script_json": script.model_dump_json()}, crews_dir, max_repairs)
+    # The subtitle is the script's narration, whatever the Maker copied: captions must match the script.
+    for prompt, scene in zip(result.value.prompts, script.scenes):
+        prompt.subtitle = scene.narration
+    return result

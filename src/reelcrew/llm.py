@@ -1,0 +1,86 @@
+"""Builds the agents' LLM: Gemini through CrewAI's native provider, or the deterministic mock.
+
+Real mode with no key is an error naming the variable to set; it never falls back to the
+mock silently (the mock is only ever chosen explicitly: --mock or REELCREW_LLM=mock).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from crewai import LLM, BaseLLM
+from pydantic import Field
+
+from reelcrew import mock_writer
+from reelcrew.errors import ConfigError
+from reelcrew.models import Script
+from reelcrew.settings import Settings
+
+
+class MockLLM(BaseLLM):
+    """Answers each task deterministically from the production brief (topic, language, script...).
+
+    The crew runner sets `brief` to the task's inputs before kickoff, so the mock writes
+    for the real topic; `received` keeps every prompt sent, so users (and tests) can see
+    exactly what their YAML produced.
+    """
+
+    brief: dict[str, Any] = Field(default_factory=dict)
+    received: list[list[dict[str, Any]]] = Field(default_factory=list)
+
+    def call(self, messages, tools=None, callbacks=None, available_functions=None,
+             from_task=None, from_agent=None, response_model=None, **kwargs) -> str:
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        self.received.append(list(messages))
+        b = self.brief
+        task = getattr(from_task, "name", None) or b.get("_task")
+        if task == "write_script":
+            answer = mock_writer.write_script(b["topic"], b["language"], int(b["scenes"]), int(b["clip_seconds"]), b["style"])
+        elif task == "write_seo":
+            answer = mock_writer.write_seo(Script.model_validate_json(b["script_json"]), b["topic"])
+        elif task == "make_prompts":
+            answer = mock_writer.write_prompts(Script.model_validate_json(b["script_json"]), b["style"],
+                                               b["aspect_ratio"], b["resolution"])
+        else:
+            raise ValueError(f"mock LLM has no answer for task {task!r}")
+        return json.dumps(answer.model_dump(mode="json"), ensure_ascii=False)
+
+    def supports_function_calling(self) -> bool:
+        return False
+
+    def supports_stop_words(self) -> bool:
+        return False
+
+    def get_context_window_size(self) -> int:
+        return 1_000_000
+
+    def get_input_tokens_count(self, *args, **kwargs) -> int:
+        return 1
+
+
+_lock = threading.Lock()
+
+
+def build_llm(settings: Settings) -> BaseLLM:
+    if settings.mock_llm:
+        return MockLLM(model="reelcrew-mock")
+    model = settings.gemini_model
+    if not model.startswith(("gemini/", "google/")):
+        model = f"gemini/{model}"
+    if settings.google_genai_use_vertexai:
+        if not settings.google_cloud_project:
+            raise ConfigError("Vertex AI mode needs a project (GOOGLE_GENAI_USE_VERTEXAI=true)",
+                              "set GOOGLE_CLOUD_PROJECT (and GOOGLE_CLOUD_LOCATION), or use --mock to rehearse offline")
+        with _lock:
+            return LLM(model=model, project=settings.google_cloud_project, location=settings.google_cloud_location,
+                       use_vertexai=True, temperature=0.7)
+    key = settings.api_key()
+    if not key:
+        raise ConfigError("no Gemini API key: the writers' room needs one in real mode",
+                          "set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment or .env, "
+                          "or run with --mock / REELCREW_LLM=mock to rehearse offline")
+    with _lock:
+        return LLM(model=model, api_key=key, temperature=0.7)

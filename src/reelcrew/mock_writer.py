@@ -1,0 +1,128 @@
+"""Deterministic, topic-aware writing for mock mode.
+
+Mock mode is a product feature: users rehearse the whole pipeline offline. So the mock
+writes sensible, different scripts for different topics (and Chinese for a Chinese
+topic) instead of one canned answer. Everything is derived from a hash of the inputs,
+so the same topic always gives the same script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+
+from reelcrew.models import Chapter, PromptList, Scene, Script, SeoPackage, VideoPrompt
+
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+STOPWORDS = set("a an the of and or to in on for is are was how why what who made make do does with about from by at it its".split())
+
+
+def is_chinese(text: str) -> bool:
+    return bool(CJK.search(text))
+
+
+def _rng(*parts: object) -> random.Random:
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+    return random.Random(int(digest[:16], 16))
+
+
+def keywords(topic: str) -> list[str]:
+    if is_chinese(topic):
+        return [topic.strip("？?！!。 ")]
+    words = [w for w in re.findall(r"[A-Za-z0-9']+", topic.lower()) if w not in STOPWORDS]
+    return words or [topic.strip()]
+
+
+EN_BEATS = [
+    "Everything about {t} begins with one small moment.",
+    "Up close, the details of {t} tell their own story.",
+    "Step by step, {t} starts to take shape.",
+    "Skilled hands make {t} look easy.",
+    "Time and patience are the secret of {t}.",
+    "Here is what most people never see about {t}.",
+    "Light, colour and texture bring {t} to life.",
+    "Every choice along the way changes {t}.",
+    "The tools are simple; the craft behind {t} is not.",
+    "A tiny mistake here would change all of {t}.",
+]
+ZH_BEATS = [
+    "关于{t}的一切，都从一个小小的瞬间开始。",
+    "凑近看，{t}的细节自己会讲故事。",
+    "一步一步，{t}慢慢成形。",
+    "熟练的双手让{t}看起来毫不费力。",
+    "时间和耐心，是{t}的秘诀。",
+    "这是大多数人从没见过的{t}。",
+    "光线、色彩和质感，让{t}活了起来。",
+    "每一个选择，都在改变{t}。",
+    "工具很简单，{t}背后的手艺却不简单。",
+    "这里出一点差错，{t}就全变了。",
+]
+SETTINGS = ["a sunlit workshop", "a misty hillside at dawn", "a busy city street", "a quiet kitchen",
+            "a wooden table by a window", "an old market", "a bright studio", "a riverside at dusk"]
+SUBJECTS = ["a young woman in a blue apron", "an old craftsman with silver hair", "a curious boy in a red jacket",
+            "a pair of weathered hands", "a friendly host in a green sweater"]
+CAMERAS = ["slow dolly-in, 35mm lens", "overhead top-down shot", "handheld close-up, shallow depth of field",
+           "wide establishing shot, slow pan right", "macro shot, rack focus", "low-angle tracking shot"]
+LIGHTS = ["soft golden-hour light", "diffused window light", "warm practical lamps", "crisp morning light",
+          "moody side light with gentle haze"]
+SOUNDS = ["soft ambient room tone", "gentle acoustic guitar", "birdsong and a light breeze",
+          "quiet clinking and footsteps", "low cinematic drone", "crackling fire and soft wind"]
+
+
+def write_script(topic: str, language: str, scenes: int, clip_seconds: int, style: str) -> Script:
+    rng = _rng("script", topic, language, scenes)
+    zh = language.startswith("zh")
+    t = topic.strip().rstrip("?？!！。.")
+    beats = (ZH_BEATS if zh else EN_BEATS)[:]
+    rng.shuffle(beats)
+    subject, place = rng.choice(SUBJECTS), rng.choice(SETTINGS)
+    out = []
+    for i in range(scenes):
+        if i == 0:
+            line = f"你有没有想过，{t}到底是怎么回事？" if zh else f"Ever wondered about {t}? Watch this."
+        elif i == scenes - 1 and scenes > 1:
+            line = f"这就是{t}。下次见！" if zh else f"And that is {t}. Now you know the whole story."
+        else:
+            line = beats[(i - 1) % len(beats)].format(t=t)
+        visual = f"{subject} in {place}: {', '.join(keywords(topic))}, moment {i + 1} of {scenes}; {rng.choice(CAMERAS)}"
+        out.append(Scene(index=i + 1, narration=line, visual=visual, duration=clip_seconds))
+    title = f"{t}：一分钟看懂" if zh else f"{t[:1].upper()}{t[1:]}: the whole story"
+    hook = f"{t}，比你想象的更有意思。" if zh else f"{t[:1].upper()}{t[1:]} is more surprising than you think."
+    return Script(title=title[:100], hook=hook, language="zh" if zh else language, scenes=out)
+
+
+def write_seo(script: Script, topic: str) -> SeoPackage:
+    zh = script.language.startswith("zh")
+    words = keywords(topic)
+    chapters, start = [], 0
+    for scene in script.scenes:
+        chapters.append(Chapter(start=f"{start // 60:02d}:{start % 60:02d}", title=scene.narration[:40]))
+        start += scene.duration
+    if zh:
+        tags = [*words, "科普", "短视频", "涨知识", "一分钟"]
+        hashtags = [f"#{w}" for w in words] + ["#科普", "#涨知识"]
+        description = f"{script.hook}{len(script.scenes)}个画面，带你看懂{topic}。喜欢就点赞关注！"
+    else:
+        tags = [*words, topic.lower(), "explainer", "how it works", "shorts"]
+        hashtags = [f"#{w}" for w in words] + ["#explained", "#shorts"]
+        description = f"{script.hook} In {len(script.scenes)} short scenes we show {topic}. Subscribe for more."
+    return SeoPackage(title=script.title[:100], description=description, tags=list(dict.fromkeys(tags)),
+                      hashtags=hashtags, chapters=chapters)
+
+
+def write_prompts(script: Script, style: str, aspect_ratio: str, resolution: str) -> PromptList:
+    rng = _rng("prompts", script.title, style)
+    subject = next((s for s in SUBJECTS if s in script.scenes[0].visual), rng.choice(SUBJECTS))
+    prompts = []
+    for scene in script.scenes:
+        r = _rng("scene", script.title, scene.index)
+        prompt = (f"{style}. {scene.visual}. The same {subject} appears throughout, same wardrobe and colour palette. "
+                  f"Camera: {r.choice(CAMERAS)}. Lighting: {r.choice(LIGHTS)}. Audio: {r.choice(SOUNDS)}, no dialogue.")
+        prompts.append(VideoPrompt(
+            index=scene.index, scene_index=scene.index, prompt=prompt,
+            negative_prompt="text overlays, watermark, blurry, distorted faces, extra fingers",
+            duration=scene.duration, aspect_ratio=aspect_ratio, resolution=resolution,
+            seed=int(hashlib.sha256(f"{script.title}{scene.index}".encode()).hexdigest()[:8], 16),
+            subtitle=scene.narration))
+    return PromptList(prompts=prompts)

@@ -1,0 +1,197 @@
+"""The pydantic types that cross stages.
+
+Each stage's output is one of these, persisted as JSON before the next stage starts,
+so a re-run can pick up any stage's output and skip the work (and the spend).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Aspect = Literal["16:9", "9:16"]
+Resolution = Literal["720p", "1080p"]
+
+
+class VeoModelLimits(BaseModel):
+    """What one Veo model accepts; a prompt outside these limits is refused before any spend."""
+
+    durations: tuple[int, ...] = (4, 6, 8)
+    aspects: tuple[str, ...] = ("16:9", "9:16")
+    resolutions: tuple[str, ...] = ("720p", "1080p")
+    full_hd_requires: int = 8  # 1080p is only generated at this duration
+    has_audio: bool = True
+
+
+VEO_MODELS: dict[str, VeoModelLimits] = {
+    name: VeoModelLimits()
+    for name in (
+        "veo-3.1-generate-001",
+        "veo-3.1-fast-generate-001",
+        "veo-3.1-lite-generate-001",
+        "veo-3.1-generate-preview",
+        "veo-3.1-fast-generate-preview",
+        "veo-3.1-lite-generate-preview",
+    )
+}
+
+
+def veo_limits(model: str) -> VeoModelLimits:
+    try:
+        return VEO_MODELS[model]
+    except KeyError:
+        from reelcrew.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown Veo model {model!r}",
+            f"set VEO3_MODEL to one of: {', '.join(VEO_MODELS)}",
+        ) from None
+
+
+def frame_size(aspect: str, resolution: str) -> tuple[int, int]:
+    """Pixel size Veo delivers for an aspect and resolution (width, height)."""
+    short = {"720p": 720, "1080p": 1080}[resolution]
+    long = short * 16 // 9
+    return (long, short) if aspect == "16:9" else (short, long)
+
+
+class Scene(BaseModel):
+    index: int = Field(ge=1)
+    narration: str = Field(min_length=1, description="What is said or shown as the subtitle for this scene")
+    visual: str = Field(min_length=1, description="What the camera sees: subject, action, setting")
+    duration: int = Field(default=8, description="Seconds: 4, 6 or 8")
+
+
+class Script(BaseModel):
+    title: str = Field(min_length=1)
+    hook: str = Field(min_length=1)
+    language: str = Field(min_length=2, description="BCP-47 code such as en or zh")
+    scenes: list[Scene] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _indexes_in_order(self) -> "Script":
+        expected = list(range(1, len(self.scenes) + 1))
+        if [s.index for s in self.scenes] != expected:
+            raise ValueError(f"scenes must be numbered {expected}, got {[s.index for s in self.scenes]}")
+        return self
+
+
+class Chapter(BaseModel):
+    start: str = Field(pattern=r"^\d{1,2}:\d{2}$", description="mm:ss")
+    title: str = Field(min_length=1)
+
+
+class SeoPackage(BaseModel):
+    title: str = Field(min_length=1, max_length=100)
+    description: str = Field(min_length=1)
+    tags: list[str] = Field(min_length=1)
+    hashtags: list[str] = Field(min_length=1)
+    chapters: list[Chapter] = Field(default_factory=list)
+
+    @field_validator("hashtags")
+    @classmethod
+    def _hash_prefixed(cls, tags: list[str]) -> list[str]:
+        return [t if t.startswith("#") else f"#{t}" for t in (t.strip().replace(" ", "") for t in tags) if t]
+
+
+class VideoPrompt(BaseModel):
+    index: int = Field(ge=1)
+    scene_index: int = Field(ge=1)
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    duration: int = 8
+    aspect_ratio: Aspect = "16:9"
+    resolution: Resolution = "720p"
+    seed: int | None = Field(default=None, ge=0, le=4294967295)
+    subtitle: str = ""
+
+    def check_against(self, model: str) -> "VideoPrompt":
+        """Refuse what the Veo model would refuse, naming the field, before any spend."""
+        limits = veo_limits(model)
+        problems = []
+        if self.duration not in limits.durations:
+            problems.append(f"duration={self.duration} (allowed: {', '.join(map(str, limits.durations))} s)")
+        if self.aspect_ratio not in limits.aspects:
+            problems.append(f"aspect_ratio={self.aspect_ratio} (allowed: {', '.join(limits.aspects)})")
+        if self.resolution not in limits.resolutions:
+            problems.append(f"resolution={self.resolution} (allowed: {', '.join(limits.resolutions)})")
+        elif self.resolution != "720p" and self.duration != limits.full_hd_requires:
+            problems.append(f"resolution={self.resolution} needs duration={limits.full_hd_requires}, got {self.duration}")
+        if problems:
+            raise ValueError(f"prompt {self.index} is invalid for {model}: " + "; ".join(problems))
+        return self
+
+    def clip_key(self, model: str, reference_images: tuple[str, ...] = ()) -> str:
+        """The natural key of the clip this prompt pays for: same key, same clip, paid once."""
+        payload = {
+            "model": model,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "duration": self.duration,
+            "aspect": self.aspect_ratio,
+            "resolution": self.resolution,
+            "seed": self.seed,
+            "reference_images": list(reference_images),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+class PromptList(BaseModel):
+    """The Maker's answer: one prompt per scene."""
+
+    prompts: list[VideoPrompt] = Field(min_length=1)
+
+
+class ClipStatus(str, Enum):
+    pending = "pending"
+    submitting = "submitting"  # intent committed, HTTP submit under way
+    submitted = "submitted"  # receipt (operation name) committed: poll, never resubmit
+    done = "done"
+    filtered = "filtered"  # safety filter: not charged, not retried automatically
+    failed = "failed"
+    paused = "paused"  # daily quota or a spend cap: resumable
+    ambiguous = "ambiguous"  # submit outcome unknown: Veo may have accepted (and charged) it
+
+
+class VideoClip(BaseModel):
+    model_config = ConfigDict(use_enum_values=False)
+
+    key: str
+    production_id: str
+    index: int
+    model: str
+    prompt: VideoPrompt
+    status: ClipStatus = ClipStatus.pending
+    operation_name: str | None = None
+    video_uri: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    duration: float | None = None
+    retries: int = 0
+    error: str | None = None
+    cost_usd: float = 0.0
+    possible_duplicate: bool = False
+
+
+class ProductionStatus(str, Enum):
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    paused = "paused"
+
+
+class Production(BaseModel):
+    id: str
+    topic: str
+    language: str
+    scenes: int
+    aspect_ratio: Aspect
+    style: str
+    status: ProductionStatus = ProductionStatus.pending
+    failed_stage: str | None = None
+    error: str | None = None

@@ -1,0 +1,229 @@
+"""One Settings object: environment and `.env` first, then `config/pipeline.yaml`, then defaults.
+
+Field names are the environment variable names (case-insensitive), so the seed's
+`VEO3_*` settings keep their names and meaning. Nested sections (subtitles, watermark,
+...) are tuned in `config/pipeline.yaml`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from reelcrew.errors import ConfigError
+from reelcrew.models import VEO_MODELS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
+DEFAULT_CREWS_DIR = PROJECT_ROOT / "crews"
+SECRET_FIELDS = {"gemini_api_key", "google_api_key"}
+
+
+class SubtitleStyle(BaseModel):
+    font: str | None = Field(None, description="font file; empty = found by fontconfig for the script's language")
+    size: int = Field(48, ge=8, le=200, description="pixels at 720p; scaled with the output height")
+    color: str = "#FFFFFF"
+    stroke_color: str = "#000000"
+    stroke_width: int = Field(2, ge=0, le=12)
+    box_color: str | None = Field("#00000080", description="background box RGBA hex, or empty for none")
+    position: Literal["bottom", "top", "middle"] = "bottom"
+    margin_16x9: float = Field(0.06, description="safe margin as a share of the height, landscape")
+    margin_9x16: float = Field(0.14, description="safe margin as a share of the height, portrait (UI overlays)")
+    max_width: float = Field(0.86, gt=0.2, le=1.0, description="share of the frame width a line may use")
+    max_lines: int = Field(2, ge=1, le=4, description="lines per caption before it is split in time")
+
+
+class WatermarkStyle(BaseModel):
+    text: str | None = "reelcrew"
+    image: str | None = Field(None, description="PNG logo; used instead of text when set")
+    corner: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "top-right"
+    margin: int = 24
+    scale: float = Field(0.12, gt=0, le=1, description="logo width as a share of the frame width")
+    opacity: float = Field(0.6, ge=0, le=1)
+
+
+class TransitionStyle(BaseModel):
+    kind: Literal["none", "crossfade"] = "none"
+    duration: float = Field(0.5, ge=0, le=2)
+
+
+class MusicStyle(BaseModel):
+    file: str | None = None
+    volume: float = Field(0.25, ge=0, le=2)
+    fade: float = Field(1.0, ge=0)
+    normalize_loudness: bool = False
+
+
+class RenderStyle(BaseModel):
+    preset: str = "veryfast"
+    crf: int = Field(23, ge=0, le=51)
+    fps: int = 24
+    fit: Literal["cover", "contain"] = "cover"
+    audio_rate: int = 48000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    # writers
+    reelcrew_llm: Literal["gemini", "mock"] = "gemini"
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_api_key: SecretStr | None = None
+    google_api_key: SecretStr | None = None
+    google_genai_use_vertexai: bool = False
+    google_cloud_project: str | None = None
+    google_cloud_location: str = "us-central1"
+    llm_max_repairs: int = Field(2, ge=0, le=5)
+
+    # production defaults
+    language: str = "auto"
+    scenes: int = Field(6, ge=1, le=30)
+    aspect_ratio: Literal["16:9", "9:16"] = "16:9"
+    resolution: Literal["720p", "1080p"] = "720p"
+    clip_seconds: int = 8
+    style: str = "cinematic, natural light, consistent characters"
+
+    # video generation (the seed's names)
+    veo3_model: str = "veo-3.1-fast-generate-001"
+    veo3_mock_mode: bool = False
+    veo3_mock_latency: float = Field(0.0, ge=0)
+    veo3_mock_failure_rate: float = Field(0.0, ge=0, le=1)
+    veo3_mock_quota_rate: float = Field(0.0, ge=0, le=1)
+    veo3_mock_seed: int = 0
+    veo3_max_retries: int = Field(3, ge=0)
+    veo3_quota_reset_interval: float = Field(3600, ge=0)
+    veo3_consecutive_failure_threshold: int = Field(3, ge=1)
+    veo3_retry_wait_base: float = Field(30, ge=0)
+    veo3_quota_wait_time: float = Field(300, ge=0)
+    veo3_debug_mode: bool = False
+    veo3_max_concurrent: int = Field(2, ge=1)
+    veo3_rpm: int = Field(10, ge=1)
+    veo3_rpd: int = Field(0, ge=0, description="0 = no daily cap of our own")
+    gcs_output_bucket: str | None = None
+    polling_interval: float = Field(15, ge=0)
+    operation_timeout: float = Field(1800, gt=0)
+    download_timeout: float = Field(300, gt=0)
+    submit_timeout: float = Field(60, gt=0)
+
+    # pipeline
+    reelcrew_output_dir: Path = Path("output")
+    reelcrew_db: str | None = None
+    reelcrew_daily_budget_usd: float | None = Field(None, ge=0)
+    crews_dir: Path = DEFAULT_CREWS_DIR
+
+    # assembly and prices (config/pipeline.yaml)
+    subtitles: SubtitleStyle = SubtitleStyle()
+    watermark: WatermarkStyle = WatermarkStyle()
+    transitions: TransitionStyle = TransitionStyle()
+    music: MusicStyle = MusicStyle()
+    render: RenderStyle = RenderStyle()
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="USD per second by model and resolution")
+
+    @field_validator("veo3_model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in VEO_MODELS:
+            raise ValueError(f"unknown Veo model {model!r}; use one of: {', '.join(VEO_MODELS)}")
+        return model
+
+    @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("gemini_api_key", "google_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def mock_llm(self) -> bool:
+        return self.reelcrew_llm == "mock"
+
+    @property
+    def db_url(self) -> str:
+        if self.reelcrew_db:
+            return self.reelcrew_db if "://" in self.reelcrew_db else f"sqlite:///{Path(self.reelcrew_db).resolve()}"
+        return f"sqlite:///{(self.reelcrew_output_dir / 'reelcrew.db').resolve()}"
+
+    def api_key(self) -> str | None:
+        key = self.google_api_key or self.gemini_api_key
+        return key.get_secret_value() if key else None
+
+    def price_per_second(self, model: str, resolution: str) -> float:
+        by_res = self.prices.get(model)
+        if not by_res:
+            raise ConfigError(f"no price for {model} in config/pipeline.yaml", f"add prices.{model}.{resolution} (USD per second)")
+        return by_res.get(resolution, max(by_res.values()))
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, dotenv_settings, _YAML_SOURCE(settings_cls))
+
+
+class _YamlHolder:
+    """Carries the parsed pipeline.yaml into pydantic-settings' source chain (below env and .env)."""
+
+    data: dict[str, Any] = {}
+
+    def __call__(self, settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+        return InitSettingsSource(settings_cls, init_kwargs=dict(self.data))
+
+
+_YAML_SOURCE = _YamlHolder()
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist", "create it (copy config/pipeline.yaml) or pass --config")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", f"fix the YAML syntax in {path}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping of settings, got {type(data).__name__}", f"fix {path}")
+    return data
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings; a bad value is a ConfigError naming the variable and the fix."""
+    path = Path(config_path or os.environ.get("REELCREW_CONFIG") or DEFAULT_CONFIG)
+    _YAML_SOURCE.data = read_yaml_config(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "settings"
+        env_name = name.upper() if "." not in name else name
+        raise ConfigError(
+            f"setting {env_name}={first.get('input')!r} is invalid: {first['msg']}",
+            f"fix {env_name} in the environment, .env or {path}",
+        ) from None
+
+
+def setting_sources(settings: Settings, config_path: Path | None = None) -> dict[str, str]:
+    """Where each effective value came from, for `reelcrew config show`."""
+    from dotenv import dotenv_values
+
+    dotenv = {k.lower() for k in dotenv_values(".env")} if Path(".env").exists() else set()
+    yaml_keys = set(_YAML_SOURCE.data)
+    env = {k.lower() for k in os.environ}
+    out = {}
+    for name in Settings.model_fields:
+        out[name] = "env" if name in env else ".env" if name in dotenv else "pipeline.yaml" if name in yaml_keys else "default"
+    return out
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data with secrets masked: safe to print or log."""
+    data = settings.model_dump(mode="json")
+    for name in SECRET_FIELDS:
+        value = getattr(settings, name)
+        data[name] = "**** (set)" if value else None
+    return data
