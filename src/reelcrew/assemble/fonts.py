@@ -1,0 +1,86 @@
+"""Finds a font that can draw every character of the captions, before anything is rendered.
+
+Pillow has no glyph fallback: a font without hanzi draws tofu boxes. So coverage is
+checked against the font's character map, and a caption no installed font can draw is
+reported up front with the fix, never rendered as boxes.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from reelcrew.errors import AssemblyError
+
+
+@dataclass(frozen=True)
+class Font:
+    path: str
+    index: int = 0  # face inside a .ttc collection
+
+
+@lru_cache(maxsize=64)
+def _cmap(path: str, index: int) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    kwargs = {"fontNumber": index} if path.lower().endswith((".ttc", ".otc")) else {}
+    with TTFont(path, lazy=True, **kwargs) as font:
+        return frozenset(font.getBestCmap() or {})
+
+
+def missing_glyphs(font: Font, text: str) -> list[str]:
+    cmap = _cmap(font.path, font.index)
+    return sorted({ch for ch in text if not ch.isspace() and ord(ch) not in cmap})
+
+
+def _candidates(lang_hint: str) -> list[Font]:
+    found: list[Font] = []
+    if shutil.which("fc-list"):
+        for pattern in (f":lang={lang_hint}", ""):
+            out = subprocess.run(["fc-list", pattern, "file", "index"] if pattern else ["fc-list", "file", "index"],
+                                 capture_output=True, text=True).stdout
+            for line in sorted(out.splitlines()):
+                path, _, rest = line.partition(":")
+                index = int(rest.split("=")[-1]) if "index=" in rest else 0
+                if path.lower().endswith((".ttf", ".ttc", ".otf")):
+                    found.append(Font(path.strip(), index))
+    for path in sorted(glob.glob("/usr/share/fonts/**/*.tt[fc]", recursive=True)):
+        found.append(Font(path, 0))
+    # Prefer Chinese faces of CJK collections and regular weights.
+    def rank(font: Font) -> tuple:
+        name = Path(font.path).name.lower()
+        return ("wqy" not in name and "cjk" not in name, "bold" in name or "mono" in name, font.index, name)
+    return sorted(dict.fromkeys(found), key=rank)
+
+
+def find_font(text: str, configured: str | None = None) -> Font:
+    """A font covering all of `text`: the configured one, else the best installed match."""
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.exists():
+            raise AssemblyError(f"subtitle font {path} does not exist", "fix subtitles.font in config/pipeline.yaml")
+        font = Font(str(path), 0)
+        missing = missing_glyphs(font, text)
+        if missing:
+            raise AssemblyError(f"subtitle font {path.name} cannot draw {''.join(missing[:12])!r}",
+                                "choose a font that covers the captions' language in subtitles.font, or leave it empty")
+        return font
+    hint = "zh" if any("\u3400" <= ch <= "\u9fff" for ch in text) else "en"
+    best, best_missing = None, None
+    for font in _candidates(hint):
+        try:
+            missing = missing_glyphs(font, text)
+        except Exception:
+            continue
+        if not missing:
+            return font
+        if best_missing is None or len(missing) < len(best_missing):
+            best, best_missing = font, missing
+    shown = "".join((best_missing or sorted(set(text)))[:12])
+    raise AssemblyError(f"no installed font can draw these caption characters: {shown!r}",
+                        "install a CJK font (Debian: apt-get install fonts-wqy-microhei or fonts-noto-cjk; "
+                        "`make setup` does it) or set subtitles.font to a font file that has them")

@@ -1,0 +1,67 @@
+"""Everything that lands beside the cut: final.mp4, final.srt, thumbnail.jpg, metadata.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from reelcrew.assemble.captions import draw_text_image, load_font, wrap, write_srt
+from reelcrew.assemble.fonts import find_font
+from reelcrew.assemble.render import CutClip, CutResult, CutSpec, render_cut
+from reelcrew.models import SeoPackage
+from reelcrew.settings import Settings, SubtitleStyle
+
+
+def spec_from_settings(settings: Settings, clips: list[CutClip], width: int, height: int) -> CutSpec:
+    return CutSpec(clips=clips, width=width, height=height, subtitles=settings.subtitles, watermark=settings.watermark,
+                   transitions=settings.transitions, music=settings.music, render=settings.render)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: int, height: int,
+                   title: str | None) -> None:
+    """A frame from the strongest scene (the most detail per second), with the title on top if given."""
+    from moviepy import VideoFileClip
+
+    sizes = [Path(c.path).stat().st_size / max(info.duration, 0.1) for c, info in zip(clips, result.infos)]
+    best = max(range(len(clips)), key=sizes.__getitem__)
+    with VideoFileClip(str(clips[best].path), audio=False) as video:
+        frame = video.get_frame(video.duration / 2)
+    image = Image.fromarray(frame).convert("RGB")
+    scale = max(width / image.width, height / image.height)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    image = image.crop((left, top, left + width, top + height))
+    if title:
+        size = round(64 * min(width, height) / 720)
+        font = load_font(find_font(title), size)
+        text = "\n".join(wrap(title, font, width * 0.9)[:3])
+        card = draw_text_image(text, font, SubtitleStyle(box_color="#00000099", stroke_width=3), 3, size // 3)
+        image.paste(card, ((width - card.width) // 2, round(height * 0.08)), card)
+    tmp = dest.with_name(f".{dest.name}.part")
+    image.save(tmp, "JPEG", quality=90)
+    os.replace(tmp, dest)
+
+
+def assemble_production(folder: Path, clips: list[CutClip], settings: Settings, width: int, height: int,
+                        seo: SeoPackage | None, facts: dict[str, Any]) -> dict[str, Any]:
+    spec = spec_from_settings(settings, clips, width, height)
+    final = folder / "final.mp4"
+    result = render_cut(spec, final)
+    write_srt(result.cues, folder / "final.srt")
+    make_thumbnail(clips, result, folder / "thumbnail.jpg", width, height, seo.title if seo else None)
+    metadata = {"seo": seo.model_dump(mode="json") if seo else None,
+                "video": {"file": "final.mp4", "duration": round(result.duration, 3), "width": width, "height": height,
+                          "clips": len(clips), "subtitles": "final.srt", "thumbnail": "thumbnail.jpg"},
+                **facts}
+    write_json_atomic(folder / "metadata.json", metadata)
+    return {"final": str(final), "duration": result.duration, "cues": len(result.cues)}

@@ -1,0 +1,204 @@
+"""Veo backends behind one small interface: Gemini API, Vertex AI, and the mock.
+
+Like httpx's transports, the generator only ever talks to `VeoBackend`; tests swap the
+server (a fake Google on 127.0.0.1), never our code. Submits are sent exactly once by the
+SDK (its own retries stay off): whether to try again is the generator's decision.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reelcrew.errors import ConfigError
+from reelcrew.models import VideoPrompt
+from reelcrew.settings import Settings
+
+
+@dataclass
+class Outcome:
+    """What a poll found. `video` is the backend's handle for download (kept in memory only)."""
+
+    done: bool
+    error: str | None = None
+    filtered: str | None = None
+    video: Any = None
+    uri: str | None = None
+
+
+class VeoBackend(ABC):
+    name: str = "veo"
+
+    @abstractmethod
+    def submit(self, prompt: VideoPrompt, model: str) -> str:
+        """Send one paid request; return the operation name (the receipt)."""
+
+    @abstractmethod
+    def poll(self, operation_name: str) -> Outcome: ...
+
+    @abstractmethod
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None: ...
+
+
+class GenaiBackend(VeoBackend):
+    """Real Veo through google-genai, on the Gemini API (API key) or Vertex AI."""
+
+    def __init__(self, settings: Settings):
+        from google import genai
+        from google.genai import types
+
+        self.types = types
+        self.settings = settings
+        self.vertex = settings.google_genai_use_vertexai
+        key = settings.api_key()
+        http = types.HttpOptions(timeout=int(settings.submit_timeout * 1000))
+        if self.vertex:
+            if key:  # Vertex "express mode"
+                self.client = genai.Client(vertexai=True, api_key=key, http_options=http)
+            elif settings.google_cloud_project:
+                self.client = genai.Client(vertexai=True, project=settings.google_cloud_project,
+                                           location=settings.google_cloud_location, http_options=http)
+            else:
+                raise ConfigError("Vertex AI mode needs GOOGLE_CLOUD_PROJECT (and application default credentials)",
+                                  "set GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION, run `gcloud auth application-default "
+                                  "login`, or use --mock")
+            self.name = "vertex"
+        else:
+            if not key:
+                raise ConfigError("no API key for Veo on the Gemini API",
+                                  "set GEMINI_API_KEY (or GOOGLE_GENAI_USE_VERTEXAI=true with GOOGLE_CLOUD_PROJECT), "
+                                  "or use --mock / VEO3_MOCK_MODE=true to rehearse offline")
+            self.client = genai.Client(api_key=key, http_options=http)
+            self.name = "gemini"
+
+    def submit(self, prompt: VideoPrompt, model: str) -> str:
+        t = self.types
+        config: dict[str, Any] = dict(number_of_videos=1, duration_seconds=prompt.duration,
+                                      aspect_ratio=prompt.aspect_ratio, resolution=prompt.resolution,
+                                      http_options=t.HttpOptions(timeout=int(self.settings.submit_timeout * 1000)))
+        if prompt.negative_prompt:
+            config["negative_prompt"] = prompt.negative_prompt
+        if self.vertex:  # fields the Gemini API refuses
+            config["generate_audio"] = True
+            if prompt.seed is not None:
+                config["seed"] = prompt.seed
+            if self.settings.gcs_output_bucket:
+                config["output_gcs_uri"] = f"gs://{self.settings.gcs_output_bucket.removeprefix('gs://').rstrip('/')}/reelcrew/"
+        op = self.client.models.generate_videos(model=model, source=t.GenerateVideosSource(prompt=prompt.prompt),
+                                                config=t.GenerateVideosConfig(**config))
+        if not op.name:
+            raise RuntimeError("Veo accepted the request but returned no operation name")
+        return op.name
+
+    def poll(self, operation_name: str) -> Outcome:
+        t = self.types
+        op = self.client.operations.get(
+            t.GenerateVideosOperation(name=operation_name),
+            config=t.GetOperationConfig(http_options=t.HttpOptions(timeout=int(self.settings.download_timeout * 1000))))
+        if not op.done:
+            return Outcome(done=False)
+        if op.error:
+            return Outcome(done=True, error=f"Veo operation error {op.error.get('code')}: {op.error.get('message')}")
+        response = op.response or op.result
+        videos = list(response.generated_videos or []) if response else []
+        if not videos:
+            reasons = list(response.rai_media_filtered_reasons or []) if response else []
+            if response and (response.rai_media_filtered_count or reasons):
+                return Outcome(done=True, filtered="; ".join(reasons) or "filtered by Veo's safety filters")
+            return Outcome(done=True, error="Veo finished the operation but returned no video")
+        video = videos[0].video
+        return Outcome(done=True, video=video, uri=video.uri)
+
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
+        video = outcome.video
+        if getattr(video, "video_bytes", None):
+            data = video.video_bytes
+        elif not self.vertex:
+            data = self.client.files.download(file=video)
+        elif video.uri and video.uri.startswith("gs://"):
+            data = _gcs_download(video.uri, self.settings.download_timeout)
+        else:
+            raise RuntimeError(f"no way to download {video.uri!r}")
+        dest.write_bytes(data)
+
+
+def _gcs_download(uri: str, timeout: float) -> bytes:
+    """Fetch a gs:// object with application default credentials (Vertex writes there when GCS_OUTPUT_BUCKET is set)."""
+    import google.auth
+    import google.auth.transport.requests
+    import httpx
+
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/devstorage.read_only"])
+    creds.refresh(google.auth.transport.requests.Request())
+    base = os.environ.get("REELCREW_GCS_BASE_URL", "https://storage.googleapis.com")
+    url = f"{base}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
+    response = httpx.get(url, headers={"Authorization": f"Bearer {creds.token}"}, timeout=timeout, follow_redirects=True)
+    response.raise_for_status()
+    return response.content
+
+
+class MockBackend(VeoBackend):
+    """Offline Veo for rehearsals: real clips, and trouble on demand.
+
+    VEO3_MOCK_LATENCY seconds per operation, VEO3_MOCK_QUOTA_RATE of submits answered like a
+    per-minute 429 (the real error body), VEO3_MOCK_FAILURE_RATE of operations ending in an
+    error, all decided from VEO3_MOCK_SEED so a rehearsal can be replayed exactly.
+    """
+
+    name = "mock"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._attempts: dict[str, int] = {}
+        self.accepted = 0
+
+    def _roll(self, *parts: object) -> float:
+        return random.Random("|".join(map(str, (self.settings.veo3_mock_seed, *parts)))).random()
+
+    def submit(self, prompt: VideoPrompt, model: str) -> str:
+        from google.genai import errors
+
+        key = prompt.clip_key(model)
+        attempt = self._attempts.get(key, 0) + 1
+        self._attempts[key] = attempt
+        if self._roll("quota", key, attempt) < self.settings.veo3_mock_quota_rate:
+            raise errors.ClientError(429, quota_error_body("PerMinute", "1s"))
+        self.accepted += 1
+        return f"mock/operations/{key}-{attempt}-{int(time.time() * 1000)}"
+
+    def poll(self, operation_name: str) -> Outcome:
+        key_attempt, _, submitted_ms = operation_name.rpartition("/")[2].rpartition("-")
+        if time.time() * 1000 < int(submitted_ms) + self.settings.veo3_mock_latency * 1000:
+            return Outcome(done=False)
+        if self._roll("fail", key_attempt) < self.settings.veo3_mock_failure_rate:
+            return Outcome(done=True, error="Veo operation error 13: mock failure (VEO3_MOCK_FAILURE_RATE)")
+        return Outcome(done=True, uri=f"mock://{key_attempt}")
+
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
+        from reelcrew.video.mockclip import render_mock_clip
+
+        render_mock_clip(prompt, dest)
+
+
+def quota_error_body(window: str, retry_delay: str | None) -> dict:
+    """A 429 body as Google sends it: QuotaFailure names the window, RetryInfo the delay."""
+    details: list[dict] = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+        "quotaMetric": "generativelanguage.googleapis.com/predict_long_running_requests",
+        "quotaId": f"PredictLongRunningRequestsPer{window}PerProjectPerModel",
+        "quotaDimensions": {"location": "global", "model": "veo"}, "quotaValue": "10"}]}]
+    if retry_delay:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
+    return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "You exceeded your current quota, please check your plan and billing details.",
+                      "details": details}}
+
+
+def make_backend(settings: Settings) -> VeoBackend:
+    return MockBackend(settings) if settings.veo3_mock_mode else GenaiBackend(settings)

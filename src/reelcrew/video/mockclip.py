@@ -1,0 +1,43 @@
+"""Renders the mock backend's clips: real, playable MP4s of the requested shape with sound.
+
+Each prompt gets its own colour, motion and tone (from a hash of the prompt) and its words
+drawn on screen, so a rehearsal's final cut shows which clip is which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from reelcrew.media import run_ffmpeg
+from reelcrew.models import VideoPrompt, frame_size
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+
+
+def _label(prompt: VideoPrompt) -> str:
+    words = re.findall(r"[A-Za-z0-9]+", prompt.prompt)
+    text = " ".join(words[:6]) or "clip"
+    return f"{prompt.index}  {text}"[:48]
+
+
+def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24) -> None:
+    h = hashlib.sha256(prompt.prompt.encode()).digest()
+    width, height = frame_size(prompt.aspect_ratio, prompt.resolution)
+    colour = f"0x{h[0]:02x}{h[1]:02x}{h[2]:02x}"
+    box = f"0x{255 - h[0]:02x}{255 - h[1]:02x}{255 - h[2]:02x}"
+    size = min(width, height) // 5
+    speed = 80 + h[3] % 200
+    tone = 220 + (h[4] % 40) * 11
+    label = _label(prompt).replace("'", "").replace(":", " ").replace("\\", " ")
+    filters = [f"drawbox=x='mod(t*{speed},{width})':y={height // 2 - size // 2}:w={size}:h={size}:color={box}@0.9:t=fill"]
+    if DEJAVU.exists():
+        filters.append(f"drawtext=fontfile={DEJAVU}:text='{label}':fontsize={max(18, height // 24)}:fontcolor=white:"
+                       f"borderw=2:x=(w-tw)/2:y=h/6")
+    run_ffmpeg([
+        "-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={fps}:d={prompt.duration}",
+        "-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000:duration={prompt.duration}",
+        "-vf", ",".join(filters), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ac", "2", "-shortest", "-movflags", "+faststart",
+        "-f", "mp4", str(dest)], f"rendering a mock clip to {dest}")
