@@ -195,6 +195,10 @@ class Store:
             c.execute(insert(stage_outputs).values(production_id=pid, stage=stage, data=text, llm_answers=llm_answers,
                                                    created_at=time.time()))
 
+    def delete_stage(self, pid: str, stage: str) -> None:
+        with self.tx() as c:
+            c.execute(stage_outputs.delete().where((stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
+
     def stage(self, pid: str, stage: str) -> str | None:
         with self.tx() as c:
             row = c.execute(select(stage_outputs.c.data).where(

@@ -1,0 +1,284 @@
+"""The typer app behind `reelcrew` and `python run_integrated_pipeline.py`.
+
+Production commands live here (run, resume, retry, status); upkeep commands (repair, cost,
+doctor, config, assemble) in `cli_ops.py`. Every ReelcrewError becomes its message, its
+fix and its exit code (2 for bad input or configuration, 1 for a failed production).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reelcrew.errors import ConfigError, ReelcrewError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="reelcrew: topics in, finished short videos out (CrewAI writers, Veo clips, one-pass assembly).")
+err = Console(stderr=True, highlight=False)
+
+
+class Aspect(str, Enum):
+    landscape = "16:9"
+    portrait = "9:16"
+
+
+class Until(str, Enum):
+    script = "script"
+    seo = "seo"
+    prompts = "prompts"
+    clips = "clips"
+    final = "final"
+
+
+def settings_for(output_dir: Optional[Path] = None, config: Optional[Path] = None, mock: bool = False, **overrides):
+    from reelcrew.settings import load_settings
+
+    if mock:
+        overrides.update(reelcrew_llm="mock", veo3_mock_mode=True)
+    if output_dir is not None:
+        overrides["reelcrew_output_dir"] = output_dir
+    return load_settings(config, **overrides)
+
+
+def open_store(settings):
+    from reelcrew.store import Store
+
+    out = settings.reelcrew_output_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output folder {out} is not writable ({exc.strerror})",
+                          "pass --output-dir to a folder you can write, or fix its permissions") from None
+    _log_to_file(out / "reelcrew.log", settings.veo3_debug_mode)
+    return Store(settings.db_url)
+
+
+def _log_to_file(path: Path, debug: bool) -> None:
+    """Structured lines (production, clip, stage live in the ledger's events too) in the output folder."""
+    root = logging.getLogger("reelcrew")
+    if any(getattr(h, "_reelcrew", False) for h in root.handlers):
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler._reelcrew = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter('{"at": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
+                                           '"thread": "%(threadName)s", "message": %(message)r}'))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def fail(exc: ReelcrewError) -> None:
+    err.print(f"[bold red]error:[/] {exc.problem}")
+    if exc.fix:
+        err.print(f"[bold]fix:[/] {exc.fix}")
+    raise typer.Exit(exc.exit_code)
+
+
+def print_summaries(summaries, as_json: bool) -> int:
+    failed = any(s.status in ("failed",) for s in summaries)
+    paused = any(s.status == "paused" for s in summaries)
+    if as_json:
+        print(json.dumps({"productions": [s.as_dict() for s in summaries], "ok": not failed and not paused},
+                         ensure_ascii=False, indent=2))
+    else:
+        table = Table(title="reelcrew summary")
+        for col in ("production", "status", "stage/why", "clips ok/filt/fail/wait", "cost $", "final.mp4"):
+            table.add_column(col, overflow="fold")
+        for s in summaries:
+            why = f"{s.failed_stage}: {s.error}" if s.error else ""
+            table.add_row(s.id, s.status, why[:200], f"{s.clips_done}/{s.clips_filtered}/{s.clips_failed}/{s.clips_paused}",
+                          f"{s.cost_usd:.2f}", s.final or s.folder)
+        Console(stderr=False).print(table)
+    return 1 if failed or paused else 0
+
+
+def make_progress(as_json: bool, yes: bool):
+    from reelcrew.pipeline import Progress
+
+    def stage(pid: str, name: str) -> None:
+        err.print(f"[cyan]{pid}[/] → {name}")
+
+    def clip(c) -> None:
+        colour = {"done": "green", "filtered": "yellow", "paused": "yellow"}.get(c.status.value, "red")
+        extra = f" ({c.error})" if c.error and c.status.value != "done" else ""
+        err.print(f"  [dim]{c.production_id}[/] clip {c.index}: [{colour}]{c.status.value}[/]{extra}")
+
+    def confirm(usd: float, count: int, seconds: float) -> bool:
+        err.print(f"[bold]Estimated Veo cost:[/] ${usd:.2f} for {count} clip(s), {seconds:.0f} s of video.")
+        if yes:
+            return True
+        if not sys.stdin or not sys.stdin.isatty():
+            err.print("no terminal to confirm on: pass --yes to spend without asking")
+            return False
+        return typer.confirm("Submit these clips to Veo?", default=False, err=True)
+
+    return Progress(stage=stage, clip=clip, confirm=confirm)
+
+
+@app.command()
+def run(
+    topic: list[str] = typer.Option([], "--topic", "-t", help="A topic (repeatable)."),
+    topics_file: Optional[Path] = typer.Option(None, "--topics-file", help="One topic a line (like the old prompts.txt)."),
+    mock: bool = typer.Option(False, "--mock", help="Mock LLM and mock Veo: offline, free, real clips."),
+    scenes: Optional[int] = typer.Option(None, "--scenes", min=1, max=30, help="Scenes (clips) per video."),
+    aspect: Optional[Aspect] = typer.Option(None, "--aspect", help="16:9 or 9:16."),
+    language: Optional[str] = typer.Option(None, "--language", help="auto, en, zh, ..."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Default: output/."),
+    until: Until = typer.Option(Until.final, "--until", help="Stop after this stage."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary on stdout."),
+    crews_dir: Optional[Path] = typer.Option(None, "--crews-dir", help="Another copy of the agents' YAML."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Spend without asking for confirmation."),
+    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="Hard cap on this run's Veo spend."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Default: config/pipeline.yaml."),
+) -> None:
+    """Turn topics into videos (script → seo → prompts → clips → final). Re-running resumes."""
+    try:
+        from reelcrew.pipeline import Pipeline, read_topics
+
+        topics = read_topics(topic, topics_file)
+        settings = settings_for(output_dir, config, mock, scenes=scenes, aspect_ratio=aspect.value if aspect else None,
+                                language=language, crews_dir=crews_dir)
+        if crews_dir is not None and not crews_dir.is_dir():
+            raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
+        store = open_store(settings)
+        pipeline = Pipeline(settings, store, make_progress(as_json, yes), budget_usd)
+        summaries = pipeline.run(pipeline.plan(topics), until.value)
+    except ReelcrewError as exc:
+        fail(exc)
+    raise typer.Exit(print_summaries(summaries, as_json))
+
+
+@app.command()
+def resume(
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
+    mock: bool = typer.Option(False, "--mock"),
+    as_json: bool = typer.Option(False, "--json"),
+    yes: bool = typer.Option(False, "--yes", "-y"),
+    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0),
+    config: Optional[Path] = typer.Option(None, "--config"),
+) -> None:
+    """Finish every unfinished production in the ledger: done stages and clips are reused, in-flight ones re-attached."""
+    try:
+        from reelcrew.pipeline import Pipeline
+
+        settings = settings_for(output_dir, config, mock)
+        store = open_store(settings)
+        pipeline = Pipeline(settings, store, make_progress(as_json, yes), budget_usd)
+        todo = [p for p in store.all_productions() if p.status.value != "done"]
+        if not todo:
+            err.print("nothing to resume: every production is done")
+            raise typer.Exit(0)
+        summaries = pipeline.run(todo, "final")
+    except ReelcrewError as exc:
+        fail(exc)
+    raise typer.Exit(print_summaries(summaries, as_json))
+
+
+@app.command()
+def retry(
+    production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
+    clip: Optional[int] = typer.Option(None, "--clip", help="Only this clip (1-based); default: every failed or filtered one."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="A new prompt for --clip (e.g. after a safety filter)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
+    mock: bool = typer.Option(False, "--mock"),
+    yes: bool = typer.Option(False, "--yes", "-y"),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Optional[Path] = typer.Option(None, "--config"),
+) -> None:
+    """Regenerate a failed, filtered or ambiguous clip (optionally with an edited prompt), then re-cut the video."""
+    try:
+        from reelcrew.errors import InputError
+        from reelcrew.models import PromptList
+        from reelcrew.pipeline import Pipeline
+
+        settings = settings_for(output_dir, config, mock)
+        store = open_store(settings)
+        prod = store.production(production)
+        if prod is None:
+            raise InputError(f"no production {production!r} in {settings.db_url}", "see `reelcrew status` for the ids")
+        pipeline = Pipeline(settings, store, make_progress(as_json, yes))
+        clips = store.production_clips(production)
+        targets = {c.index for c in clips if c.status.value in ("failed", "filtered", "ambiguous", "paused")}
+        if clip is not None:
+            if clip not in {c.index for c in clips}:
+                raise InputError(f"production {production} has no clip {clip}", f"choose 1..{len(clips)}")
+            targets = {clip}
+        if prompt is not None:
+            if clip is None:
+                raise InputError("--prompt needs --clip", "say which clip the new prompt is for")
+            prompts = PromptList.model_validate_json(store.stage(production, "prompts"))
+            prompts.prompts[clip - 1].prompt = prompt
+            store.save_stage(production, "prompts", prompts.model_dump_json())
+            (pipeline.folder(production) / "prompts.json").unlink(missing_ok=True)
+        store.delete_stage(production, "final")
+        summaries = pipeline.run([prod], "final", {(production, i) for i in targets})
+    except ReelcrewError as exc:
+        fail(exc)
+    raise typer.Exit(print_summaries(summaries, as_json))
+
+
+@app.command()
+def status(
+    production: Optional[str] = typer.Argument(None),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Optional[Path] = typer.Option(None, "--config"),
+) -> None:
+    """What the ledger knows: productions, their stages and clips."""
+    try:
+        from reelcrew.pipeline import Pipeline
+
+        settings = settings_for(output_dir, config)
+        store = open_store(settings)
+        pipeline = Pipeline(settings, store)
+        ids = [production] if production else [p.id for p in store.all_productions()]
+        if production and store.production(production) is None:
+            from reelcrew.errors import InputError
+            raise InputError(f"no production {production!r}", "run `reelcrew status` to list them")
+        summaries = [pipeline.summary(i) for i in ids]
+        if as_json:
+            data = []
+            for s in summaries:
+                d = s.as_dict()
+                d["clips"] = [{"index": c.index, "status": c.status.value, "operation": c.operation_name,
+                               "error": c.error, "retries": c.retries, "possible_duplicate": c.possible_duplicate}
+                              for c in store.production_clips(s.id)]
+                data.append(d)
+            print(json.dumps({"productions": data}, ensure_ascii=False, indent=2))
+            raise typer.Exit(0)
+        print_summaries(summaries, False)
+        if production:
+            table = Table(title=f"clips of {production}")
+            for col in ("#", "status", "operation", "retries", "note"):
+                table.add_column(col, overflow="fold")
+            for c in store.production_clips(production):
+                note = (c.error or "") + (" [possible duplicate charge]" if c.possible_duplicate else "")
+                table.add_row(str(c.index), c.status.value, c.operation_name or "", str(c.retries), note[:160])
+            Console().print(table)
+    except ReelcrewError as exc:
+        fail(exc)
+
+
+def main() -> None:
+    from reelcrew import cli_ops  # noqa: F401  (registers the upkeep commands)
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: finished work is in the ledger; run `reelcrew resume` to continue")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

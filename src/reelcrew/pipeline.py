@@ -1,0 +1,321 @@
+"""Runs the stages for a batch of productions: script → seo → prompts → clips → final.
+
+Each stage's output is persisted (ledger row and JSON file) before the next starts and is
+skipped when already there: that is how a re-run resumes. Clips of every production share
+the same gates. One production failing never stops the others. Nothing here knows HTTP or ffmpeg.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from reelcrew import mock_writer
+from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
+from reelcrew.models import (ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size,
+                             veo_limits)
+from reelcrew.settings import Settings
+from reelcrew.store import Store
+
+log = logging.getLogger("reelcrew.pipeline")
+STAGES = ["script", "seo", "prompts", "clips", "final"]
+
+
+def resolve_language(topic: str, language: str) -> str:
+    if language and language != "auto":
+        return language
+    return "zh" if mock_writer.is_chinese(topic) else "en"
+
+
+def production_id(topic: str, language: str, scenes: int, aspect: str, style: str) -> str:
+    """Stable for the same request, so running the same command again resumes it. From user input, never LLM text."""
+    digest = hashlib.sha256(f"{topic}\x1f{language}\x1f{scenes}\x1f{aspect}\x1f{style}".encode()).hexdigest()[:8]
+    slug = re.sub(r"[^a-z0-9]+", "-", topic.lower()).strip("-")[:32].strip("-")
+    return f"{slug}-{digest}" if slug else f"p-{digest}"
+
+
+def read_topics(topics: list[str], topics_file: Path | None) -> list[str]:
+    out = [t.strip() for t in topics]
+    if topics_file is not None:
+        try:
+            text = Path(topics_file).read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise InputError(f"topics file {topics_file} does not exist", "check the path given to --topics-file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"topics file {topics_file} cannot be read: {exc}",
+                             "make it a readable UTF-8 text file, one topic a line") from None
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+        if not lines:
+            raise InputError(f"topics file {topics_file} has no topics", "write one topic a line (lines starting # are skipped)")
+        out += lines
+    if not out:
+        raise InputError("no topic given", 'pass --topic "your topic" or --topics-file FILE')
+    if any(not t for t in out):
+        raise InputError("a topic is empty", 'give every --topic some text, e.g. --topic "how tea is made"')
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class Summary:
+    id: str
+    topic: str
+    status: str
+    failed_stage: str | None = None
+    error: str | None = None
+    clips_done: int = 0
+    clips_filtered: int = 0
+    clips_failed: int = 0
+    clips_paused: int = 0
+    cost_usd: float = 0.0
+    llm_answers: int = 0
+    final: str | None = None
+    folder: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class Progress:
+    """Hooks the CLI uses for its progress bars; all optional."""
+
+    stage: Callable[[str, str], None] = lambda pid, stage: None
+    clip: Callable[[Any], None] = lambda clip: None
+    confirm: Callable[[float, int, float], bool] = lambda usd, clips, seconds: True
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    store: Store
+    progress: Progress = field(default_factory=Progress)
+    budget_usd: float | None = None
+    _llm: Any = None
+
+    @property
+    def out(self) -> Path:
+        return self.settings.reelcrew_output_dir
+
+    def folder(self, pid: str) -> Path:
+        return self.out / pid
+
+    def llm(self):
+        if self._llm is None:
+            from reelcrew.llm import build_llm
+
+            self._llm = build_llm(self.settings)
+        return self._llm
+
+    # -- planning ------------------------------------------------------------------------------
+    def plan(self, topics: list[str]) -> list[Production]:
+        s = self.settings
+        veo_limits(s.veo3_model).model_copy()
+        if s.clip_seconds not in veo_limits(s.veo3_model).durations:
+            raise ConfigError(f"clip length {s.clip_seconds}s is not supported by {s.veo3_model}",
+                              f"set clip_seconds to one of {veo_limits(s.veo3_model).durations}")
+        if s.resolution == "1080p" and s.clip_seconds != 8:
+            raise ConfigError("1080p clips must be 8 s long", "set clip_seconds: 8 or resolution: 720p")
+        prods = []
+        for topic in topics:
+            language = resolve_language(topic, s.language)
+            pid = production_id(topic, language, s.scenes, s.aspect_ratio, s.style)
+            prod = Production(id=pid, topic=topic, language=language, scenes=s.scenes, aspect_ratio=s.aspect_ratio,
+                              style=s.style)
+            self.store.upsert_production(prod)
+            prods.append(self.store.production(pid) or prod)
+        return prods
+
+    def brief(self, prod: Production) -> dict:
+        from reelcrew.crews import brief
+
+        s = self.settings
+        return brief(prod.topic, prod.language, prod.scenes, prod.aspect_ratio, prod.style, s.clip_seconds, s.resolution)
+
+    # -- the writers' stages ------------------------------------------------------------------------
+    def _stage(self, prod: Production, stage: str, model, make: Callable[[], Any]):
+        saved = self.store.stage(prod.id, stage)
+        folder = self.folder(prod.id)
+        if saved is not None:
+            value = model.model_validate_json(saved)
+        else:
+            self.progress.stage(prod.id, stage)
+            result = make()
+            value = result.value
+            self.store.save_stage(prod.id, stage, value.model_dump_json(), result.answers)
+            self.store.log("stage", f"{stage} written in {result.answers} LLM answer(s)", prod.id, stage=stage)
+        path = folder / f"{stage}.json"
+        if not path.exists():
+            from reelcrew.assemble.production import write_json_atomic
+
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, value.model_dump(mode="json"))
+        return value
+
+    def write(self, prod: Production, until: str) -> tuple[Script, SeoPackage | None, PromptList | None]:
+        from reelcrew import crews
+
+        s, b = self.settings, self.brief(prod)
+        script = self._stage(prod, "script", Script,
+                             lambda: crews.write_script(self.llm(), b, s.crews_dir, s.llm_max_repairs))
+        if until == "script":
+            return script, None, None
+        seo = self._stage(prod, "seo", SeoPackage,
+                          lambda: crews.write_seo(self.llm(), b, script, s.crews_dir, s.llm_max_repairs))
+        if until == "seo":
+            return script, seo, None
+        prompts = self._stage(prod, "prompts", PromptList,
+                              lambda: crews.make_prompts(self.llm(), b, script, s.veo3_model, s.crews_dir,
+                                                         s.llm_max_repairs))
+        return script, seo, prompts
+
+    # -- the batch ----------------------------------------------------------------------------------
+    def run(self, prods: list[Production], until: str = "final", retry_clips: set[tuple[str, int]] | None = None
+            ) -> list[Summary]:
+        written: dict[str, tuple] = {}
+        for prod in prods:
+            self.store.set_production_status(prod.id, ProductionStatus.running)
+            try:
+                written[prod.id] = self.write(prod, until)
+            except ReelcrewError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                stage = next((st for st in STAGES if self.store.stage(prod.id, st) is None), "script")
+                self.store.set_production_status(prod.id, ProductionStatus.failed, stage, str(exc))
+                self.store.log("failed", str(exc), prod.id, stage=stage)
+        if until in ("clips", "final"):
+            self._clips(prods, written, retry_clips or set())
+        if until == "final":
+            for prod in prods:
+                if prod.id in written:
+                    self._final(prod, *written[prod.id])
+        for prod in prods:
+            current = self.store.production(prod.id)
+            if prod.id in written and current.status == ProductionStatus.running:
+                self.store.set_production_status(prod.id, ProductionStatus.done)
+        return [self.summary(p.id) for p in prods]
+
+    def _clip_jobs(self, prods, written, retry_clips):
+        from reelcrew.video.generator import ClipJob
+
+        jobs = []
+        for prod in prods:
+            if prod.id not in written or written[prod.id][2] is None:
+                continue
+            for prompt in written[prod.id][2].prompts:
+                prompt.check_against(self.settings.veo3_model)
+                clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model)
+                dest = self.folder(prod.id) / "clips" / f"clip-{prompt.index:02d}.mp4"
+                jobs.append((prod, ClipJob(clip.key, dest, (prod.id, prompt.index) in retry_clips), clip))
+        return jobs
+
+    def estimate(self, jobs) -> tuple[float, int, float]:
+        todo = [clip for _, job, clip in jobs if clip.status != ClipStatus.done or job.retry_final]
+        seconds = sum(c.prompt.duration for c in todo)
+        usd = sum(c.prompt.duration * self.settings.price_per_second(c.model, c.prompt.resolution) for c in todo)
+        return usd, len(todo), seconds
+
+    def _clips(self, prods, written, retry_clips) -> None:
+        from reelcrew.video.backends import make_backend
+        from reelcrew.video.generator import Budget, ClipGenerator
+        from reelcrew.video.quota import RateGate
+
+        jobs = self._clip_jobs(prods, written, retry_clips)
+        if not jobs:
+            return
+        s = self.settings
+        usd, count, seconds = self.estimate(jobs)
+        mock = s.veo3_mock_mode
+        if count and not mock:
+            if self.budget_usd is not None and usd > self.budget_usd + 1e-9:
+                raise BudgetError(f"this run would cost about ${usd:.2f} ({count} clips, {seconds:.0f} s of video), "
+                                  f"over --budget-usd {self.budget_usd:.2f}; nothing was submitted",
+                                  "raise --budget-usd, cut --scenes, or use a cheaper VEO3_MODEL")
+            if not self.progress.confirm(usd, count, seconds):
+                raise BudgetError("not confirmed: nothing was submitted", "run again and answer yes, or pass --yes")
+        backend = make_backend(s)
+        gate = RateGate(self.out / ".quota" / "rate.sqlite", s.veo3_rpm, s.veo3_rpd)
+        budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
+        for prod, _, _ in jobs:
+            self.store.log("stage", "clips", prod.id, stage="clips")
+        ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip).run([job for _, job, _ in jobs])
+        for prod in {p.id: p for p, _, _ in jobs}.values():
+            self._settle_clips(prod)
+
+    def _settle_clips(self, prod: Production) -> None:
+        clips = self.store.production_clips(prod.id)
+        failed = [c for c in clips if c.status in (ClipStatus.failed, ClipStatus.ambiguous)]
+        paused = [c for c in clips if c.status in (ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting,
+                                                   ClipStatus.submitted)]
+        if failed:
+            detail = "; ".join(f"clip {c.index}: {c.error}" for c in failed[:3])
+            self.store.set_production_status(prod.id, ProductionStatus.failed, "clips", detail)
+        elif paused:
+            detail = next((c.error for c in paused if c.error), "clips not finished")
+            self.store.set_production_status(prod.id, ProductionStatus.paused, "clips",
+                                             f"{len(paused)} clip(s) waiting: {detail}. Run `reelcrew resume` to continue.")
+        self.write_manifest(prod)
+
+    def write_manifest(self, prod: Production) -> None:
+        from reelcrew.assemble.production import write_json_atomic
+
+        clips = self.store.production_clips(prod.id)
+        receipts = {}
+        for r in self.store.receipts():
+            receipts.setdefault(r["clip_key"], []).append({"operation": r["operation_name"], "outcome": r["outcome"],
+                                                          "at": r["at"], "possible_duplicate": bool(r["possible_duplicate"])})
+        folder = self.folder(prod.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "manifest.json", {
+            "production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
+            "backend": "mock" if self.settings.veo3_mock_mode else ("vertex" if self.settings.google_genai_use_vertexai else "gemini"),
+            "clips": [{"index": c.index, "key": c.key, "status": c.status.value, "prompt": c.prompt.model_dump(mode="json"),
+                       "operation_name": c.operation_name, "video_uri": c.video_uri, "file": c.path, "sha256": c.sha256,
+                       "duration": c.duration, "retries": c.retries, "error": c.error, "cost_usd": c.cost_usd,
+                       "possible_duplicate": c.possible_duplicate, "submits": receipts.get(c.key, [])} for c in clips],
+            "cost_usd": round(sum(c.cost_usd for c in clips), 4)})
+
+    def _final(self, prod: Production, script: Script, seo: SeoPackage | None, prompts: PromptList | None) -> None:
+        from reelcrew.assemble import CutClip, assemble_production
+
+        current = self.store.production(prod.id)
+        if current.status in (ProductionStatus.failed, ProductionStatus.paused) or prompts is None:
+            return
+        clips = self.store.production_clips(prod.id)
+        usable = [c for c in clips if c.status == ClipStatus.done]
+        if not usable:
+            self.store.set_production_status(prod.id, ProductionStatus.failed, "final", "no clip could be generated")
+            return
+        folder = self.folder(prod.id)
+        self.progress.stage(prod.id, "final")
+        width, height = frame_size(prod.aspect_ratio, self.settings.resolution)
+        cut = [CutClip(path=folder / "clips" / f"clip-{c.index:02d}.mp4", caption=c.prompt.subtitle) for c in usable]
+        facts = {"production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
+                 "clips_skipped": [{"index": c.index, "status": c.status.value, "reason": c.error}
+                                   for c in clips if c.status != ClipStatus.done],
+                 "cost_usd": round(sum(c.cost_usd for c in clips), 4), "rendered_at": time.time()}
+        try:
+            result = assemble_production(folder, cut, self.settings, width, height, seo, facts)
+        except ReelcrewError as exc:
+            self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
+            return
+        self.store.save_stage(prod.id, "final", {"file": result["final"], "duration": result["duration"]})
+        self.store.log("final", f"final.mp4 {result['duration']:.2f}s", prod.id, stage="final")
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def summary(self, pid: str) -> Summary:
+        prod = self.store.production(pid)
+        clips = self.store.production_clips(pid)
+        final = self.folder(pid) / "final.mp4"
+        count = lambda *st: sum(1 for c in clips if c.status in st)  # noqa: E731
+        return Summary(id=pid, topic=prod.topic, status=prod.status.value, failed_stage=prod.failed_stage,
+                       error=prod.error, clips_done=count(ClipStatus.done), clips_filtered=count(ClipStatus.filtered),
+                       clips_failed=count(ClipStatus.failed, ClipStatus.ambiguous),
+                       clips_paused=count(ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted),
+                       cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=self.store.llm_answers(pid),
+                       final=str(final) if final.exists() and self.store.stage(pid, "final") else None,
+                       folder=str(self.folder(pid)))
