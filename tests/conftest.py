@@ -1,0 +1,48 @@
+"""Shared fixtures: an isolated environment per test, and the fake Google server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.google_server import FakeGoogle, Script  # noqa: E402
+
+SETTING_PREFIXES = ("REELCREW_", "VEO3_", "GEMINI_", "GOOGLE_", "POLLING_", "OPERATION_", "DOWNLOAD_", "SUBMIT_", "GCS_")
+
+FAST = {  # real mode, but with the waits of a test
+    "POLLING_INTERVAL": "0.05", "VEO3_RETRY_WAIT_BASE": "0.05", "VEO3_QUOTA_WAIT_TIME": "0.3",
+    "SUBMIT_TIMEOUT": "2", "OPERATION_TIMEOUT": "20", "DOWNLOAD_TIMEOUT": "10", "VEO3_RPM": "1000",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith(SETTING_PREFIXES):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture
+def fake():
+    with FakeGoogle(Script()) as server:
+        yield server
+
+
+@pytest.fixture
+def real_env(fake, monkeypatch, tmp_path):
+    """Real google-genai SDK pointed at the fake server; agents on the mock LLM."""
+    env = {"GEMINI_API_KEY": "test-key-not-secret", "GOOGLE_GEMINI_BASE_URL": fake.url, "REELCREW_LLM": "mock",
+           "VEO3_MOCK_MODE": "false", "REELCREW_OUTPUT_DIR": str(tmp_path / "out"), **FAST}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env

@@ -1,0 +1,276 @@
+"""A fake Google (Gemini API + Vertex AI express + generateContent) on 127.0.0.1 for the real google-genai SDK.
+
+Speaks the real wire formats and error bodies, serves real MP4 bytes, and is scripted per test:
+latency, quota windows (per-minute / per-day / bare 429s), 503s on submit and poll, submits that are
+accepted but answered late, safety filters, operation errors, never-finishing operations,
+redirected / expired / truncated downloads, unknown models. It counts accepted submits and the
+operations in flight so tests can prove no clip was paid twice and no limit was crossed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from reelcrew.models import VideoPrompt
+from reelcrew.video.backends import quota_error_body
+from reelcrew.video.mockclip import render_mock_clip
+
+MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001",
+          "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "gemini-2.5-flash"}
+FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. You will not be charged for this "
+                 "request. Try rephrasing the prompt. Support codes: 42237218")
+
+
+@dataclass
+class Script:
+    latency: float = 0.0  # seconds from submit to done
+    quota_limit: int | None = None  # accepted submits per quota window; beyond it: 429
+    quota_window: float = 60.0
+    quota_kind: str = "PerMinute"  # PerMinute | PerDay | bare
+    retry_delay: str | None = "0.05s"
+    submit_faults: deque = field(default_factory=deque)  # "503", "429", "429-day", "429-bare", "late", "500"
+    poll_faults: deque = field(default_factory=deque)  # "503", "429", "500"
+    download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500"
+    late_seconds: float = 3.0
+    text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
+
+
+class FakeGoogle:
+    def __init__(self, script: Script | None = None):
+        self.script = script or Script()
+        self.lock = threading.Lock()
+        self.ops: dict[str, dict] = {}
+        self.accepted = 0
+        self.accepted_by_prompt: Counter = Counter()
+        self.submit_attempts = 0
+        self.polls = 0
+        self.downloads = 0
+        self.max_in_flight = 0
+        self.accept_times: list[float] = []
+        self.text_requests: list[dict] = []
+        self.videos_dir = Path(tempfile.mkdtemp(prefix="fake-google-"))
+        self._video_cache: dict[tuple, bytes] = {}
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    start = __enter__
+
+    def stop(self):
+        self.__exit__()
+
+    # -- state ---------------------------------------------------------------------------------
+    def in_flight(self, now: float) -> int:
+        return sum(1 for op in self.ops.values() if not op["never"] and op["done_at"] > now
+                   or op["never"])
+
+    def video_bytes(self, op: dict) -> bytes:
+        params = op["params"]
+        shape = (op["prompt"], int(params.get("durationSeconds", 8)), params.get("aspectRatio", "16:9"),
+                 params.get("resolution", "720p"))
+        if shape not in self._video_cache:
+            dest = self.videos_dir / f"{uuid.uuid4().hex}.mp4"
+            render_mock_clip(VideoPrompt(index=1, scene_index=1, prompt=shape[0], duration=shape[1],
+                                         aspect_ratio=shape[2], resolution=shape[3]), dest)
+            self._video_cache[shape] = dest.read_bytes()
+        return self._video_cache[shape]
+
+    def _submit(self, model: str, body: dict, vertex: bool) -> tuple[int, dict, float]:
+        s = self.script
+        with self.lock:
+            self.submit_attempts += 1
+            if model not in MODELS:
+                return 404, {"error": {"code": 404, "status": "NOT_FOUND",
+                                       "message": f"models/{model} is not found or is no longer available."}}, 0
+            instance = (body.get("instances") or [{}])[0]
+            params = body.get("parameters") or {}
+            prompt = instance.get("prompt", "")
+            if not vertex and any(k in params for k in ("seed", "generateAudio", "storageUri", "fps")):
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                       "message": "Gemini API does not take seed/generateAudio/storageUri/fps"}}, 0
+            if int(params.get("durationSeconds", 8)) not in (4, 6, 8):
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                       "The number value for `durationSeconds` is out of bound. Please provide a value "
+                                       "between 4 and 8, inclusive."}}, 0
+            fault = s.submit_faults.popleft() if s.submit_faults else None
+            if fault == "503":
+                return 503, {"error": {"code": 503, "status": "UNAVAILABLE",
+                                       "message": "The model is overloaded. Please try again later."}}, 0
+            if fault == "500":
+                return 500, {"error": {"code": 500, "status": "INTERNAL", "message": "Internal error encountered."}}, 0
+            if fault and fault.startswith("429"):
+                kind = {"429": "PerMinute", "429-day": "PerDay", "429-bare": "bare"}[fault]
+                return 429, self._quota_body(kind), 0
+            now = time.time()
+            if s.quota_limit is not None:
+                recent = [t for t in self.accept_times if now - t < s.quota_window]
+                if len(recent) >= s.quota_limit:
+                    return 429, self._quota_body(s.quota_kind), 0
+            self.accepted += 1
+            self.accepted_by_prompt[prompt] += 1
+            self.accept_times.append(now)
+            op_id = uuid.uuid4().hex[:12]
+            name = (f"publishers/google/models/{model}/operations/{op_id}" if vertex
+                    else f"models/{model}/operations/{op_id}")
+            self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
+                              "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id, "vertex": vertex}
+            self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
+            delay = s.late_seconds if fault == "late" else 0
+        return 200, {"name": name}, delay
+
+    def _quota_body(self, kind: str) -> dict:
+        if kind == "bare":
+            return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                              "message": "Resource has been exhausted (e.g. check quota)."}}
+        return quota_error_body(kind, self.script.retry_delay if kind == "PerMinute" else None)
+
+    def _operation(self, name: str) -> tuple[int, dict]:
+        s = self.script
+        with self.lock:
+            self.polls += 1
+            fault = s.poll_faults.popleft() if s.poll_faults else None
+            if fault:
+                code = int(fault)
+                return code, {"error": {"code": code, "status": {503: "UNAVAILABLE", 429: "RESOURCE_EXHAUSTED"}.get(code, "INTERNAL"),
+                                        "message": "The service is currently unavailable."}}
+            op = self.ops.get(name)
+            if op is None:
+                return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"operation {name} not found"}}
+            if op["never"] or time.time() < op["done_at"]:
+                return 200, {"name": name, "done": False}
+            if "UNSAFE" in op["prompt"]:
+                payload = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [FILTER_REASON]}
+                return 200, {"name": name, "done": True, "response": (payload if op["vertex"] else {
+                    "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
+                    "generateVideoResponse": payload})}
+            if "FAILOP" in op["prompt"]:
+                return 200, {"name": name, "done": True, "error": {"code": 13, "message": "internal"}}
+            if op["vertex"]:
+                video = {"bytesBase64Encoded": base64.b64encode(self.video_bytes(op)).decode(), "mimeType": "video/mp4"}
+                return 200, {"name": name, "done": True, "response": {
+                    "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse", "videos": [video]}}
+            uri = f"https://generativelanguage.googleapis.com/v1beta/files/{op['file']}:download?alt=media"
+            return 200, {"name": name, "done": True, "response": {
+                "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
+                "generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]}}}
+
+    def _download(self, file_id: str) -> tuple[int, bytes | dict, dict]:
+        with self.lock:
+            self.downloads += 1
+            op = next((o for o in self.ops.values() if o["file"] == file_id), None)
+            fault = self.script.download_faults.popleft() if self.script.download_faults else None
+        if op is None or fault == "expired":
+            return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "File not found or expired."}}, {}
+        if fault == "500":
+            return 500, {"error": {"code": 500, "status": "INTERNAL", "message": "Internal error."}}, {}
+        if fault == "redirect":
+            return 302, b"", {"Location": f"/__blob/{file_id}"}
+        data = self.video_bytes(op)
+        if fault == "truncate":
+            return 200, data[: len(data) // 2], {}
+        return 200, data, {}
+
+    def _generate_content(self, model: str, body: dict) -> tuple[int, dict]:
+        with self.lock:
+            self.text_requests.append(body)
+            answer = self.script.text_answers.popleft() if self.script.text_answers else "{}"
+        if isinstance(answer, int):
+            return answer, ({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Resource exhausted."}}
+                            if answer == 429 else {"error": {"code": answer, "status": "UNAVAILABLE", "message": "overloaded"}})
+        return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": answer}]}, "finishReason": "STOP",
+                                     "index": 0}],
+                     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
+                     "modelVersion": model}
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, payload, headers: dict | None = None):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "video/mp4" if isinstance(payload, bytes) else "application/json")
+                full = (headers or {}).pop("X-Full-Length", None)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(full or len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> dict:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"{}")
+
+            def do_POST(self):
+                path = self.path.split("?")[0]
+                m = re.fullmatch(r"/v1beta1?/(?:publishers/google/)?models/([^/:]+):(predictLongRunning|fetchPredictOperation|generateContent)", path)
+                if not m:
+                    return self._send(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": path}})
+                model, verb = m.groups()
+                vertex = path.startswith("/v1beta1/")
+                body = self._body()
+                if verb == "predictLongRunning":
+                    code, payload, delay = fake._submit(model, body, vertex)
+                    if delay:
+                        time.sleep(delay)
+                    return self._send(code, payload)
+                if verb == "fetchPredictOperation":
+                    code, payload = fake._operation(body.get("operationName", ""))
+                    return self._send(code, payload)
+                code, payload = fake._generate_content(model, body)
+                return self._send(code, payload)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                m = re.fullmatch(r"/v1beta/files/([a-z0-9]+):download", path) or re.fullmatch(r"/__blob/([a-z0-9]+)", path)
+                if m:
+                    code, payload, headers = fake._download(m.group(1))
+                    return self._send(code, payload, headers)
+                m = re.fullmatch(r"/v1beta/(models/[^/]+/operations/[^/]+)", path)
+                if m:
+                    code, payload = fake._operation(m.group(1))
+                    return self._send(code, payload)
+                self._send(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": path}})
+
+        return Handler
+
+
+if __name__ == "__main__":  # run it by hand: python -m tests.fakes.google_server
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--quota-limit", type=int, default=None)
+    args = parser.parse_args()
+    with FakeGoogle(Script(latency=args.latency, quota_limit=args.quota_limit)) as fake:
+        print(f"GOOGLE_GEMINI_BASE_URL={fake.url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

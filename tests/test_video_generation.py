@@ -1,0 +1,200 @@
+"""The quota-aware Veo tool, through the real google-genai SDK against the fake Google server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from collections import deque
+
+from reelcrew.media import probe
+from reelcrew.models import ClipStatus
+from tests.video_helpers import jobs, prompts, stack
+
+
+def statuses(clips):
+    return [c.status for c in clips]
+
+
+def test_seed_disaster_twelve_clips_all_done_with_exactly_twelve_paid_submits(real_env, fake, tmp_path):
+    fake.script.quota_limit, fake.script.quota_window, fake.script.retry_delay = 2, 0.4, "0.1s"
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_max_concurrent=4)
+    clips = gen.run(jobs(store, settings, prompts(12), out))
+    assert statuses(clips) == [ClipStatus.done] * 12
+    assert fake.accepted == 12
+    assert max(fake.accepted_by_prompt.values()) == 1
+    assert fake.submit_attempts > 12  # the quota really did reject submits
+    assert all(probe(c.path).duration == 8.0 for c in clips)
+
+
+def test_rerun_reuses_done_clips_without_paying(real_env, fake, tmp_path):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    gen.run(jobs(store, settings, prompts(3), out))
+    settings, store, gen = stack(out)
+    again = gen.run(jobs(store, settings, prompts(3), out, pid="p2"))
+    assert statuses(again) == [ClipStatus.done] * 3
+    assert fake.accepted == 3
+    assert (out / "p2" / "clips" / "clip-01.mp4").exists()
+    assert sum(1 for r in store.cost_rows()) == 3  # charged once per clip
+
+
+def test_per_day_quota_pauses_clips_and_says_until_when(real_env, fake, tmp_path):
+    fake.script.submit_faults = deque(["429-day"] * 10)
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_max_concurrent=1)
+    clips = gen.run(jobs(store, settings, prompts(3), out))
+    assert statuses(clips) == [ClipStatus.paused] * 3
+    assert fake.submit_attempts == 1  # it stopped submitting after the first per-day 429
+    assert all("paused until" in c.error and "daily quota" in c.error for c in clips)
+
+
+def test_poll_503_is_retried_and_clip_finishes(real_env, fake, tmp_path):
+    fake.script.poll_faults = deque(["503", "503", "429"])
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.done]
+    assert fake.accepted == 1
+
+
+def test_submit_503_is_retried_but_ambiguous_submit_is_recorded_not_resent(real_env, fake, tmp_path):
+    fake.script.submit_faults = deque(["503", "late"])
+    fake.script.late_seconds = 3.0  # longer than SUBMIT_TIMEOUT=2: accepted, but the client never hears
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_max_concurrent=1)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.ambiguous]
+    assert "not resubmitted" in clips[0].error and "reelcrew retry" in clips[0].error
+    assert fake.accepted == 1  # the late one was accepted; we did not send another
+    assert [r["outcome"] for r in store.receipts()] == ["ambiguous"]
+
+
+def test_safety_filtered_clip_is_filtered_with_reason_and_siblings_finish(real_env, fake, tmp_path):
+    items = prompts(3)
+    items[1].prompt = "UNSAFE scene"
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, items, out))
+    assert statuses(clips) == [ClipStatus.done, ClipStatus.filtered, ClipStatus.done]
+    assert "not be charged" in clips[1].error
+    assert {r["clip_key"] for r in store.cost_rows()} == {clips[0].key, clips[2].key}
+
+
+def test_never_finishing_operation_fails_after_timeout_without_resubmit(real_env, fake, tmp_path):
+    items = prompts(1, prefix="NEVERDONE")
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, operation_timeout=0.6)
+    clips = gen.run(jobs(store, settings, items, out))
+    assert statuses(clips) == [ClipStatus.failed]
+    assert "OPERATION_TIMEOUT" in clips[0].error
+    assert fake.accepted == 1
+
+
+def test_operation_error_is_retried_up_to_max_then_failed(real_env, fake, tmp_path):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_max_retries=1)
+    clips = gen.run(jobs(store, settings, prompts(1, prefix="FAILOP"), out))
+    assert statuses(clips) == [ClipStatus.failed]
+    assert "internal" in clips[0].error
+    assert fake.accepted == 2  # failed generations are free: one retry allowed
+    assert store.cost_rows() == []
+
+
+def test_truncated_and_redirected_downloads_are_fetched_again_not_resubmitted(real_env, fake, tmp_path):
+    fake.script.download_faults = deque(["truncate", "redirect"])
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.done]
+    assert fake.accepted == 1
+    assert fake.downloads >= 3
+    assert probe(clips[0].path).has_audio
+
+
+def test_unknown_model_fails_with_a_message_naming_the_fix(real_env, fake, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    monkeypatch.setattr("tests.fakes.google_server.MODELS", set())
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.failed]
+    assert "VEO3_MODEL" in clips[0].error
+
+
+def test_concurrency_never_exceeds_the_limit_as_seen_by_the_server(real_env, fake, tmp_path):
+    fake.script.latency = 0.3
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_max_concurrent=2)
+    clips = gen.run(jobs(store, settings, prompts(6), out))
+    assert statuses(clips) == [ClipStatus.done] * 6
+    assert fake.max_in_flight == 2
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {root!r})
+    from tests.video_helpers import jobs, prompts, stack
+    out = Path({out!r})
+    settings, store, gen = stack(out, veo3_max_concurrent=2)
+    clips = gen.run(jobs(store, settings, prompts(6), out))
+    print(",".join(c.status.value for c in clips))
+""")
+
+
+def test_two_processes_sharing_one_ledger_respect_one_limit_and_never_double_submit(real_env, fake, tmp_path):
+    fake.script.latency = 0.3
+    out = tmp_path / "out"
+    from tests.conftest import ROOT
+
+    code = WORKER.format(root=str(ROOT), out=str(out))
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    for stdout, stderr in results:
+        assert stdout.strip() == ",".join(["done"] * 6), stderr[-2000:]
+    assert fake.accepted == 6
+    assert fake.max_in_flight <= 2
+
+
+def test_restart_reattaches_in_flight_operations_instead_of_resubmitting(real_env, fake, tmp_path):
+    fake.script.latency = 60  # still running when the first process dies
+    out = tmp_path / "out"
+    from tests.conftest import ROOT
+
+    code = WORKER.format(root=str(ROOT), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while fake.accepted < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert fake.accepted == 2
+    for op in fake.ops.values():
+        op["done_at"] = time.time()  # Veo finishes them while we are down
+    fake.script.latency = 0.0
+    settings, store, gen = stack(out, veo3_max_concurrent=2)
+    clips = gen.run(jobs(store, settings, prompts(6), out))
+    assert statuses(clips) == [ClipStatus.done] * 6
+    assert fake.accepted == 6  # the two in flight were re-attached, not paid again
+
+
+def test_mock_backend_makes_valid_clips_of_the_requested_shape(tmp_path):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_mock_mode=True, polling_interval=0.01)
+    items = prompts(2, duration=6, aspect="9:16")
+    clips = gen.run(jobs(store, settings, items, out))
+    assert statuses(clips) == [ClipStatus.done] * 2
+    info = probe(clips[0].path)
+    assert (info.width, info.height, info.duration, info.has_audio) == (720, 1280, 6.0, True)
+    assert clips[0].sha256 != clips[1].sha256  # visibly different per prompt
+
+
+def test_mock_quota_rehearsal_still_finishes_every_clip(tmp_path):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_mock_mode=True, polling_interval=0.01, veo3_mock_quota_rate=0.5,
+                                 veo3_mock_seed=7)
+    clips = gen.run(jobs(store, settings, prompts(4), out))
+    assert statuses(clips) == [ClipStatus.done] * 4
