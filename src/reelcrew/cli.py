@@ -23,7 +23,7 @@ from reelcrew.errors import ConfigError, ReelcrewError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="reelcrew: topics in, finished short videos out (CrewAI writers, Veo clips, one-pass assembly).")
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Aspect(str, Enum):

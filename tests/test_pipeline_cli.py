@@ -1,0 +1,159 @@
+"""The integrated pipeline through its CLI: batches, resume after SIGKILL, budgets, repair, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reelcrew.media import decodes, probe
+from tests.conftest import ROOT
+
+RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
+
+
+def cli(*args, env=None, timeout=180):
+    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def summary(result):
+    return json.loads(result.stdout)["productions"]
+
+
+def test_until_prompts_writes_valid_stage_files_in_json_summary(tmp_path):
+    result = cli("--mock", "--topic", "how tea is made", "--scenes", "5", "--until", "prompts", "--json", "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    prod = summary(result)[0]
+    folder = Path(prod["folder"])
+    prompts = json.loads((folder / "prompts.json").read_text())["prompts"]
+    assert len(prompts) == 5 and prod["llm_answers"] == 3
+    assert {p.name for p in folder.iterdir()} >= {"script.json", "seo.json", "prompts.json"}
+
+
+def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("茶是怎么制作的\n# a comment\n熊猫为什么爱吃竹子\n", encoding="utf-8")
+    result = cli("--mock", "--topics-file", str(topics), "--scenes", "2", "--json", "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    prods = summary(result)
+    assert [p["status"] for p in prods] == ["done", "done"]
+    for p in prods:
+        folder = Path(p["folder"])
+        assert probe(folder / "final.mp4").duration == pytest.approx(16, abs=0.05)
+        assert "茶" in (folder / "final.srt").read_text(encoding="utf-8") or "熊猫" in (folder / "final.srt").read_text(encoding="utf-8")
+        meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+        assert meta["seo"]["title"] and (folder / "thumbnail.jpg").stat().st_size > 1000
+        assert len(json.loads((folder / "manifest.json").read_text())["clips"]) == 2
+
+
+@pytest.mark.parametrize("args,env,needle", [
+    (["--topic", "  "], {}, "topic is empty"),
+    (["--topic", "tea"], {"REELCREW_LLM": "gemini", "VEO3_MOCK_MODE": "true"}, "GEMINI_API_KEY"),
+    (["--mock", "--topic", "tea", "--aspect", "4:3"], {}, "4:3"),
+    (["--mock", "--topics-file", "empty.txt"], {}, "has no topics"),
+    (["--mock", "--topics-file", "missing.txt"], {}, "does not exist"),
+    (["--mock", "--topic", "tea"], {"VEO3_RPM": "lots"}, "VEO3_RPM"),
+    (["--mock", "--topic", "tea"], {"VEO3_MODEL": "veo-9"}, "VEO3_MODEL"),
+    (["--mock", "--topic", "tea", "-o", "/proc/forbidden"], {}, "not writable"),
+])
+def test_bad_input_exits_2_with_a_message_naming_the_fix(tmp_path, args, env, needle):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    result = cli(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr + result.stdout
+
+
+def test_broken_crew_yaml_exits_2_naming_the_file(tmp_path):
+    import shutil
+
+    copy = tmp_path / "crews"
+    shutil.copytree(ROOT / "crews", copy)
+    (copy / "scriptwriter" / "agents.yaml").write_text("scriptwriter: [oops\n")
+    result = cli("--mock", "--topic", "tea", "--crews-dir", str(copy), "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and "scriptwriter/agents.yaml" in result.stderr
+
+
+def test_corrupt_ledger_exits_2_and_keeps_finished_files(tmp_path):
+    out = tmp_path / "o"
+    assert cli("--mock", "--topic", "tea", "--scenes", "1", "--until", "prompts", "-o", str(out)).returncode == 0
+    (out / "reelcrew.db").write_bytes(b"this is not sqlite" * 100)
+    for suffix in ("-wal", "-shm"):
+        (out / f"reelcrew.db{suffix}").unlink(missing_ok=True)
+    result = cli("--mock", "--topic", "tea", "-o", str(out))
+    assert result.returncode == 2 and "corrupt" in result.stderr and "move that file aside" in result.stderr
+    assert list(out.glob("*/prompts.json"))
+
+
+def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
+    result = cli("--topic", "tea", "--scenes", "3", "--yes", "--budget-usd", "1.00", "--json")
+    assert result.returncode == 1
+    assert "would cost about $2.40" in result.stderr and "nothing was submitted" in result.stderr
+    assert fake.submit_attempts == 0
+
+
+def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, fake, tmp_path):
+    first = cli("--topic", "tea", "--scenes", "2", "--yes", "--until", "clips", "--json")
+    assert first.returncode == 0, first.stderr
+    result = cli("--topic", "coffee", "--scenes", "3", "--yes", "--json",
+                 env={"REELCREW_DAILY_BUDGET_USD": "3.50"})  # $1.60 spent today, room for one more 8 s clip at $0.80
+    prod = summary(result)[0]
+    assert result.returncode == 1 and prod["status"] == "paused"
+    assert prod["clips_done"] == 2 and prod["clips_paused"] == 1
+    assert fake.accepted == 4
+    resumed = cli("resume", "--yes", "--json", env={"REELCREW_DAILY_BUDGET_USD": "10"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert fake.accepted == 5
+
+
+def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp_path):
+    first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
+    folder = Path(summary(first)[0]["folder"])
+    (folder / "clips" / "clip-02.mp4").unlink()
+    (folder / "final.mp4").unlink()
+    repaired = cli("repair")
+    assert repaired.returncode == 0 and "re-attach" in repaired.stderr
+    again = cli("resume", "--yes", "--json")
+    assert again.returncode == 0, again.stderr
+    assert (folder / "clips" / "clip-02.mp4").exists() and (folder / "final.mp4").exists()
+    assert fake.accepted == 2  # downloaded again from its operation, not paid again
+
+
+def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tmp_path):
+    fake.script.latency = 0.3
+    args = [*RUN, "--topic", "tea", "--topic", "coffee", "--scenes", "3", "--yes", "--until", "clips", "--json"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+    assert fake.accepted == 6 and max(fake.accepted_by_prompt.values()) == 1
+
+
+def test_kill_nine_at_random_moments_then_resume_pays_each_clip_once(real_env, fake, tmp_path):
+    fake.script.latency = 0.4
+    out = Path(real_env["REELCREW_OUTPUT_DIR"])
+    args = [*RUN, "--topic", "tea", "--topic", "coffee", "--topic", "rice", "--scenes", "3", "--yes", "--json"]
+    rng = random.Random(5)
+    for _ in range(4):
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.5, 5.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = subprocess.run(args, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert final.returncode == 0, final.stderr[-2000:]
+    prods = json.loads(final.stdout)["productions"]
+    assert [p["status"] for p in prods] == ["done"] * 3
+    flagged = json.loads(cli("status", "--json").stdout)["productions"]
+    duplicates = sum(1 for p in flagged for c in p["clips"] if c["possible_duplicate"])
+    assert 9 <= fake.accepted <= 9 + duplicates
+    assert max(fake.accepted_by_prompt.values()) <= 1 + duplicates
+    for p in prods:
+        assert decodes(p["final"]) is None and probe(p["final"]).duration == pytest.approx(24, abs=0.05)
+    assert not list(out.rglob("*.part*"))
