@@ -50,7 +50,7 @@ def repair(
                 store.update_clip(key, status=ClipStatus.pending, possible_duplicate=True, lease_owner=None,
                                   error="interrupted between submit and receipt: will resubmit, flagged possible duplicate")
                 fixed.append(f"{label}: stuck in submitting (process gone) → pending, flagged possible duplicate")
-            elif status == "submitted" and row["submitted_at"] and now - row["submitted_at"] > settings.operation_timeout:
+            elif status in ("submitted", "downloading") and row["submitted_at"] and now - row["submitted_at"] > settings.operation_timeout:
                 reported.append(f"{label}: operation {row['operation_name']} older than OPERATION_TIMEOUT; "
                                 f"`reelcrew resume` polls it once more, `reelcrew retry` regenerates it")
             elif status == "failed" and row["operation_name"] and "download" in (row["error"] or ""):

@@ -150,6 +150,7 @@ class ClipStatus(str, Enum):
     pending = "pending"
     submitting = "submitting"  # intent committed, HTTP submit under way
     submitted = "submitted"  # receipt (operation name) committed: poll, never resubmit
+    downloading = "downloading"  # Veo is done with it (no longer counts against VEO3_MAX_CONCURRENT)
     done = "done"
     filtered = "filtered"  # safety filter: not charged, not retried automatically
     failed = "failed"

@@ -250,7 +250,7 @@ class Pipeline:
         clips = self.store.production_clips(prod.id)
         failed = [c for c in clips if c.status in (ClipStatus.failed, ClipStatus.ambiguous)]
         paused = [c for c in clips if c.status in (ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting,
-                                                   ClipStatus.submitted)]
+                                                   ClipStatus.submitted, ClipStatus.downloading)]
         if failed:
             detail = "; ".join(f"clip {c.index}: {c.error}" for c in failed[:3])
             self.store.set_production_status(prod.id, ProductionStatus.failed, "clips", detail)
@@ -315,7 +315,8 @@ class Pipeline:
         return Summary(id=pid, topic=prod.topic, status=prod.status.value, failed_stage=prod.failed_stage,
                        error=prod.error, clips_done=count(ClipStatus.done), clips_filtered=count(ClipStatus.filtered),
                        clips_failed=count(ClipStatus.failed, ClipStatus.ambiguous),
-                       clips_paused=count(ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted),
+                       clips_paused=count(ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted,
+                                            ClipStatus.downloading),
                        cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=self.store.llm_answers(pid),
                        final=str(final) if final.exists() and self.store.stage(pid, "final") else None,
                        folder=str(self.folder(pid)))

@@ -81,7 +81,8 @@ class ClipGenerator:
     def run(self, jobs: list[ClipJob]) -> list[VideoClip]:
         if not jobs:
             return []
-        workers = min(len(jobs), self.s.veo3_max_concurrent)
+        # Twice the Veo limit in threads, so downloads overlap the next submits; the ledger enforces the limit.
+        workers = min(len(jobs), 2 * self.s.veo3_max_concurrent)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clip") as pool:
             return list(pool.map(self._safe_one, jobs))
 
@@ -150,7 +151,7 @@ class ClipGenerator:
             row = c.execute(select(clips).where(clips.c.key == clip.key)).mappings().one()
             if row["lease_owner"] and row["lease_owner"] != ME and row["lease_until"] > now and owner_alive(row["lease_owner"]):
                 return "wait", min(self.s.polling_interval or 0.2, 1.0) or 0.2  # another process has it
-            if row["operation_name"] and row["status"] in ("submitted", "submitting", "paused"):
+            if row["operation_name"] and row["status"] in ("submitted", "submitting", "paused", "downloading"):
                 self.store.update_clip(clip.key, c, status=ClipStatus.submitted, lease_owner=ME,
                                        lease_until=now + self.lease_ttl)
                 return "attach", 0
@@ -260,7 +261,7 @@ class ClipGenerator:
             status = ClipStatus.failed if retries > self.s.veo3_max_retries else ClipStatus.pending
             self._release(clip, status, error=outcome.error, retries=retries, operation_name=None)
             return
-        self.store.update_clip(clip.key, video_uri=outcome.uri)
+        self.store.update_clip(clip.key, video_uri=outcome.uri, status=ClipStatus.downloading)
         self._download(clip, outcome, job.dest)
 
     def _poll_until_done(self, clip: VideoClip, deadline: float) -> Outcome | None:
