@@ -76,3 +76,27 @@ def run_ffmpeg(args: list[str], what: str) -> None:
     result = subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", *args], capture_output=True, text=True)
     if result.returncode != 0:
         raise MediaError(f"ffmpeg failed while {what}: {result.stderr.strip()[-600:]}")
+
+
+def part_path(dest: Path, suffix: str = "") -> Path:
+    """A temp name beside `dest`, tagged with our pid; leftovers of dead processes are swept first."""
+    import os
+    import re
+
+    for old in dest.parent.glob(f".{dest.name}.*.part{suffix}"):
+        match = re.search(r"\.(\d+)\.part", old.name)
+        if match and not _pid_alive(int(match.group(1))):
+            old.unlink(missing_ok=True)
+    return dest.with_name(f".{dest.name}.{os.getpid()}.part{suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from reelcrew.assemble.captions import Cue, caption_position, chunk_cues, draw_text_image, load_font
 from reelcrew.assemble.fonts import find_font
 from reelcrew.errors import AssemblyError
-from reelcrew.media import MediaError, MediaInfo, ffmpeg_exe, probe
+from reelcrew.media import MediaError, MediaInfo, ffmpeg_exe, part_path, probe
 from reelcrew.settings import MusicStyle, RenderStyle, SubtitleStyle, TransitionStyle, WatermarkStyle
 
 
@@ -201,7 +201,7 @@ def render_cut(spec: CutSpec, output: Path) -> CutResult:
     if fade and min(i.duration for i in infos) <= 2 * fade:
         raise AssemblyError(f"crossfade of {fade}s is too long for clips this short", "shorten transitions.duration")
     spans = timeline(infos, fade)
-    tmp = output.with_name(f".{output.stem}.{os.getpid()}.part.mp4")
+    tmp = part_path(output, ".mp4")
     with tempfile.TemporaryDirectory(prefix="reelcrew-cut-") as work_dir:
         work = Path(work_dir)
         layers, cues = _caption_layers(spec, spans, fade, work)

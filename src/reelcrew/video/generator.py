@@ -20,7 +20,7 @@ from typing import Callable
 import httpx
 from sqlalchemy import func, or_, select
 
-from reelcrew.media import MediaError, decodes, probe, sha256_file
+from reelcrew.media import MediaError, decodes, part_path, probe, sha256_file
 from reelcrew.models import ClipStatus, VideoClip, frame_size, veo_limits
 from reelcrew.settings import Settings
 from reelcrew.store import ME, Store, clips, owner_alive
@@ -290,7 +290,7 @@ class ClipGenerator:
 
     def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        tmp = part_path(dest)
         problem = "no attempt"
         for attempt in range(4):
             try:
