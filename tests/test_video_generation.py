@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -198,3 +199,33 @@ def test_mock_quota_rehearsal_still_finishes_every_clip(tmp_path):
                                  veo3_mock_seed=7)
     clips = gen.run(jobs(store, settings, prompts(4), out))
     assert statuses(clips) == [ClipStatus.done] * 4
+
+
+def test_crewai_tool_returns_failures_instead_of_raising_and_never_pays_twice(real_env, fake, tmp_path):
+    from crewai.tools import ToolFailure
+
+    from reelcrew.video.tool import VideoGenerationTool
+
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    tool = VideoGenerationTool(settings, store, gen, production_id="agent")
+    first = json.loads(tool.run(prompt="a lighthouse at dusk", index=1))
+    again = json.loads(tool.run(prompt="a lighthouse at dusk", index=1))
+    assert first["status"] == again["status"] == "done" and fake.accepted == 1
+    filtered = tool.run(prompt="UNSAFE content", index=2)
+    assert isinstance(filtered, ToolFailure) and "filtered" in filtered.message
+    bad = tool.run(prompt="x", index=3, resolution="1080p", duration=4)
+    assert isinstance(bad, ToolFailure) and "1080p" in bad.message
+
+
+def test_vertex_backend_speaks_its_wire_format_to_the_fake(real_env, fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+    monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", fake.url)
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    items = prompts(2)
+    items[1].prompt = "UNSAFE on vertex"
+    clips = gen.run(jobs(store, settings, items, out))
+    assert statuses(clips) == [ClipStatus.done, ClipStatus.filtered]
+    assert all(op["vertex"] for op in fake.ops.values())
+    assert probe(clips[0].path).duration == 8.0
