@@ -167,8 +167,15 @@ def test_restart_reattaches_in_flight_operations_instead_of_resubmitting(real_en
 
     code = WORKER.format(root=str(ROOT), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    from reelcrew.store import Store
+
     deadline = time.time() + 60
-    while fake.accepted < 2 and time.time() < deadline:
+    ledger = None
+    while time.time() < deadline:  # kill once both receipts are committed (outside the submit window)
+        if ledger is None and (out / "reelcrew.db").exists():
+            ledger = Store(f"sqlite:///{out / 'reelcrew.db'}")
+        if ledger is not None and len(ledger.receipts()) >= 2:
+            break
         time.sleep(0.05)
     proc.kill()
     proc.wait()
