@@ -157,3 +157,37 @@ def test_kill_nine_at_random_moments_then_resume_pays_each_clip_once(real_env, f
     for p in prods:
         assert decodes(p["final"]) is None and probe(p["final"]).duration == pytest.approx(24, abs=0.05)
     assert not list(out.rglob("*.part*"))
+
+
+def test_secrets_never_reach_logs_output_files_or_the_terminal(real_env, fake, tmp_path):
+    secret = "AIzaSECRET-test-key-1234567890abcdef"
+    result = cli("--topic", "tea", "--scenes", "1", "--yes", "--json", env={"GEMINI_API_KEY": secret,
+                                                                           "VEO3_DEBUG_MODE": "true"})
+    assert result.returncode == 0, result.stderr
+    shown = cli("config", "show", env={"GEMINI_API_KEY": secret})
+    assert "GEMINI_API_KEY" in shown.stdout and "**** (set)" in shown.stdout
+    out = Path(real_env["REELCREW_OUTPUT_DIR"])
+    texts = [result.stdout, result.stderr, shown.stdout, shown.stderr]
+    texts += [p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".json", ".srt")]
+    assert all(secret not in t for t in texts)
+    log = (out / "reelcrew.log").read_text()
+    assert '"production_id"' in log and '"attempt": 1' in log  # structured lines with the clip's context
+
+
+def test_an_older_ledger_is_migrated_on_open(tmp_path):
+    import sqlite3
+
+    from reelcrew.store import SCHEMA_VERSION, Store
+
+    db = tmp_path / "old.db"
+    Store(f"sqlite:///{db}")
+    con = sqlite3.connect(db)
+    con.execute("ALTER TABLE events DROP COLUMN attempt")  # what version 1 looked like
+    con.execute("UPDATE schema_info SET value='1' WHERE key='version'")
+    con.commit()
+    con.close()
+    store = Store(f"sqlite:///{db}")
+    store.log("note", "after upgrade", attempt=2)
+    assert store.recent_events()[-1]["attempt"] == 2
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM schema_info").fetchone()[0] == str(SCHEMA_VERSION)

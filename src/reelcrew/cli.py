@@ -8,7 +8,6 @@ fix and its exit code (2 for bad input or configuration, 1 for a failed producti
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from enum import Enum
@@ -61,21 +60,11 @@ def open_store(settings):
     except OSError as exc:
         raise ConfigError(f"output folder {out} is not writable ({exc.strerror})",
                           "pass --output-dir to a folder you can write, or fix its permissions") from None
-    _log_to_file(out / "reelcrew.log", settings.veo3_debug_mode)
+    from reelcrew.logs import log_to_file, register_secret
+
+    register_secret(settings.api_key())
+    log_to_file(out / "reelcrew.log", settings.veo3_debug_mode)
     return Store(settings.db_url)
-
-
-def _log_to_file(path: Path, debug: bool) -> None:
-    """Structured lines (production, clip, stage live in the ledger's events too) in the output folder."""
-    root = logging.getLogger("reelcrew")
-    if any(getattr(h, "_reelcrew", False) for h in root.handlers):
-        return
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler._reelcrew = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter('{"at": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
-                                           '"thread": "%(threadName)s", "message": %(message)r}'))
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def fail(exc: ReelcrewError) -> None:
@@ -103,13 +92,48 @@ def print_summaries(summaries, as_json: bool) -> int:
     return 1 if failed or paused else 0
 
 
-def make_progress(as_json: bool, yes: bool):
+class Bars:
+    """Rich progress bars for stages and clips on a terminal; plain lines otherwise (logs, CI, --json)."""
+
+    def __init__(self, enabled: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = (Progress(TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=err) if enabled else None)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+
+    def plan(self, what: str, total: int) -> None:
+        if self.progress:
+            if what in self.tasks:
+                self.progress.update(self.tasks[what], total=total, completed=0)
+            else:
+                self.tasks[what] = self.progress.add_task(what, total=total)
+
+    def advance(self, what: str) -> None:
+        if self.progress and what in self.tasks:
+            self.progress.advance(self.tasks[what])
+
+
+def make_progress(as_json: bool, yes: bool, bars: Bars | None = None):
     from reelcrew.pipeline import Progress
 
+    bars = bars or Bars(False)
+
     def stage(pid: str, name: str) -> None:
+        bars.advance("stages")
         err.print(f"[cyan]{pid}[/] → {name}")
 
     def clip(c) -> None:
+        bars.advance("clips")
         colour = {"done": "green", "filtered": "yellow", "paused": "yellow"}.get(c.status.value, "red")
         extra = f" ({c.error})" if c.error and c.status.value != "done" else ""
         err.print(f"  [dim]{c.production_id}[/] clip {c.index}: [{colour}]{c.status.value}[/]{extra}")
@@ -121,9 +145,14 @@ def make_progress(as_json: bool, yes: bool):
         if not sys.stdin or not sys.stdin.isatty():
             err.print("no terminal to confirm on: pass --yes to spend without asking")
             return False
-        return typer.confirm("Submit these clips to Veo?", default=False, err=True)
+        if bars.progress:
+            bars.progress.stop()
+        answer = typer.confirm("Submit these clips to Veo?", default=False, err=True)
+        if bars.progress:
+            bars.progress.start()
+        return answer
 
-    return Progress(stage=stage, clip=clip, confirm=confirm)
+    return Progress(plan=bars.plan, stage=stage, clip=clip, confirm=confirm)
 
 
 @app.command()
@@ -152,8 +181,9 @@ def run(
         if crews_dir is not None and not crews_dir.is_dir():
             raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
         store = open_store(settings)
-        pipeline = Pipeline(settings, store, make_progress(as_json, yes), budget_usd)
-        summaries = pipeline.run(pipeline.plan(topics), until.value)
+        with Bars(err.is_terminal and not as_json) as bars:
+            pipeline = Pipeline(settings, store, make_progress(as_json, yes, bars), budget_usd)
+            summaries = pipeline.run(pipeline.plan(topics), until.value)
     except ReelcrewError as exc:
         fail(exc)
     raise typer.Exit(print_summaries(summaries, as_json))
@@ -174,12 +204,13 @@ def resume(
 
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
-        pipeline = Pipeline(settings, store, make_progress(as_json, yes), budget_usd)
         todo = [p for p in store.all_productions() if p.status.value != "done"]
         if not todo:
             err.print("nothing to resume: every production is done")
             raise typer.Exit(0)
-        summaries = pipeline.run(todo, "final")
+        with Bars(err.is_terminal and not as_json) as bars:
+            pipeline = Pipeline(settings, store, make_progress(as_json, yes, bars), budget_usd)
+            summaries = pipeline.run(todo, "final")
     except ReelcrewError as exc:
         fail(exc)
     raise typer.Exit(print_summaries(summaries, as_json))

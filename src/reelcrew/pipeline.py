@@ -84,6 +84,7 @@ class Summary:
 class Progress:
     """Hooks the CLI uses for its progress bars; all optional."""
 
+    plan: Callable[[str, int], None] = lambda what, total: None  # "stages" or "clips", and how many
     stage: Callable[[str, str], None] = lambda pid, stage: None
     clip: Callable[[Any], None] = lambda clip: None
     confirm: Callable[[float, int, float], bool] = lambda usd, clips, seconds: True
@@ -141,6 +142,7 @@ class Pipeline:
         saved = self.store.stage(prod.id, stage)
         folder = self.folder(prod.id)
         if saved is not None:
+            self.progress.stage(prod.id, f"{stage} (saved)")
             value = model.model_validate_json(saved)
         else:
             self.progress.stage(prod.id, stage)
@@ -177,6 +179,7 @@ class Pipeline:
     def run(self, prods: list[Production], until: str = "final", retry_clips: set[tuple[str, int]] | None = None
             ) -> list[Summary]:
         written: dict[str, tuple] = {}
+        self.progress.plan("stages", len(prods) * (STAGES.index(until) + 1))
         for prod in prods:
             self.store.set_production_status(prod.id, ProductionStatus.running)
             try:
@@ -227,6 +230,7 @@ class Pipeline:
         jobs = self._clip_jobs(prods, written, retry_clips)
         if not jobs:
             return
+        self.progress.plan("clips", len(jobs))
         s = self.settings
         usd, count, seconds = self.estimate(jobs)
         mock = s.veo3_mock_mode
@@ -240,7 +244,8 @@ class Pipeline:
         backend = make_backend(s)
         gate = RateGate(self.out / ".quota" / "rate.sqlite", s.veo3_rpm, s.veo3_rpd)
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
-        for prod, _, _ in jobs:
+        for prod in {p.id: p for p, _, _ in jobs}.values():
+            self.progress.stage(prod.id, "clips")
             self.store.log("stage", "clips", prod.id, stage="clips")
         ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip).run([job for _, job, _ in jobs])
         for prod in {p.id: p for p, _, _ in jobs}.values():

@@ -8,6 +8,7 @@ URL works unchanged later. The schema is versioned; `migrate()` brings an older 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -24,7 +25,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from reelcrew.errors import ConfigError
 from reelcrew.models import ClipStatus, Production, ProductionStatus, VideoClip, VideoPrompt
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 meta = MetaData()
 
 schema_info = Table("schema_info", meta, Column("key", String, primary_key=True), Column("value", String))
@@ -73,12 +74,15 @@ events = Table(
     "events", meta,
     Column("id", Integer, primary_key=True, autoincrement=True), Column("at", Float),
     Column("production_id", String), Column("clip_index", Integer), Column("stage", String),
-    Column("kind", String), Column("message", Text))
+    Column("kind", String), Column("message", Text), Column("attempt", Integer))
 
 # Each entry upgrades the ledger by one version; append, never edit.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE events ADD COLUMN attempt INTEGER"],
+}
 
 ME = f"{socket.gethostname()}:{os.getpid()}"
+_events_log = logging.getLogger("reelcrew.events")
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -159,10 +163,13 @@ class Store:
                 c.execute(update(schema_info).where(schema_info.c.key == "version").values(value=str(target)))
 
     def log(self, kind: str, message: str, production_id: str | None = None, clip_index: int | None = None,
-            stage: str | None = None) -> None:
+            stage: str | None = None, attempt: int | None = None) -> None:
+        """An event in the ledger and a structured line in the log file."""
         with self.tx() as c:
             c.execute(insert(events).values(at=time.time(), production_id=production_id, clip_index=clip_index,
-                                            stage=stage, kind=kind, message=message))
+                                            stage=stage, kind=kind, message=message, attempt=attempt))
+        _events_log.info(message, extra={"kind": kind, "production_id": production_id, "clip_index": clip_index,
+                                         "stage": stage, "attempt": attempt})
 
     # -- productions and stages -------------------------------------------------------
     def upsert_production(self, p: Production) -> None:

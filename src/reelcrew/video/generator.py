@@ -47,10 +47,12 @@ class Budget:
     daily_usd: float | None = None
     run_started: float = field(default_factory=time.time)
 
-    def refusal(self, store: Store, conn, price: float) -> str | None:
+    def refusal(self, store: Store, conn, price: float, key: str) -> str | None:
+        """Spent + promised (every clip between intent and cost row, priced like this one) + this clip ≤ cap."""
         from reelcrew.store import costs
 
-        in_flight = conn.execute(select(func.count()).select_from(clips).where(clips.c.status == "submitted")).scalar_one()
+        in_flight = conn.execute(select(func.count()).select_from(clips).where(
+            clips.c.status.in_(("submitting", "submitted", "downloading")), clips.c.key != key)).scalar_one()
         if self.run_usd is not None:
             spent = store.committed_usd(conn, since=self.run_started)
             if spent + price * (in_flight + 1) > self.run_usd + 1e-9:
@@ -162,7 +164,7 @@ class ClipGenerator:
                 or_(clips.c.status == "submitted", clips.c.lease_until > now))).scalar_one()
             if in_flight >= self.s.veo3_max_concurrent:
                 return "wait", min(self.s.polling_interval or 0.2, 0.5) or 0.05
-            refusal = self.budget.refusal(self.store, c, price)
+            refusal = self.budget.refusal(self.store, c, price, clip.key)
             if refusal:
                 self.store.update_clip(clip.key, c, status=ClipStatus.paused, error=f"not submitted: {refusal}")
                 return "paused", 0
@@ -194,7 +196,7 @@ class ClipGenerator:
                                    error=None)
             self.store.add_receipt(c, clip.key, name, "accepted", clip.retries + 1, clip.possible_duplicate)
         self.breaker.success()
-        self.store.log("submitted", name, clip.production_id, clip.index, "clips")
+        self.store.log("submitted", name, clip.production_id, clip.index, "clips", attempt=clip.retries + 1)
         return True
 
     def _rejected(self, clip: VideoClip, exc) -> bool:
