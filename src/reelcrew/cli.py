@@ -8,7 +8,6 @@ fix and its exit code (2 for bad input or configuration, 1 for a failed producti
 from __future__ import annotations
 
 import json
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -65,6 +64,16 @@ def open_store(settings):
     register_secret(settings.api_key())
     log_to_file(out / "reelcrew.log", settings.veo3_debug_mode)
     return Store(settings.db_url)
+
+
+def require_production(store, production_id: str):
+    """The production row, or an InputError that says where to find the ids."""
+    from reelcrew.errors import InputError
+
+    prod = store.production(production_id)
+    if prod is None:
+        raise InputError(f"no production {production_id!r} in this ledger", "run `reelcrew status` to list the ids")
+    return prod
 
 
 def fail(exc: ReelcrewError) -> None:
@@ -235,9 +244,7 @@ def retry(
 
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
-        prod = store.production(production)
-        if prod is None:
-            raise InputError(f"no production {production!r} in {settings.db_url}", "see `reelcrew status` for the ids")
+        prod = require_production(store, production)
         pipeline = Pipeline(settings, store, make_progress(as_json, yes))
         clips = store.production_clips(production)
         targets = {c.index for c in clips if c.status.value in ("failed", "filtered", "ambiguous", "paused")}
@@ -274,9 +281,8 @@ def status(
         store = open_store(settings)
         pipeline = Pipeline(settings, store)
         ids = [production] if production else [p.id for p in store.all_productions()]
-        if production and store.production(production) is None:
-            from reelcrew.errors import InputError
-            raise InputError(f"no production {production!r}", "run `reelcrew status` to list them")
+        if production:
+            require_production(store, production)
         summaries = [pipeline.summary(i) for i in ids]
         if as_json:
             data = []

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reelcrew.cli import Aspect, app, err, fail, open_store, settings_for
+from reelcrew.cli import Aspect, app, err, fail, open_store, require_production, settings_for
 from reelcrew.errors import InputError, ReelcrewError
 
 config_app = typer.Typer(help="Show or initialise settings.", no_args_is_help=True)
@@ -244,9 +244,7 @@ def assemble(
             from reelcrew.pipeline import Pipeline
 
             store = open_store(settings)
-            prod = store.production(production)
-            if prod is None:
-                raise InputError(f"no production {production!r}", "see `reelcrew status` for the ids")
+            prod = require_production(store, production)
             store.delete_stage(production, "final")
             store.set_production_status(production, prod.status.__class__("running"))
             pipeline = Pipeline(settings, store)

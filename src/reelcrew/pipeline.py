@@ -115,7 +115,6 @@ class Pipeline:
     # -- planning ------------------------------------------------------------------------------
     def plan(self, topics: list[str]) -> list[Production]:
         s = self.settings
-        veo_limits(s.veo3_model).model_copy()
         if s.clip_seconds not in veo_limits(s.veo3_model).durations:
             raise ConfigError(f"clip length {s.clip_seconds}s is not supported by {s.veo3_model}",
                               f"set clip_seconds to one of {veo_limits(s.veo3_model).durations}")

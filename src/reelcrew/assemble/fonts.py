@@ -70,7 +70,7 @@ def find_font(text: str, configured: str | None = None) -> Font:
                                 "choose a font that covers the captions' language in subtitles.font, or leave it empty")
         return font
     hint = "zh" if any("\u3400" <= ch <= "\u9fff" for ch in text) else "en"
-    best, best_missing = None, None
+    best_missing = None
     for font in _candidates(hint):
         try:
             missing = missing_glyphs(font, text)
@@ -79,7 +79,7 @@ def find_font(text: str, configured: str | None = None) -> Font:
         if not missing:
             return font
         if best_missing is None or len(missing) < len(best_missing):
-            best, best_missing = font, missing
+            best_missing = missing
     shown = "".join((best_missing or sorted(set(text)))[:12])
     raise AssemblyError(f"no installed font can draw these caption characters: {shown!r}",
                         "install a CJK font (Debian: apt-get install fonts-wqy-microhei or fonts-noto-cjk; "

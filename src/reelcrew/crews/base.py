@@ -28,13 +28,13 @@ TASK_KEYS = ("description", "expected_output")
 
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
-        raise ConfigError(f"crew file {path} is missing", f"restore it from the repository's crews/ or point --crews-dir at a full copy")
+        raise ConfigError(f"crew file {path} is missing", "restore it from the repository's crews/ or point --crews-dir at a full copy")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}", f"fix the YAML syntax in {path}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must map names to settings", f"see the shipped crews/ for the expected shape")
+        raise ConfigError(f"{path} must map names to settings", "see the shipped crews/ for the expected shape")
     return data
 
 
