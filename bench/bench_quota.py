@@ -33,7 +33,7 @@ def ideal(n: int, latency: float, q: int, rpm: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--latency", type=float, default=2.0)
+    ap.add_argument("--latency", type=float, default=10.0)  # real Veo: 11 s to 6 min
     ap.add_argument("--concurrent", type=int, default=3)
     ap.add_argument("--rpm", type=int, default=600)
     ap.add_argument("--clips", type=int, default=12)

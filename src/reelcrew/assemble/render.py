@@ -135,7 +135,7 @@ def build_command(spec: CutSpec, infos: list[MediaInfo], layers: list[Layer], ou
     fade = spec.transitions.duration if spec.transitions.kind == "crossfade" and len(infos) > 1 else 0.0
     args: list[str] = [ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-nostdin"]
     for clip in spec.clips:
-        args += ["-i", str(clip.path)]
+        args += ["-threads", "1", "-i", str(clip.path)]  # one decoder thread per clip: memory flat in the clip count
     graph: list[str] = []
     fit = (f"scale={W}:{H}:force_original_aspect_ratio=increase,crop={W}:{H}" if spec.render.fit == "cover" else
            f"scale={W}:{H}:force_original_aspect_ratio=decrease,pad={W}:{H}:(ow-iw)/2:(oh-ih)/2")
