@@ -137,3 +137,37 @@ def test_srt_parses_and_matches_the_burned_in_cues(tmp_path):
         assert abs(sub.start - dt.timedelta(seconds=cue.start)) < dt.timedelta(milliseconds=2)
         assert sub.content == cue.text
     assert subs[-1].end == dt.timedelta(seconds=8)
+
+
+def test_music_is_looped_under_the_clips_and_the_cut_keeps_its_length(tmp_path):
+    from reelcrew.settings import MusicStyle
+
+    music = tmp_path / "music.m4a"
+    run_ffmpeg(["-f", "lavfi", "-i", "sine=frequency=880:duration=3", "-c:a", "aac", str(music)], "test music")
+    silent = tmp_path / "silent.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "color=c=blue:s=1280x720:r=24:d=4", "-c:v", "libx264", "-preset", "ultrafast",
+                str(silent)], "test input")
+    spec = CutSpec(clips=[CutClip(path=silent), CutClip(path=silent)], watermark=WatermarkStyle(text=None),
+                   music=MusicStyle(file=str(music), volume=0.5, fade=0.5))
+    render_cut(spec, tmp_path / "final.mp4")
+    assert abs(probe(tmp_path / "final.mp4").duration - 8.0) <= 1 / 24 + 1e-6
+    pcm = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", "5", "-t", "1", "-i", str(tmp_path / "final.mp4"),
+                          "-f", "s16le", "-ac", "1", "-"], capture_output=True, check=True).stdout
+    level = np.abs(np.frombuffer(pcm, np.int16)).mean()
+    assert level > 500  # the music loops past its 3 s under silent clips
+
+
+def test_reelcrew_assemble_cuts_loose_files_from_the_command_line(tmp_path):
+    import sys
+
+    from tests.conftest import ROOT
+
+    a, b = clip(tmp_path, 0), clip(tmp_path, 1, aspect="9:16")
+    result = subprocess.run([sys.executable, str(ROOT / "run_integrated_pipeline.py"), "assemble", "--clips", str(a),
+                             str(b), "--captions", "第一句", "second line", "--watermark", "ME",
+                             "--aspect", "9:16", "--output", str(tmp_path / "out.mp4")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    info = probe(tmp_path / "out.mp4")
+    assert (info.width, info.height) == (720, 1280) and abs(info.duration - 8) <= 1 / 24 + 1e-6
+    subs = list(srt.parse((tmp_path / "out.srt").read_text(encoding="utf-8")))
+    assert [s.content for s in subs] == ["第一句", "second line"]

@@ -307,11 +307,29 @@ def status(
         fail(exc)
 
 
+MULTI_VALUE = {"--clips", "--captions"}
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """Let `--clips a.mp4 b.mp4 --captions "x" "y"` work as users write it (click wants one value a flag)."""
+    out, current = [], None
+    for arg in argv:
+        if arg in MULTI_VALUE:
+            current = arg
+            continue
+        if current and not arg.startswith("--"):
+            out += [current, arg]
+            continue
+        current = None
+        out.append(arg)
+    return out
+
+
 def main() -> None:
     from reelcrew import cli_ops  # noqa: F401  (registers the upkeep commands)
 
     try:
-        app()
+        app(args=expand_multi_value(sys.argv[1:]), prog_name="reelcrew")
     except KeyboardInterrupt:
         err.print("interrupted: finished work is in the ledger; run `reelcrew resume` to continue")
         sys.exit(130)
