@@ -183,6 +183,7 @@ def test_an_older_ledger_is_migrated_on_open(tmp_path):
     Store(f"sqlite:///{db}")
     con = sqlite3.connect(db)
     con.execute("ALTER TABLE events DROP COLUMN attempt")  # what version 1 looked like
+    con.execute("ALTER TABLE productions DROP COLUMN owner")
     con.execute("UPDATE schema_info SET value='1' WHERE key='version'")
     con.commit()
     con.close()

@@ -85,7 +85,7 @@ def fail(exc: ReelcrewError) -> None:
 
 def print_summaries(summaries, as_json: bool) -> int:
     failed = any(s.status in ("failed",) for s in summaries)
-    paused = any(s.status == "paused" for s in summaries)
+    paused = any(s.status in ("paused", "interrupted") for s in summaries)
     if as_json:
         print(json.dumps({"productions": [s.as_dict() for s in summaries], "ok": not failed and not paused},
                          ensure_ascii=False, indent=2))

@@ -20,7 +20,7 @@ from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.models import (ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size,
                              veo_limits)
 from reelcrew.settings import Settings
-from reelcrew.store import Store
+from reelcrew.store import Store, owner_alive
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
@@ -241,7 +241,7 @@ class Pipeline:
             if not self.progress.confirm(usd, count, seconds):
                 raise BudgetError("not confirmed: nothing was submitted", "run again and answer yes, or pass --yes")
         backend = make_backend(s)
-        gate = RateGate(self.out / ".quota" / "rate.sqlite", s.veo3_rpm, s.veo3_rpd)
+        gate = None if mock else RateGate(self.out / ".quota" / "rate.sqlite", s.veo3_rpm, s.veo3_rpd)
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self.progress.stage(prod.id, "clips")
@@ -316,7 +316,10 @@ class Pipeline:
         clips = self.store.production_clips(pid)
         final = self.folder(pid) / "final.mp4"
         count = lambda *st: sum(1 for c in clips if c.status in st)  # noqa: E731
-        return Summary(id=pid, topic=prod.topic, status=prod.status.value, failed_stage=prod.failed_stage,
+        status = prod.status.value
+        if prod.status == ProductionStatus.running and not owner_alive(self.store.production_owner(pid)):
+            status = "interrupted"  # its process died (crash, kill -9): `reelcrew resume` finishes it
+        return Summary(id=pid, topic=prod.topic, status=status, failed_stage=prod.failed_stage,
                        error=prod.error, clips_done=count(ClipStatus.done), clips_filtered=count(ClipStatus.filtered),
                        clips_failed=count(ClipStatus.failed, ClipStatus.ambiguous),
                        clips_paused=count(ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted,

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from reelcrew.errors import ConfigError
 from reelcrew.models import ClipStatus, Production, ProductionStatus, VideoClip, VideoPrompt
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 meta = MetaData()
 
 schema_info = Table("schema_info", meta, Column("key", String, primary_key=True), Column("value", String))
@@ -34,7 +34,7 @@ productions = Table(
     Column("id", String, primary_key=True), Column("topic", Text, nullable=False), Column("language", String),
     Column("scenes", Integer), Column("aspect_ratio", String), Column("style", Text),
     Column("status", String, nullable=False, default="pending"), Column("failed_stage", String), Column("error", Text),
-    Column("created_at", Float), Column("updated_at", Float))
+    Column("created_at", Float), Column("updated_at", Float), Column("owner", String))
 stage_outputs = Table(
     "stage_outputs", meta,
     Column("production_id", String, primary_key=True), Column("stage", String, primary_key=True),
@@ -79,6 +79,7 @@ events = Table(
 # Each entry upgrades the ledger by one version; append, never edit.
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE events ADD COLUMN attempt INTEGER"],
+    3: ["ALTER TABLE productions ADD COLUMN owner VARCHAR"],
 }
 
 ME = f"{socket.gethostname()}:{os.getpid()}"
@@ -183,7 +184,13 @@ class Store:
                               error: str | None = None) -> None:
         with self.tx() as c:
             c.execute(update(productions).where(productions.c.id == pid).values(
-                status=status.value, failed_stage=failed_stage, error=error, updated_at=time.time()))
+                status=status.value, failed_stage=failed_stage, error=error, updated_at=time.time(),
+                owner=ME if status == ProductionStatus.running else None))
+
+    def production_owner(self, pid: str) -> str | None:
+        """The process running this production, if it says it is running."""
+        with self.tx() as c:
+            return c.execute(select(productions.c.owner).where(productions.c.id == pid)).scalar()
 
     def production(self, pid: str) -> Production | None:
         with self.tx() as c:
