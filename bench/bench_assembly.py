@@ -88,7 +88,7 @@ def main(counts: list[int]) -> None:
         duration = n * 8 - (n - 1) * 0.5
         print(f"clips={n} video={duration:.1f}s ours={ours_time:.2f}s ({duration / ours_time:.2f}x realtime, "
               f"peak tree RSS {ours_rss / 2**20:.0f} MiB) ffmpeg-baseline={base_time:.2f}s "
-              f"({duration / base_time:.2f}x) ratio={ours_time / base_time:.3f}", flush=True)
+              f"({duration / base_time:.2f}x, peak RSS {base_rss / 2**20:.0f} MiB) ratio={ours_time / base_time:.3f}", flush=True)
 
 
 if __name__ == "__main__":
