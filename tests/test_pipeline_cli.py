@@ -192,3 +192,30 @@ def test_an_older_ledger_is_migrated_on_open(tmp_path):
     assert store.recent_events()[-1]["attempt"] == 2
     con = sqlite3.connect(db)
     assert con.execute("SELECT value FROM schema_info").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+def test_retry_regenerates_a_filtered_clip_with_an_edited_prompt_and_recuts(real_env, fake, tmp_path):
+    first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
+    prod = summary(first)[0]
+    filtered = cli("retry", prod["id"], "--clip", "2", "--prompt", "UNSAFE version of scene 2", "--yes", "--json")
+    after = summary(filtered)[0]
+    assert after["clips_filtered"] == 1 and after["clips_done"] == 1
+    clips = json.loads(cli("status", prod["id"], "--json").stdout)["productions"][0]["clips"]
+    assert clips[1]["status"] == "filtered" and "not be charged" in clips[1]["error"]
+    fixed = cli("retry", prod["id"], "--clip", "2", "--prompt", "a calm wide shot of tea fields", "--yes", "--json")
+    assert fixed.returncode == 0, fixed.stderr
+    assert summary(fixed)[0]["clips_done"] == 2 and fake.accepted == 4
+    prompts = json.loads((Path(prod["folder"]) / "prompts.json").read_text())["prompts"]
+    assert prompts[1]["prompt"] == "a calm wide shot of tea fields"
+    costs = json.loads(cli("cost", "--json").stdout)
+    assert costs["total_usd"] == pytest.approx(3 * 0.80)  # the filtered attempt was free
+
+
+def test_doctor_and_config_init_in_mock_mode(tmp_path):
+    doctor = cli("doctor", "--mock", "-o", str(tmp_path / "o"))
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "subtitle font" in doctor.stdout and "ffmpeg" in doctor.stdout
+    init = cli("config", "init", "--path", str(tmp_path / ".env"))
+    assert init.returncode == 0 and "VEO3_MAX_CONCURRENT" in (tmp_path / ".env").read_text()
+    again = cli("config", "init", "--path", str(tmp_path / ".env"))
+    assert again.returncode == 2 and "--force" in again.stderr
