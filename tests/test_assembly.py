@@ -171,3 +171,19 @@ def test_reelcrew_assemble_cuts_loose_files_from_the_command_line(tmp_path):
     assert (info.width, info.height) == (720, 1280) and abs(info.duration - 8) <= 1 / 24 + 1e-6
     subs = list(srt.parse((tmp_path / "out.srt").read_text(encoding="utf-8")))
     assert [s.content for s in subs] == ["第一句", "second line"]
+
+
+def test_png_logo_watermark_in_its_corner_and_loudness_normalised_audio(tmp_path):
+    from reelcrew.settings import MusicStyle
+
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (200, 100), (255, 0, 0, 255)).save(logo)
+    source = clip(tmp_path, 0)
+    spec = CutSpec(clips=[CutClip(path=source)], music=MusicStyle(normalize_loudness=True),
+                   watermark=WatermarkStyle(image=str(logo), corner="bottom-left", margin=10, scale=0.1, opacity=1.0))
+    render_cut(spec, tmp_path / "final.mp4")
+    f = frame(tmp_path / "final.mp4", 1)
+    logo_h = 128 * 100 // 200  # 10 % of 1280 wide, aspect kept
+    red = f[720 - 10 - logo_h + 4:720 - 14, 14:10 + 124]
+    assert red[..., 0].mean() > 200 and red[..., 1].mean() < 60
+    assert streams(tmp_path / "final.mp4") == (1, 1)

@@ -236,3 +236,13 @@ def test_vertex_backend_speaks_its_wire_format_to_the_fake(real_env, fake, tmp_p
     assert statuses(clips) == [ClipStatus.done, ClipStatus.filtered]
     assert all(op["vertex"] for op in fake.ops.values())
     assert probe(clips[0].path).duration == 8.0
+
+
+def test_expired_download_fails_clearly_without_paying_again(real_env, fake, tmp_path):
+    fake.script.download_faults = deque(["expired"] * 4)
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.failed]
+    assert "download kept failing" in clips[0].error and "repair" in clips[0].error
+    assert clips[0].operation_name and fake.accepted == 1
