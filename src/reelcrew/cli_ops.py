@@ -27,9 +27,8 @@ def repair(
 ) -> None:
     """Find clips marked done whose file is missing or invalid, and clips stuck past their timeout; fix or report."""
     try:
-        from reelcrew.media import sha256_file
+        from reelcrew.files import owner_alive, sha256_file
         from reelcrew.models import ClipStatus
-        from reelcrew.store import owner_alive
 
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)

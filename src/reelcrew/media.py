@@ -6,7 +6,6 @@ the same questions, so they are answered here once.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,39 +63,8 @@ def decodes(path: Path | str) -> str | None:
     return None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def run_ffmpeg(args: list[str], what: str) -> None:
     result = subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", *args], capture_output=True, text=True)
     if result.returncode != 0:
         raise MediaError(f"ffmpeg failed while {what}: {result.stderr.strip()[-600:]}")
 
-
-def part_path(dest: Path, suffix: str = "") -> Path:
-    """A temp name beside `dest`, tagged with our pid; leftovers of dead processes are swept first."""
-    import os
-    import re
-
-    for old in dest.parent.glob(f".{dest.name}.*.part{suffix}"):
-        match = re.search(r"\.(\d+)\.part", old.name)
-        if match and not _pid_alive(int(match.group(1))):
-            old.unlink(missing_ok=True)
-    return dest.with_name(f".{dest.name}.{os.getpid()}.part{suffix}")
-
-
-def _pid_alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

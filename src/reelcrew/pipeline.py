@@ -20,7 +20,8 @@ from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.models import (ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size,
                              veo_limits)
 from reelcrew.settings import Settings
-from reelcrew.store import Store, owner_alive
+from reelcrew.files import owner_alive, write_json_atomic
+from reelcrew.store import Store
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
@@ -151,8 +152,6 @@ class Pipeline:
             self.store.log("stage", f"{stage} written in {result.answers} LLM answer(s)", prod.id, stage=stage)
         path = folder / f"{stage}.json"
         if not path.exists():
-            from reelcrew.assemble.production import write_json_atomic
-
             folder.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, value.model_dump(mode="json"))
         return value
@@ -265,8 +264,6 @@ class Pipeline:
         self.write_manifest(prod)
 
     def write_manifest(self, prod: Production) -> None:
-        from reelcrew.assemble.production import write_json_atomic
-
         clips = self.store.production_clips(prod.id)
         receipts = {}
         for r in self.store.receipts():

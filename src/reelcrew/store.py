@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from reelcrew.errors import ConfigError
+from reelcrew.files import HOST
 from reelcrew.models import ClipStatus, Production, ProductionStatus, VideoClip, VideoPrompt
 
 SCHEMA_VERSION = 3
@@ -82,24 +82,8 @@ MIGRATIONS: dict[int, list[str]] = {
     3: ["ALTER TABLE productions ADD COLUMN owner VARCHAR"],
 }
 
-ME = f"{socket.gethostname()}:{os.getpid()}"
+ME = f"{HOST}:{os.getpid()}"
 _events_log = logging.getLogger("reelcrew.events")
-
-
-def owner_alive(owner: str | None) -> bool:
-    """A lease held by a dead process on this host is free at once: restarts need not wait it out."""
-    if not owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

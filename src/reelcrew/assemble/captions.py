@@ -111,6 +111,8 @@ def write_srt(cues: list[Cue], path: Path) -> None:
 
     subs = [srt.Subtitle(index=i, start=dt.timedelta(seconds=c.start), end=dt.timedelta(seconds=c.end), content=c.text)
             for i, c in enumerate(cues, start=1)]
-    tmp = path.with_name(f".{path.name}.part")
+    from reelcrew.files import part_path
+
+    tmp = part_path(path)
     tmp.write_text(srt.compose(subs), encoding="utf-8")
     tmp.replace(path)

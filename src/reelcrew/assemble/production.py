@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from PIL import Image
 from reelcrew.assemble.captions import draw_text_image, load_font, wrap, write_srt
 from reelcrew.assemble.fonts import find_font
 from reelcrew.assemble.render import CutClip, CutResult, CutSpec, render_cut
+from reelcrew.files import part_path, write_json_atomic
 from reelcrew.models import SeoPackage
 from reelcrew.settings import Settings, SubtitleStyle
 
@@ -19,12 +19,6 @@ from reelcrew.settings import Settings, SubtitleStyle
 def spec_from_settings(settings: Settings, clips: list[CutClip], width: int, height: int) -> CutSpec:
     return CutSpec(clips=clips, width=width, height=height, subtitles=settings.subtitles, watermark=settings.watermark,
                    transitions=settings.transitions, music=settings.music, render=settings.render)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: int, height: int,
@@ -47,7 +41,7 @@ def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: i
         text = "\n".join(wrap(title, font, width * 0.9)[:3])
         card = draw_text_image(text, font, SubtitleStyle(box_color="#00000099", stroke_width=3), 3, size // 3)
         image.paste(card, ((width - card.width) // 2, round(height * 0.08)), card)
-    tmp = dest.with_name(f".{dest.name}.part")
+    tmp = part_path(dest)
     image.save(tmp, "JPEG", quality=90)
     os.replace(tmp, dest)
 

@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from reelcrew.assemble.captions import Cue, caption_position, chunk_cues, draw_text_image, load_font
 from reelcrew.assemble.fonts import find_font
 from reelcrew.errors import AssemblyError
-from reelcrew.media import MediaError, MediaInfo, ffmpeg_exe, part_path, probe
+from reelcrew.files import part_path
+from reelcrew.media import MediaError, MediaInfo, ffmpeg_exe, probe
 from reelcrew.settings import MusicStyle, RenderStyle, SubtitleStyle, TransitionStyle, WatermarkStyle
 
 

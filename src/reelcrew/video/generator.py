@@ -20,10 +20,11 @@ from typing import Callable
 import httpx
 from sqlalchemy import func, or_, select
 
-from reelcrew.media import MediaError, decodes, part_path, probe, sha256_file
+from reelcrew.files import owner_alive, part_path, sha256_file
+from reelcrew.media import MediaError, decodes, probe
 from reelcrew.models import ClipStatus, VideoClip, frame_size, veo_limits
 from reelcrew.settings import Settings
-from reelcrew.store import ME, Store, clips, owner_alive
+from reelcrew.store import ME, Store, clips
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, classify_429, jitter, next_quota_reset
 

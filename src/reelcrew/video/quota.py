@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Literal
 
 from reelcrew.settings import Settings
-from reelcrew.store import ME, Store, owner_alive
+from reelcrew.files import owner_alive
+from reelcrew.store import ME, Store
 
 try:
     from zoneinfo import ZoneInfo

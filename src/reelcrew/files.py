@@ -1,0 +1,63 @@
+"""Files that are never half-written: temp names tagged with our pid, atomic renames, checksums.
+
+A file under its final name is complete. A crash leaves only a temp name, which the next writer of
+the same file sweeps once the process that wrote it is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the `host:pid` that holds a lease still running? Another host's owner is assumed alive."""
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != HOST:
+        return True
+    try:
+        return pid_alive(int(pid))
+    except ValueError:
+        return True
+
+
+def part_path(dest: Path, suffix: str = "") -> Path:
+    """A temp name beside `dest`, tagged with our pid; leftovers of dead processes are swept first."""
+    for old in dest.parent.glob(f".{dest.name}.*.part{suffix}"):
+        match = re.search(r"\.(\d+)\.part", old.name)
+        if match and not pid_alive(int(match.group(1))):
+            old.unlink(missing_ok=True)
+    return dest.with_name(f".{dest.name}.{os.getpid()}.part{suffix}")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = part_path(path)
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
