@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from reelcrew.files import owner_alive, part_path, sha256_file
 from reelcrew.media import MediaError, decodes, probe
@@ -78,6 +78,7 @@ class ClipGenerator:
         self.budget = budget or Budget(daily_usd=settings.reelcrew_daily_budget_usd)
         self.on_change = on_change or (lambda clip: None)
         self.lease_ttl = max(60.0, 3 * settings.polling_interval, settings.submit_timeout + 10)
+        self.tick = min(max(settings.polling_interval, 0.05), 0.5)  # how often a waiting clip looks again
         self._stop = threading.Event()
 
     # -- public --------------------------------------------------------------------------
@@ -132,7 +133,7 @@ class ClipGenerator:
         if clip.path and Path(clip.path).exists() and (not clip.sha256 or sha256_file(Path(clip.path)) == clip.sha256):
             if Path(clip.path).resolve() != job.dest.resolve():
                 job.dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = job.dest.with_suffix(".part")
+                tmp = part_path(job.dest)
                 shutil.copyfile(clip.path, tmp)
                 os.replace(tmp, job.dest)
             return True
@@ -148,24 +149,23 @@ class ClipGenerator:
             self.store.update_clip(clip.key, status=ClipStatus.paused, error=str(paused))
             return "paused", 0
         now = time.time()
-        price = 0.0 if self.backend.name == "mock" else clip.prompt.duration * self.s.price_per_second(
-            clip.model, clip.prompt.resolution)
         with self.store.tx() as c:
             row = c.execute(select(clips).where(clips.c.key == clip.key)).mappings().one()
             if row["lease_owner"] and row["lease_owner"] != ME and row["lease_until"] > now and owner_alive(row["lease_owner"]):
-                return "wait", min(self.s.polling_interval or 0.2, 1.0) or 0.2  # another process has it
+                return "wait", self.tick  # another live process has it
             if row["operation_name"] and row["status"] in ("submitted", "submitting", "paused", "downloading"):
                 self.store.update_clip(clip.key, c, status=ClipStatus.submitted, lease_owner=ME,
                                        lease_until=now + self.lease_ttl)
                 return "attach", 0
             if delay > 0:
                 return "wait", min(delay, 1.0)
-            in_flight = c.execute(select(func.count()).select_from(clips).where(
-                clips.c.status.in_(IN_FLIGHT), clips.c.key != clip.key,
-                or_(clips.c.status == "submitted", clips.c.lease_until > now))).scalar_one()
+            others = c.execute(select(clips.c.status, clips.c.lease_owner).where(
+                clips.c.status.in_(IN_FLIGHT), clips.c.key != clip.key)).all()
+            # a receipt is in flight at Veo whoever holds it; an intent only while its process lives
+            in_flight = sum(1 for status, owner in others if status == "submitted" or owner_alive(owner))
             if in_flight >= self.s.veo3_max_concurrent:
-                return "wait", min(self.s.polling_interval or 0.2, 0.5) or 0.05
-            refusal = self.budget.refusal(self.store, c, price, clip.key)
+                return "wait", self.tick
+            refusal = self.budget.refusal(self.store, c, self._price(clip), clip.key)
             if refusal:
                 self.store.update_clip(clip.key, c, status=ClipStatus.paused, error=f"not submitted: {refusal}")
                 return "paused", 0
@@ -174,6 +174,12 @@ class ClipGenerator:
                                    lease_until=now + self.lease_ttl,
                                    possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
         return "submit", 0
+
+    def _price(self, clip: VideoClip) -> float:
+        """What Veo charges for this clip when it succeeds (the mock is free)."""
+        if self.backend.name == "mock":
+            return 0.0
+        return clip.prompt.duration * self.s.price_per_second(clip.model, clip.prompt.resolution)
 
     def _submit(self, job: ClipJob) -> bool:
         """One paid request. True when a receipt was committed; False to go round again."""
@@ -290,7 +296,7 @@ class ClipGenerator:
                                     f"`reelcrew repair` re-checks it)")
                 return None
             self.store.update_clip(clip.key, lease_owner=ME, lease_until=time.time() + self.lease_ttl)
-            time.sleep(self.s.polling_interval if outcome else min(self.s.polling_interval * 2 ** failures, 30) or 0.05)
+            time.sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
 
     def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -310,8 +316,7 @@ class ClipGenerator:
                 continue
             digest = sha256_file(tmp)
             os.replace(tmp, dest)
-            usd = 0.0 if self.backend.name == "mock" else clip.prompt.duration * self.s.price_per_second(
-                clip.model, clip.prompt.resolution)
+            usd = self._price(clip)
             with self.store.tx() as c:
                 current = self.store.clip(clip.key, c)
                 self.store.update_clip(clip.key, c, status=ClipStatus.done, path=str(dest.resolve()), sha256=digest,
