@@ -62,6 +62,8 @@ def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
     (["--mock", "--topics-file", "missing.txt"], {}, "does not exist"),
     (["--mock", "--topic", "tea"], {"VEO3_RPM": "lots"}, "VEO3_RPM"),
     (["--mock", "--topic", "tea"], {"VEO3_MODEL": "veo-9"}, "VEO3_MODEL"),
+    (["--mock", "--topic", "tea"], {"CLIP_SECONDS": "5"}, "clip_seconds"),
+    (["--mock", "--topic", "tea"], {"RESOLUTION": "1080p", "CLIP_SECONDS": "6"}, "1080p clips must be 8 s"),
     (["--mock", "--topic", "tea", "-o", "/proc/forbidden"], {}, "not writable"),
 ])
 def test_bad_input_exits_2_with_a_message_naming_the_fix(tmp_path, args, env, needle):
