@@ -246,3 +246,24 @@ def test_expired_download_fails_clearly_without_paying_again(real_env, fake, tmp
     assert statuses(clips) == [ClipStatus.failed]
     assert "download kept failing" in clips[0].error and "repair" in clips[0].error
     assert clips[0].operation_name and fake.accepted == 1
+
+
+def test_breaker_opens_after_consecutive_failures_waits_then_probes_and_survives_restart(real_env, fake, tmp_path):
+    from reelcrew.video.quota import Breaker
+
+    fake.script.submit_faults = deque(["503"] * 3)
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_consecutive_failure_threshold=3, veo3_quota_wait_time=1.0,
+                                 veo3_max_retries=5, veo3_max_concurrent=1)
+    clips = gen.run(jobs(store, settings, prompts(2), out))
+    assert statuses(clips) == [ClipStatus.done] * 2
+    t = fake.attempt_times
+    assert len(t) == 5 and t[3] - t[2] >= 1.0  # nothing was sent while the breaker was open; then one probe
+    assert fake.accepted == 2
+
+    fake.script.submit_faults = deque(["503"] * 3)
+    settings, store, gen = stack(out, veo3_consecutive_failure_threshold=3, veo3_quota_wait_time=30,
+                                 veo3_max_retries=2, veo3_max_concurrent=1)
+    gen.run(jobs(store, settings, prompts(1, prefix="another"), out))  # fails 3 times: breaker opens for 30 s
+    _, restarted, _ = stack(out, veo3_consecutive_failure_threshold=3, veo3_quota_wait_time=30)
+    assert Breaker(restarted, settings).before_submit() > 20  # a new process respects the open breaker

@@ -53,6 +53,7 @@ class FakeGoogle:
         self.accepted = 0
         self.accepted_by_prompt: Counter = Counter()
         self.submit_attempts = 0
+        self.attempt_times: list[float] = []
         self.polls = 0
         self.downloads = 0
         self.max_in_flight = 0
@@ -98,6 +99,7 @@ class FakeGoogle:
         s = self.script
         with self.lock:
             self.submit_attempts += 1
+            self.attempt_times.append(time.time())
             if model not in MODELS:
                 return 404, {"error": {"code": 404, "status": "NOT_FOUND",
                                        "message": f"models/{model} is not found or is no longer available."}}, 0
