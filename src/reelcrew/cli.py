@@ -98,6 +98,8 @@ def print_summaries(summaries, as_json: bool) -> int:
             table.add_row(s.id, s.status, why[:200], f"{s.clips_done}/{s.clips_filtered}/{s.clips_failed}/{s.clips_paused}",
                           f"{s.cost_usd:.2f}", s.final or s.folder)
         Console(stderr=False).print(table)
+        for s in summaries:  # whole paths, unwrapped, for copy and paste
+            print(f"{s.id}: {s.final or s.folder}" + ("" if s.final else f" ({s.status})"))
     return 1 if failed or paused else 0
 
 
