@@ -11,7 +11,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -23,6 +23,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="reelcrew: topics in, finished short videos out (CrewAI writers, Veo clips, one-pass assembly).")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+# Options shared by several commands, so their flags and help read the same everywhere.
+OutputDirOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Output folder (default: output/).")]
+MockOpt = Annotated[bool, typer.Option("--mock", help="Mock LLM and mock Veo: offline, free, real clips.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Spend without asking for confirmation.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Settings file (default: config/pipeline.yaml).")]
+BudgetOpt = Annotated[Optional[float], typer.Option("--budget-usd", min=0, help="Hard cap on this run's Veo spend.")]
 
 class Aspect(str, Enum):
     landscape = "16:9"
@@ -170,17 +178,17 @@ def make_progress(as_json: bool, yes: bool, bars: Bars | None = None):
 def run(
     topic: list[str] = typer.Option([], "--topic", "-t", help="A topic (repeatable)."),
     topics_file: Optional[Path] = typer.Option(None, "--topics-file", help="One topic a line (like the old prompts.txt)."),
-    mock: bool = typer.Option(False, "--mock", help="Mock LLM and mock Veo: offline, free, real clips."),
+    mock: MockOpt = False,
     scenes: Optional[int] = typer.Option(None, "--scenes", min=1, max=30, help="Scenes (clips) per video."),
     aspect: Optional[Aspect] = typer.Option(None, "--aspect", help="16:9 or 9:16."),
     language: Optional[str] = typer.Option(None, "--language", help="auto, en, zh, ..."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Default: output/."),
+    output_dir: OutputDirOpt = None,
     until: Until = typer.Option(Until.final, "--until", help="Stop after this stage."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary on stdout."),
+    as_json: JsonOpt = False,
     crews_dir: Optional[Path] = typer.Option(None, "--crews-dir", help="Another copy of the agents' YAML."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Spend without asking for confirmation."),
-    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="Hard cap on this run's Veo spend."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Default: config/pipeline.yaml."),
+    yes: YesOpt = False,
+    budget_usd: BudgetOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Turn topics into videos (script → seo → prompts → clips → final). Re-running resumes."""
     try:
@@ -202,12 +210,12 @@ def run(
 
 @app.command()
 def resume(
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
-    mock: bool = typer.Option(False, "--mock"),
-    as_json: bool = typer.Option(False, "--json"),
-    yes: bool = typer.Option(False, "--yes", "-y"),
-    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0),
-    config: Optional[Path] = typer.Option(None, "--config"),
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    as_json: JsonOpt = False,
+    yes: YesOpt = False,
+    budget_usd: BudgetOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Finish every unfinished production in the ledger: done stages and clips are reused, in-flight ones re-attached."""
     try:
@@ -232,11 +240,11 @@ def retry(
     production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
     clip: Optional[int] = typer.Option(None, "--clip", help="Only this clip (1-based); default: every failed or filtered one."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="A new prompt for --clip (e.g. after a safety filter)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
-    mock: bool = typer.Option(False, "--mock"),
-    yes: bool = typer.Option(False, "--yes", "-y"),
-    as_json: bool = typer.Option(False, "--json"),
-    config: Optional[Path] = typer.Option(None, "--config"),
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Regenerate a failed, filtered or ambiguous clip (optionally with an edited prompt), then re-cut the video."""
     try:
@@ -271,9 +279,9 @@ def retry(
 @app.command()
 def status(
     production: Optional[str] = typer.Argument(None),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
-    as_json: bool = typer.Option(False, "--json"),
-    config: Optional[Path] = typer.Option(None, "--config"),
+    output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """What the ledger knows: productions, their stages and clips."""
     try:

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reelcrew.cli import Aspect, app, err, fail, open_store, require_production, settings_for
+from reelcrew.cli import (Aspect, ConfigOpt, JsonOpt, MockOpt, OutputDirOpt, app, err, fail, open_store,
+                          require_production, settings_for)
 from reelcrew.errors import InputError, ReelcrewError
 
 config_app = typer.Typer(help="Show or initialise settings.", no_args_is_help=True)
@@ -21,9 +22,9 @@ app.add_typer(config_app, name="config")
 
 @app.command()
 def repair(
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
-    mock: bool = typer.Option(False, "--mock"),
-    config: Optional[Path] = typer.Option(None, "--config"),
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Find clips marked done whose file is missing or invalid, and clips stuck past their timeout; fix or report."""
     try:
@@ -77,9 +78,9 @@ def repair(
 
 @app.command()
 def cost(
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
-    as_json: bool = typer.Option(False, "--json"),
-    config: Optional[Path] = typer.Option(None, "--config"),
+    output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """The cost ledger: per production, per day, per model."""
     try:
@@ -109,9 +110,9 @@ def cost(
 
 @app.command()
 def doctor(
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
-    mock: bool = typer.Option(False, "--mock"),
-    config: Optional[Path] = typer.Option(None, "--config"),
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Checks before spending: keys, Veo and Gemini reachable, ffmpeg, a subtitle font, output folder, disk space."""
     checks: list[tuple[str, bool, str]] = []
@@ -179,8 +180,8 @@ def _reachable(settings) -> tuple[str, bool, str]:
 
 @config_app.command("show")
 def config_show(
-    config: Optional[Path] = typer.Option(None, "--config"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
+    config: ConfigOpt = None,
+    output_dir: OutputDirOpt = None,
 ) -> None:
     """Effective settings and where each came from (env, .env, pipeline.yaml, default); secrets masked."""
     from reelcrew.settings import masked, setting_sources
@@ -221,8 +222,8 @@ def assemble(
     crossfade: Optional[float] = typer.Option(None, "--crossfade", help="Crossfade seconds (0 = cut)."),
     music: Optional[Path] = typer.Option(None, "--music"),
     output: Optional[Path] = typer.Option(None, "--output"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o"),
-    config: Optional[Path] = typer.Option(None, "--config"),
+    output_dir: OutputDirOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Re-cut without paying again: from a production folder or from loose files."""
     try:
