@@ -27,9 +27,19 @@ def _rng(*parts: object) -> random.Random:
     return random.Random(int(digest[:16], 16))
 
 
+ZH_QUESTION_WORDS = ("是怎么", "是如何", "为什么", "为何", "怎么", "如何", "是什么", "的秘密")
+
+
+def zh_subject(topic: str) -> str:
+    """The thing a Chinese question is about: 茶是怎么制作的 → 茶, 熊猫为什么爱吃竹子 → 熊猫."""
+    text = topic.strip("？?！!。 ")
+    cut = min((text.find(w) for w in ZH_QUESTION_WORDS if text.find(w) > 0), default=-1)
+    return text[:cut] if cut > 0 else text
+
+
 def keywords(topic: str) -> list[str]:
     if is_chinese(topic):
-        return [topic.strip("？?！!。 ")]
+        return [zh_subject(topic)]
     words = [w for w in re.findall(r"[A-Za-z0-9']+", topic.lower()) if w not in STOPWORDS]
     return words or [topic.strip()]
 
@@ -74,17 +84,18 @@ def write_script(topic: str, language: str, scenes: int, clip_seconds: int, styl
     rng = _rng("script", topic, language, scenes)
     zh = language.startswith("zh")
     t = topic.strip().rstrip("?？!！。.")
+    subject_words = zh_subject(topic) if zh else t
     beats = (ZH_BEATS if zh else EN_BEATS)[:]
     rng.shuffle(beats)
     subject, place = rng.choice(SUBJECTS), rng.choice(SETTINGS)
     out = []
     for i in range(scenes):
         if i == 0:
-            line = f"你有没有想过，{t}到底是怎么回事？" if zh else f"Ever wondered about {t}? Watch this."
+            line = f"你有没有想过，{t}？" if zh else f"Ever wondered about {t}? Watch this."
         elif i == scenes - 1 and scenes > 1:
-            line = f"这就是{t}。下次见！" if zh else f"And that is {t}. Now you know the whole story."
+            line = f"现在你知道{t}了吧？下次见！" if zh else f"And that is {t}. Now you know the whole story."
         else:
-            line = beats[(i - 1) % len(beats)].format(t=t)
+            line = beats[(i - 1) % len(beats)].format(t=subject_words)
         visual = f"{subject} in {place}: {', '.join(keywords(topic))}, moment {i + 1} of {scenes}; {rng.choice(CAMERAS)}"
         out.append(Scene(index=i + 1, narration=line, visual=visual, duration=clip_seconds))
     title = f"{t}：一分钟看懂" if zh else f"{t[:1].upper()}{t[1:]}: the whole story"
