@@ -17,7 +17,9 @@ DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
 
 def _label(prompt: VideoPrompt) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", prompt.prompt)
+    """The clip's own words: prompts often open with a shared style sentence, so prefer the second sentence."""
+    sentences = [p for p in prompt.prompt.split(". ") if p.strip()]
+    words = re.findall(r"[A-Za-z0-9]+", sentences[1] if len(sentences) > 1 else prompt.prompt)
     text = " ".join(words[:6]) or "clip"
     return f"{prompt.index}  {text}"[:48]
 
