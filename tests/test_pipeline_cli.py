@@ -221,3 +221,33 @@ def test_doctor_and_config_init_in_mock_mode(tmp_path):
     assert init.returncode == 0 and "VEO3_MAX_CONCURRENT" in (tmp_path / ".env").read_text()
     again = cli("config", "init", "--path", str(tmp_path / ".env"))
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, fake, tmp_path):
+    from reelcrew.store import Store
+
+    fake.script.latency = 120
+    out = Path(real_env["REELCREW_OUTPUT_DIR"])
+    proc = subprocess.Popen([*RUN, "--topic", "tea", "--scenes", "3", "--yes"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline, ledger = time.time() + 60, None
+    while time.time() < deadline:
+        if ledger is None and (out / "reelcrew.db").exists():
+            ledger = Store(f"sqlite:///{out / 'reelcrew.db'}")
+        if ledger is not None and len(ledger.receipts()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    start = time.time()
+    _, stderr = proc.communicate(timeout=30)
+    assert time.time() - start < 10 and proc.returncode == 130
+    assert "reelcrew resume" in stderr
+    rows = ledger.all_clip_rows()
+    assert all(r["lease_owner"] is None for r in rows if r["operation_name"])
+    assert json.loads(cli("status", "--json").stdout)["productions"][0]["status"] == "interrupted"
+    for op in fake.ops.values():
+        op["done_at"] = time.time()
+    fake.script.latency = 0
+    resumed = cli("resume", "--yes", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert fake.accepted == 3

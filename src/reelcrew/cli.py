@@ -84,6 +84,12 @@ def require_production(store, production_id: str):
     return prod
 
 
+def interrupted() -> None:
+    err.print("[yellow]interrupted:[/] finished work and operation receipts are in the ledger; "
+              "run `reelcrew resume` to continue (nothing is paid twice)")
+    raise typer.Exit(130)
+
+
 def fail(exc: ReelcrewError) -> None:
     err.print(f"[bold red]error:[/] {exc.problem}")
     if exc.fix:
@@ -205,6 +211,8 @@ def run(
             summaries = pipeline.run(pipeline.plan(topics), until.value)
     except ReelcrewError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        interrupted()
     raise typer.Exit(print_summaries(summaries, as_json))
 
 
@@ -232,6 +240,8 @@ def resume(
             summaries = pipeline.run(todo, "final")
     except ReelcrewError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        interrupted()
     raise typer.Exit(print_summaries(summaries, as_json))
 
 
@@ -273,6 +283,8 @@ def retry(
         summaries = pipeline.run([prod], "final", {(production, i) for i in targets})
     except ReelcrewError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        interrupted()
     raise typer.Exit(print_summaries(summaries, as_json))
 
 
@@ -338,10 +350,15 @@ def expand_multi_value(argv: list[str]) -> list[str]:
 def main() -> None:
     from reelcrew import cli_ops  # noqa: F401  (registers the upkeep commands)
 
+    import signal
+
+    def terminate(signum, frame):  # SIGTERM stops like Ctrl-C: receipts kept, leases released
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         app(args=expand_multi_value(sys.argv[1:]), prog_name="reelcrew")
-    except KeyboardInterrupt:
-        err.print("interrupted: finished work is in the ledger; run `reelcrew resume` to continue")
+    except KeyboardInterrupt:  # outside a command's own handling (e.g. during start-up)
         sys.exit(130)
 
 

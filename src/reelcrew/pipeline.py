@@ -61,6 +61,13 @@ def read_topics(topics: list[str], topics_file: Path | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+class _LazyCrews:
+    def __getattr__(self, name: str):
+        import reelcrew.crews
+
+        return getattr(reelcrew.crews, name)
+
+
 @dataclass
 class Summary:
     id: str
@@ -132,7 +139,7 @@ class Pipeline:
         return prods
 
     def brief(self, prod: Production) -> dict:
-        from reelcrew.crews import brief
+        from reelcrew.brief import brief
 
         s = self.settings
         return brief(prod.topic, prod.language, prod.scenes, prod.aspect_ratio, prod.style, s.clip_seconds, s.resolution)
@@ -157,9 +164,9 @@ class Pipeline:
         return value
 
     def write(self, prod: Production, until: str) -> tuple[Script, SeoPackage | None, PromptList | None]:
-        from reelcrew import crews
-
+        """The writers' stages; CrewAI (3 s to import) is only loaded when a stage is not saved yet."""
         s, b = self.settings, self.brief(prod)
+        crews = _LazyCrews()
         script = self._stage(prod, "script", Script,
                              lambda: crews.write_script(self.llm(), b, s.crews_dir, s.llm_max_repairs))
         if until == "script":

@@ -83,12 +83,27 @@ class ClipGenerator:
 
     # -- public --------------------------------------------------------------------------
     def run(self, jobs: list[ClipJob]) -> list[VideoClip]:
+        """Generate every job; Ctrl-C or SIGTERM stops at once, leaving receipts for `reelcrew resume`."""
         if not jobs:
             return []
         # Twice the Veo limit in threads, so downloads overlap the next submits; the ledger enforces the limit.
         workers = min(len(jobs), 2 * self.s.veo3_max_concurrent)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clip") as pool:
-            return list(pool.map(self._safe_one, jobs))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clip")
+        futures = [pool.submit(self._safe_one, job) for job in jobs]
+        try:
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop(self) -> None:
+        """Workers finish their current step (never mid-receipt), release their leases and return."""
+        self._stop.set()
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
 
     def _safe_one(self, job: ClipJob) -> VideoClip:
         try:
@@ -112,6 +127,8 @@ class ClipGenerator:
                                    possible_duplicate=clip.status == ClipStatus.ambiguous, operation_name=None)
         while True:
             clip = self.store.clip(job.key)
+            if self._stop.is_set():
+                return clip
             if clip.status == ClipStatus.done and self._reuse(clip, job):
                 return self._changed(job.key)
             if clip.status in FINAL - {ClipStatus.done}:
@@ -126,7 +143,7 @@ class ClipGenerator:
             elif mode == "paused":
                 return self._changed(job.key)
             else:
-                time.sleep(wait)
+                self._sleep(wait)
 
     def _reuse(self, clip: VideoClip, job: ClipJob) -> bool:
         """A done clip is reused if its file still checks out; else it is demoted for re-download."""
@@ -188,6 +205,9 @@ class ClipGenerator:
         clip = self.store.clip(job.key)
         if self.rate is not None:  # None for the mock: it has no real quota (VEO3_MOCK_QUOTA_RATE rehearses 429s)
             self.rate.acquire()
+        if self._stop.is_set():  # stopping: the intent is withdrawn, nothing was sent
+            self._release(clip, ClipStatus.pending)
+            return False
         try:
             name = self.backend.submit(clip.prompt, clip.model)
         except errors.ClientError as exc:
@@ -219,10 +239,10 @@ class ClipGenerator:
             self.store.log("quota", f"429 {signal.kind}, retry in {signal.retry_after or 'back-off'}",
                            clip.production_id, clip.index, "clips")
             if signal.kind == "minute" and signal.retry_after is not None:
-                time.sleep(jitter(signal.retry_after))
+                self._sleep(jitter(signal.retry_after))
             else:
                 self.breaker.failure("bare 429")
-                time.sleep(jitter(min(self.s.veo3_retry_wait_base, 60)))
+                self._sleep(jitter(min(self.s.veo3_retry_wait_base, 60)))
             return False
         message = exc.message or str(exc)
         if exc.code == 404:
@@ -237,7 +257,7 @@ class ClipGenerator:
             self._release(clip, ClipStatus.failed, error=f"{reason} (gave up after {retries} attempts)", retries=retries)
             return False
         self._release(clip, ClipStatus.pending, error=reason, retries=retries)
-        time.sleep(jitter(self.s.veo3_retry_wait_base * 2 ** (retries - 1)))
+        self._sleep(jitter(self.s.veo3_retry_wait_base * 2 ** (retries - 1)))
         return False
 
     def _ambiguous(self, clip: VideoClip, reason: str) -> bool:
@@ -289,6 +309,9 @@ class ClipGenerator:
                     return None
             if outcome and outcome.done:
                 return outcome
+            if self._stop.is_set():  # the receipt stays: the next run re-attaches it
+                self._release(clip, ClipStatus.submitted)
+                return None
             if time.time() > deadline:
                 self._release(clip, ClipStatus.failed,
                               error=f"operation {clip.operation_name} did not finish within OPERATION_TIMEOUT "
@@ -296,7 +319,7 @@ class ClipGenerator:
                                     f"`reelcrew repair` re-checks it)")
                 return None
             self.store.update_clip(clip.key, lease_owner=ME, lease_until=time.time() + self.lease_ttl)
-            time.sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
+            self._sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
 
     def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -312,7 +335,7 @@ class ClipGenerator:
                 problem = str(exc)
                 log.warning("download %d of clip %s failed: %s", attempt + 1, clip.key, problem)
                 tmp.unlink(missing_ok=True)
-                time.sleep(min(0.2 * 2 ** attempt, 5))
+                self._sleep(min(0.2 * 2 ** attempt, 5))
                 continue
             digest = sha256_file(tmp)
             os.replace(tmp, dest)
