@@ -65,6 +65,7 @@ class RenderStyle(BaseModel):
     fps: int = 24
     fit: Literal["cover", "contain"] = "cover"
     audio_rate: int = 48000
+    thumbnail_title: bool = Field(True, description="draw the SEO title on thumbnail.jpg")
 
 
 class Settings(BaseSettings):

@@ -52,7 +52,8 @@ def assemble_production(folder: Path, clips: list[CutClip], settings: Settings, 
     final = folder / "final.mp4"
     result = render_cut(spec, final)
     write_srt(result.cues, folder / "final.srt")
-    make_thumbnail(clips, result, folder / "thumbnail.jpg", width, height, seo.title if seo else None)
+    title = seo.title if seo and settings.render.thumbnail_title else None
+    make_thumbnail(clips, result, folder / "thumbnail.jpg", width, height, title)
     metadata = {"seo": seo.model_dump(mode="json") if seo else None,
                 "video": {"file": "final.mp4", "duration": round(result.duration, 3), "width": width, "height": height,
                           "clips": len(clips), "subtitles": "final.srt", "thumbnail": "thumbnail.jpg"},
