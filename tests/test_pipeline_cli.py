@@ -251,3 +251,18 @@ def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, f
     resumed = cli("resume", "--yes", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert fake.accepted == 3
+
+
+def test_repair_frees_a_clip_stuck_between_intent_and_receipt_and_flags_it(tmp_path):
+    from reelcrew.files import HOST
+    from reelcrew.models import ClipStatus, VideoPrompt
+    from reelcrew.store import Store
+
+    out = tmp_path / "o"
+    store = Store(f"sqlite:///{out / 'reelcrew.db'}")
+    clip = store.ensure_clip("p1", VideoPrompt(index=1, scene_index=1, prompt="x"), "veo-3.1-fast-generate-001")
+    store.update_clip(clip.key, status=ClipStatus.submitting, lease_owner=f"{HOST}:999999", lease_until=time.time() + 600)
+    result = cli("repair", "-o", str(out))
+    assert result.returncode == 0 and "possible duplicate" in result.stderr
+    fixed = store.clip(clip.key)
+    assert fixed.status == ClipStatus.pending and fixed.possible_duplicate

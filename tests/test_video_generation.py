@@ -267,3 +267,14 @@ def test_breaker_opens_after_consecutive_failures_waits_then_probes_and_survives
     gen.run(jobs(store, settings, prompts(1, prefix="another"), out))  # fails 3 times: breaker opens for 30 s
     _, restarted, _ = stack(out, veo3_consecutive_failure_threshold=3, veo3_quota_wait_time=30)
     assert Breaker(restarted, settings).before_submit() > 20  # a new process respects the open breaker
+
+
+def test_mock_failure_rehearsal_retries_failed_operations_deterministically(tmp_path):
+    def rehearse(out):
+        settings, store, gen = stack(out, veo3_mock_mode=True, polling_interval=0.01, veo3_mock_failure_rate=0.5,
+                                     veo3_mock_seed=3, veo3_max_retries=1, veo3_retry_wait_base=0.01)
+        return [(c.status, c.retries) for c in gen.run(jobs(store, settings, prompts(4), out))]
+
+    first, second = rehearse(tmp_path / "a"), rehearse(tmp_path / "b")
+    assert first == second  # same seed, same rehearsal
+    assert any(retries for _, retries in first)  # some operations failed and were tried again
