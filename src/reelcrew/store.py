@@ -283,18 +283,15 @@ class Store:
         conn.execute(insert(costs).values(clip_key=clip.key, production_id=clip.production_id, model=clip.model,
                                           resolution=clip.prompt.resolution, seconds=seconds, usd=usd,
                                           operation_name=clip.operation_name, at=now,
-                                          day=datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")))
+                                          day=utc_day(now)))
 
-    def spent_today(self) -> float:
-        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        with self.tx() as c:
-            return float(c.execute(select(func.coalesce(func.sum(costs.c.usd), 0.0)).where(costs.c.day == day)).scalar_one())
-
-    def committed_usd(self, conn: Connection, since: float | None = None) -> float:
-        """Money spent or promised: charged clips plus operations in flight (priced when they finish)."""
+    def spent_usd(self, conn: Connection, since: float | None = None, day: str | None = None) -> float:
+        """Money charged so far (clips that finished), optionally since a moment or on one UTC day."""
         charged = select(func.coalesce(func.sum(costs.c.usd), 0.0))
         if since is not None:
             charged = charged.where(costs.c.at >= since)
+        if day is not None:
+            charged = charged.where(costs.c.day == day)
         return float(conn.execute(charged).scalar_one())
 
     def cost_rows(self) -> list[dict]:
@@ -319,6 +316,11 @@ class Store:
             stmt = stmt.where(events.c.production_id == pid)
         with self.tx() as c:
             return [dict(r) for r in c.execute(stmt).mappings().all()][::-1]
+
+
+def utc_day(moment: float | None = None) -> str:
+    """The day a charge belongs to (daily budgets are per UTC day)."""
+    return datetime.fromtimestamp(time.time() if moment is None else moment, timezone.utc).strftime("%Y-%m-%d")
 
 
 def _clip_from_row(r) -> VideoClip:

@@ -24,7 +24,7 @@ from reelcrew.files import owner_alive, part_path, sha256_file
 from reelcrew.media import MediaError, decodes, probe
 from reelcrew.models import ClipStatus, VideoClip, frame_size, veo_limits
 from reelcrew.settings import Settings
-from reelcrew.store import ME, Store, clips
+from reelcrew.store import ME, Store, clips, utc_day
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, classify_429, jitter, next_quota_reset
 
@@ -50,24 +50,17 @@ class Budget:
 
     def refusal(self, store: Store, conn, price: float, key: str) -> str | None:
         """Spent + promised (every clip between intent and cost row, priced like this one) + this clip ≤ cap."""
-        from reelcrew.store import costs
-
         in_flight = conn.execute(select(func.count()).select_from(clips).where(
             clips.c.status.in_(("submitting", "submitted", "downloading")), clips.c.key != key)).scalar_one()
         if self.run_usd is not None:
-            spent = store.committed_usd(conn, since=self.run_started)
+            spent = store.spent_usd(conn, since=self.run_started)
             if spent + price * (in_flight + 1) > self.run_usd + 1e-9:
                 return f"run budget ${self.run_usd:.2f} reached (spent ${spent:.2f}, {in_flight} in flight)"
         if self.daily_usd is not None:
-            day = time.strftime("%Y-%m-%d", time.gmtime())
-            spent = float(conn.execute(select(func.coalesce(func.sum(costs.c.usd), 0.0)).where(costs.c.day == day)).scalar_one())
+            spent = store.spent_usd(conn, day=utc_day())
             if spent + price * (in_flight + 1) > self.daily_usd + 1e-9:
                 return f"daily budget ${self.daily_usd:.2f} reached (spent ${spent:.2f} today, {in_flight} in flight)"
         return None
-
-
-class Retryable(Exception):
-    """Transient trouble on a safe-to-repeat call (poll or download)."""
 
 
 class ClipGenerator:

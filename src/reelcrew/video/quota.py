@@ -123,13 +123,6 @@ class Breaker:
             self.store.set_quota(c, open_until=until, reason=f"daily quota exhausted ({reason})")
         self.store.log("quota", f"daily quota exhausted; submits paused until {time.ctime(until)}")
 
-    def paused_until(self) -> QuotaPaused | None:
-        with self.store.tx() as c:
-            q = self.store.quota(c)
-        if q["open_until"] > time.time() and (q["reason"] or "").startswith("daily"):
-            return QuotaPaused(q["open_until"], q["reason"])
-        return None
-
 
 class RateGate:
     """Requests per minute (and per day) across every process on this machine."""
