@@ -58,12 +58,11 @@ def settings_for(output_dir: Optional[Path] = None, config: Optional[Path] = Non
 def open_store(settings):
     from reelcrew.store import Store
 
+    from reelcrew.files import ensure_writable
+
     out = settings.reelcrew_output_dir
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        ensure_writable(out)
     except OSError as exc:
         raise ConfigError(f"output folder {out} is not writable ({exc.strerror})",
                           "pass --output-dir to a folder you can write, or fix its permissions") from None
@@ -180,6 +179,17 @@ def make_progress(as_json: bool, yes: bool, bars: Bars | None = None):
     return Progress(plan=bars.plan, stage=stage, clip=clip, confirm=confirm)
 
 
+def run_productions(settings, store, prods, until: str = "final", *, as_json: bool = False, yes: bool = False,
+                    budget_usd: float | None = None, retry_clips: set[tuple[str, int]] | None = None) -> int:
+    """Run the pipeline (progress bars on a terminal) and print the summary; returns the exit code."""
+    from reelcrew.pipeline import Pipeline
+
+    with Bars(err.is_terminal and not as_json) as bars:
+        pipeline = Pipeline(settings, store, make_progress(as_json, yes, bars), budget_usd)
+        summaries = pipeline.run(prods, until, retry_clips)
+    return print_summaries(summaries, as_json)
+
+
 @app.command()
 def run(
     topic: list[str] = typer.Option([], "--topic", "-t", help="A topic (repeatable)."),
@@ -206,14 +216,13 @@ def run(
         if crews_dir is not None and not crews_dir.is_dir():
             raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
         store = open_store(settings)
-        with Bars(err.is_terminal and not as_json) as bars:
-            pipeline = Pipeline(settings, store, make_progress(as_json, yes, bars), budget_usd)
-            summaries = pipeline.run(pipeline.plan(topics), until.value)
+        code = run_productions(settings, store, Pipeline(settings, store).plan(topics), until.value, as_json=as_json,
+                               yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:
         fail(exc)
     except KeyboardInterrupt:
         interrupted()
-    raise typer.Exit(print_summaries(summaries, as_json))
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -227,22 +236,18 @@ def resume(
 ) -> None:
     """Finish every unfinished production in the ledger: done stages and clips are reused, in-flight ones re-attached."""
     try:
-        from reelcrew.pipeline import Pipeline
-
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
         todo = [p for p in store.all_productions() if p.status.value != "done"]
         if not todo:
             err.print("nothing to resume: every production is done")
             raise typer.Exit(0)
-        with Bars(err.is_terminal and not as_json) as bars:
-            pipeline = Pipeline(settings, store, make_progress(as_json, yes, bars), budget_usd)
-            summaries = pipeline.run(todo, "final")
+        code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:
         fail(exc)
     except KeyboardInterrupt:
         interrupted()
-    raise typer.Exit(print_summaries(summaries, as_json))
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -260,12 +265,10 @@ def retry(
     try:
         from reelcrew.errors import InputError
         from reelcrew.models import PromptList
-        from reelcrew.pipeline import Pipeline
 
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
         prod = require_production(store, production)
-        pipeline = Pipeline(settings, store, make_progress(as_json, yes))
         clips = store.production_clips(production)
         targets = {c.index for c in clips if c.status.value in ("failed", "filtered", "ambiguous", "paused")}
         if clip is not None:
@@ -278,14 +281,15 @@ def retry(
             prompts = PromptList.model_validate_json(store.stage(production, "prompts"))
             prompts.prompts[clip - 1].prompt = prompt
             store.save_stage(production, "prompts", prompts.model_dump_json())
-            (pipeline.folder(production) / "prompts.json").unlink(missing_ok=True)
+            (settings.reelcrew_output_dir / production / "prompts.json").unlink(missing_ok=True)
         store.delete_stage(production, "final")
-        summaries = pipeline.run([prod], "final", {(production, i) for i in targets})
+        code = run_productions(settings, store, [prod], as_json=as_json, yes=yes,
+                               retry_clips={(production, i) for i in targets})
     except ReelcrewError as exc:
         fail(exc)
     except KeyboardInterrupt:
         interrupted()
-    raise typer.Exit(print_summaries(summaries, as_json))
+    raise typer.Exit(code)
 
 
 @app.command()

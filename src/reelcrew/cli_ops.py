@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from reelcrew.cli import (Aspect, ConfigOpt, JsonOpt, MockOpt, OutputDirOpt, app, err, fail, open_store,
-                          require_production, settings_for)
+                          require_production, run_productions, settings_for)
+from reelcrew.files import ensure_writable
 from reelcrew.errors import InputError, ReelcrewError
 
 config_app = typer.Typer(help="Show or initialise settings.", no_args_is_help=True)
@@ -145,9 +146,7 @@ def doctor(
         checks.append(("subtitle font", False, f"{exc.problem}; {exc.fix}"))
     out = settings.reelcrew_output_dir
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_text("ok")
-        (out / ".write-test").unlink()
+        ensure_writable(out)
         free = shutil.disk_usage(out).free / 2**30
         checks.append(("output folder", True, f"{out.resolve()} writable"))
         checks.append(("disk space", free > 2, f"{free:.1f} GiB free" + ("" if free > 2 else "; free some space")))
@@ -241,17 +240,10 @@ def assemble(
         if music is not None:
             settings.music.file = str(music)
         if production:
-            from reelcrew.pipeline import Pipeline
-
             store = open_store(settings)
             prod = require_production(store, production)
             store.delete_stage(production, "final")
-            store.set_production_status(production, prod.status.__class__("running"))
-            pipeline = Pipeline(settings, store)
-            summaries = pipeline.run([prod], "final")
-            from reelcrew.cli import print_summaries
-
-            raise typer.Exit(print_summaries(summaries, False))
+            raise typer.Exit(run_productions(settings, store, [prod]))
         if not clips:
             raise InputError("nothing to assemble", "name a production id, or pass --clips a.mp4 b.mp4 ...")
         if captions and len(captions) != len(clips):

@@ -40,6 +40,14 @@ def owner_alive(owner: str | None) -> bool:
         return True
 
 
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` and prove we can write in it (OSError if not), before anything is spent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-test.{os.getpid()}"
+    probe.write_text("ok")
+    probe.unlink()
+
+
 def part_path(dest: Path, suffix: str = "") -> Path:
     """A temp name beside `dest`, tagged with our pid; leftovers of dead processes are swept first."""
     for old in dest.parent.glob(f".{dest.name}.*.part{suffix}"):
