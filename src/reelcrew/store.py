@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -124,15 +124,18 @@ class Store:
     # -- plumbing ---------------------------------------------------------------
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        for attempt in range(20):
-            try:
-                with self.engine.begin() as conn:
-                    yield conn
-                return
-            except OperationalError as exc:  # a long writer elsewhere: retry the whole transaction
-                if "locked" not in str(exc) or attempt == 19:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        """One transaction. Getting the write lock (BEGIN IMMEDIATE) is retried while another process holds
+        it past busy_timeout; the body is not (a context manager cannot run it twice): its errors propagate."""
+        with ExitStack() as stack:
+            for attempt in range(20):
+                try:
+                    conn = stack.enter_context(self.engine.begin())
+                    break
+                except OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 19:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            yield conn
 
     def migrate(self) -> None:
         with self.tx() as c:
