@@ -202,11 +202,12 @@ def config_show(
 @config_app.command("init")
 def config_init(path: Path = typer.Option(Path(".env"), "--path"), force: bool = typer.Option(False, "--force")) -> None:
     """Write a commented .env template (keys left empty)."""
-    from reelcrew.settings import PROJECT_ROOT
+    from reelcrew.defaults import env_template
+    from reelcrew.settings import env_template_from_fields
 
     if path.exists() and not force:
         fail(InputError(f"{path} already exists", "pass --force to overwrite it, or --path to write elsewhere"))
-    template = (PROJECT_ROOT / ".env.example").read_text(encoding="utf-8")
+    template = env_template() or env_template_from_fields()
     path.write_text(template, encoding="utf-8")
     err.print(f"wrote {path}; fill in your key, never commit it")
 

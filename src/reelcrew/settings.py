@@ -15,12 +15,12 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reelcrew import defaults
 from reelcrew.errors import ConfigError
 from reelcrew.models import VEO_MODELS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "pipeline.yaml"
-DEFAULT_CREWS_DIR = PROJECT_ROOT / "crews"
+DEFAULT_CONFIG = defaults.config_file()
+DEFAULT_CREWS_DIR = defaults.crews_dir()
 SECRET_FIELDS = {"gemini_api_key", "google_api_key"}
 
 
@@ -69,7 +69,9 @@ class RenderStyle(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True)
+    # env_ignore_empty: `REELCREW_LLM=` in a copied .env means "not set", not an invalid value
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True,
+                                      env_ignore_empty=True)
 
     # writers
     reelcrew_llm: Literal["gemini", "mock"] = "gemini"
@@ -228,3 +230,16 @@ def masked(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         data[name] = "**** (set)" if value else None
     return data
+
+
+def env_template_from_fields() -> str:
+    """A `.env` template made from the settings themselves, for installs that carry no `.env.example`."""
+    lines = ["# reelcrew settings: fill in what you need; an empty value means unset. Never commit this file."]
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.default, BaseModel) or name in ("prices", "crews_dir"):
+            continue  # sections and prices are tuned in config/pipeline.yaml
+        if field.description:
+            lines.append(f"# {field.description}")
+        default = "" if name in SECRET_FIELDS or field.default is None else field.default
+        lines.append(f"{name.upper()}={default}")
+    return "\n".join(lines) + "\n"
