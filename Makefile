@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOPIC ?= how tea is made
 
-.PHONY: demo test setup fonts bench clean
+.PHONY: demo test test-fast check setup fonts bench clean
 
 setup: $(STAMP) fonts
 
@@ -31,6 +31,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Lint (pyflakes, pycodestyle at 120 columns, isort, bugbear, pyupgrade) and types; CI runs it with the tests.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/bench_assembly.py
