@@ -2,6 +2,8 @@
 
 Real mode with no key is an error naming the variable to set; it never falls back to the
 mock silently (the mock is only ever chosen explicitly: --mock or REELCREW_LLM=mock).
+Each task hands its pydantic model to the LLM (`response_model`): Gemini then answers in native
+JSON mode against that schema, and the mock answers with an instance of it.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import json
 import threading
 from typing import Any
 
-from crewai import LLM, BaseLLM
-from pydantic import Field
+from crewai import BaseLLM
+from crewai.events.types.llm_events import LLMCallType
+from crewai.llms.providers.gemini.completion import GeminiCompletion
+from pydantic import BaseModel, Field, ValidationError
 
 from reelcrew import mock_writer
 from reelcrew.errors import ConfigError
@@ -46,6 +50,8 @@ class MockLLM(BaseLLM):
                                                b["aspect_ratio"], b["resolution"])
         else:
             raise ValueError(f"mock LLM has no answer for task {task!r}")
+        if response_model is not None and isinstance(answer, response_model):
+            return answer  # what a native structured-output provider returns: the validated model
         return json.dumps(answer.model_dump(mode="json"), ensure_ascii=False)
 
     def supports_function_calling(self) -> bool:
@@ -61,6 +67,31 @@ class MockLLM(BaseLLM):
         return 1
 
 
+class RepairableGemini(GeminiCompletion):
+    """CrewAI's native Gemini provider, except that an answer breaking the schema comes back as text.
+
+    With `response_model` the provider asks for JSON against the schema (`responseMimeType`,
+    `responseJsonSchema`) and validates the answer itself; on a failure it raises, which ends the
+    task with no second chance. Returning the raw text instead lets the task's guardrail (crews/base.py)
+    send the validation error back as a repair turn, like every other bad answer.
+    Overrides a private hook of crewai 1.15.30 (pinned); tests/test_crews.py covers it through the wire.
+    """
+
+    def _validate_and_emit_structured_output(self, content: str, response_model: type[BaseModel],
+                                             messages_for_event: list, from_task: Any = None, from_agent: Any = None,
+                                             usage: dict | None = None, finish_reason: str | None = None,
+                                             response_id: str | None = None) -> BaseModel | str:
+        try:
+            response_model.model_validate_json(content)
+        except ValidationError:
+            self._emit_call_completed_event(response=content, call_type=LLMCallType.LLM_CALL, from_task=from_task,
+                                            from_agent=from_agent, messages=messages_for_event, usage=usage,
+                                            finish_reason=finish_reason, response_id=response_id)
+            return content
+        return super()._validate_and_emit_structured_output(content, response_model, messages_for_event, from_task,
+                                                            from_agent, usage, finish_reason, response_id)
+
+
 _lock = threading.Lock()
 
 
@@ -68,19 +99,21 @@ def build_llm(settings: Settings) -> BaseLLM:
     if settings.mock_llm:
         return MockLLM(model="reelcrew-mock")
     model = settings.gemini_model
-    if not model.startswith(("gemini/", "google/")):
-        model = f"gemini/{model}"
+    for prefix in ("gemini/", "google/"):  # CrewAI's provider prefixes name the same model
+        model = model.removeprefix(prefix)
+    # Gemini 3 is tuned for its default temperature (1.0); send one only when the user chose it.
+    tuning: dict[str, Any] = {} if settings.gemini_temperature is None else {"temperature": settings.gemini_temperature}
     if settings.google_genai_use_vertexai:
         if not settings.google_cloud_project:
             raise ConfigError("Vertex AI mode needs a project (GOOGLE_GENAI_USE_VERTEXAI=true)",
                               "set GOOGLE_CLOUD_PROJECT (and GOOGLE_CLOUD_LOCATION), or use --mock to rehearse offline")
         with _lock:
-            return LLM(model=model, project=settings.google_cloud_project, location=settings.google_cloud_location,
-                       use_vertexai=True, temperature=0.7)
+            return RepairableGemini(model=model, provider="gemini", project=settings.google_cloud_project,
+                                    location=settings.google_cloud_location, use_vertexai=True, **tuning)
     key = settings.api_key()
     if not key:
         raise ConfigError("no Gemini API key: the writers' room needs one in real mode",
                           "set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment or .env, "
                           "or run with --mock / REELCREW_LLM=mock to rehearse offline")
     with _lock:
-        return LLM(model=model, api_key=key, temperature=0.7)
+        return RepairableGemini(model=model, provider="gemini", api_key=key, **tuning)
