@@ -144,7 +144,8 @@ def test_a_schema_breaking_answer_is_repaired_by_a_fresh_request_without_replayi
     # answer is quoted in the user message), so there is no model turn whose signature must be sent back.
     assert [content["role"] for content in repair["contents"]] == ["user"]
     assert "thoughtSignature" not in sent and "thought_signature" not in sent
-    assert _generation_config(repair)["responseJsonSchema"] == _generation_config(fake.text_requests[0])["responseJsonSchema"]
+    first_schema = _generation_config(fake.text_requests[0])["responseJsonSchema"]
+    assert _generation_config(repair)["responseJsonSchema"] == first_schema
 
 
 def test_schema_breaking_answers_exhaust_the_repairs_and_every_error_is_listed(fake, monkeypatch):

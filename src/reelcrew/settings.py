@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     reelcrew_llm: Literal["gemini", "mock"] = "gemini"
     gemini_model: str = "gemini-3.5-flash"
     gemini_temperature: float | None = Field(
-        None, ge=0, le=2, description="empty = the model's own default (1.0 for Gemini 3, which Google advises keeping)")
+        None, ge=0, le=2, description="empty = the model's default (1.0 for Gemini 3, which Google advises keeping)")
     gemini_api_key: SecretStr | None = None
     google_api_key: SecretStr | None = None
     google_genai_use_vertexai: bool = False
