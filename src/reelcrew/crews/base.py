@@ -3,7 +3,7 @@
 The task carries its model as `response_model`, so Gemini answers in native JSON mode against
 the schema (`responseMimeType: application/json` + `responseJsonSchema`). CrewAI 1.15 would end
 the task on an answer that breaks the schema; our provider hands such an answer back as text
-(llm.RepairableGemini), and a guardrail parses every answer into the model and checks the crew's
+(gemini_llm.RepairableGemini), and a guardrail parses every answer into the model and checks the crew's
 own rules: a bad answer goes back to the agent with the validation error, a bounded number of
 times, then fails with what was wrong.
 """
