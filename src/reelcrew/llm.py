@@ -73,9 +73,7 @@ def build_llm(settings: Settings) -> BaseLLM:
         return MockLLM(model="reelcrew-mock")
     from reelcrew.gemini_llm import RepairableGemini  # google-genai loads only in real mode
 
-    model = settings.gemini_model
-    for prefix in ("gemini/", "google/"):  # CrewAI's provider prefixes name the same model
-        model = model.removeprefix(prefix)
+    model = settings.gemini_model_id
     # Gemini 3 is tuned for its default temperature (1.0); send one only when the user chose it.
     tuning: dict[str, Any] = {} if settings.gemini_temperature is None else {"temperature": settings.gemini_temperature}
     if settings.google_genai_use_vertexai:

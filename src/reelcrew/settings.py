@@ -151,6 +151,14 @@ class Settings(BaseSettings):
         return self.reelcrew_llm == "mock"
 
     @property
+    def gemini_model_id(self) -> str:
+        """The model id Google knows: CrewAI's `gemini/` and `google/` prefixes are accepted and dropped."""
+        model = self.gemini_model
+        for prefix in ("gemini/", "google/"):
+            model = model.removeprefix(prefix)
+        return model
+
+    @property
     def db_url(self) -> str:
         if self.reelcrew_db:
             return self.reelcrew_db if "://" in self.reelcrew_db else f"sqlite:///{Path(self.reelcrew_db).resolve()}"
