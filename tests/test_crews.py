@@ -9,6 +9,7 @@ from collections import deque
 import pytest
 
 from reelcrew import crews
+from reelcrew.crews.base import _explain, extract_json
 from reelcrew.errors import ConfigError, CrewOutputError
 from reelcrew.llm import build_llm
 from reelcrew.mock_writer import is_chinese
@@ -95,6 +96,67 @@ def test_gemini_provider_sends_schema_violations_back_then_fails_clearly(fake, m
         crews.write_script(_gemini(fake, monkeypatch), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR, 2)
 
 
+def _schema_breaking_script() -> str:
+    """Valid JSON that the provider's own schema check rejects (an index that is not an integer)."""
+    bad = json.loads(_good_script())
+    bad["scenes"][0]["index"] = "first"
+    return json.dumps(bad)
+
+
+def _generation_config(request: dict) -> dict:
+    return request["generationConfig"]
+
+
+@pytest.mark.parametrize("temperature,sent", [(None, None), ("", None), ("0.4", 0.4)])
+def test_gemini_requests_name_the_model_carry_the_schema_and_a_temperature_only_when_set(
+        fake, monkeypatch, temperature, sent):
+    if temperature is not None:
+        monkeypatch.setenv("GEMINI_TEMPERATURE", temperature)
+    fake.script.text_answers = deque([_good_script()])
+    result = crews.write_script(_gemini(fake, monkeypatch), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR)
+    assert result.answers == 1 and len(result.value.scenes) == 3
+    assert fake.text_models == ["gemini-3.5-flash"]
+    config = _generation_config(fake.text_requests[0])
+    assert config["responseMimeType"] == "application/json"
+    schema = config["responseJsonSchema"]
+    assert schema["required"] == ["title", "hook", "language", "scenes"]
+    assert schema["properties"]["scenes"]["items"]["properties"]["index"]["type"] == "integer"
+    assert config.get("temperature") == sent
+
+
+def test_gemini_model_override_names_the_url_and_an_unknown_model_is_a_clear_error(fake, monkeypatch):
+    monkeypatch.setenv("GEMINI_MODEL", "gemini/gemini-2.5-flash")  # CrewAI's prefix is accepted and dropped
+    with pytest.raises(CrewOutputError, match="not found") as info:
+        crews.write_script(_gemini(fake, monkeypatch), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR)
+    assert fake.text_models == ["gemini-2.5-flash"] and "GEMINI_MODEL" in info.value.fix
+
+
+def test_a_schema_breaking_answer_is_repaired_by_a_fresh_request_without_replaying_the_model_turn(fake, monkeypatch):
+    fake.script.text_answers = deque([_schema_breaking_script(), _good_script()])
+    result = crews.write_script(_gemini(fake, monkeypatch), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR)
+    assert result.answers == 2 and [s.index for s in result.value.scenes] == [1, 2, 3]
+    assert len(fake.text_requests) == 2 and "scenes.0.index" in result.errors[0]
+    repair = fake.text_requests[1]
+    sent = json.dumps(repair, ensure_ascii=False)
+    assert "scenes.0.index: Input should be a valid integer" in sent  # the error went back to the agent
+    assert '\\"index\\": \\"first\\"' in sent  # with the answer it was about
+    # The first answer carried a thought signature; the repair is a new single-turn request (the previous
+    # answer is quoted in the user message), so there is no model turn whose signature must be sent back.
+    assert [content["role"] for content in repair["contents"]] == ["user"]
+    assert "thoughtSignature" not in sent and "thought_signature" not in sent
+    first_schema = _generation_config(fake.text_requests[0])["responseJsonSchema"]
+    assert _generation_config(repair)["responseJsonSchema"] == first_schema
+
+
+def test_schema_breaking_answers_exhaust_the_repairs_and_every_error_is_listed(fake, monkeypatch):
+    fake.script.text_answers = deque([_schema_breaking_script()] * 3)
+    with pytest.raises(CrewOutputError, match=r"did not fit Script after 3 tries") as info:
+        crews.write_script(_gemini(fake, monkeypatch), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR, 2)
+    assert len(fake.text_requests) == 3
+    for n in (1, 2, 3):
+        assert f"answer {n}: scenes.0.index: Input should be a valid integer" in info.value.problem
+
+
 def test_gemini_provider_survives_a_429_then_succeeds(fake, monkeypatch):
     fake.script.text_answers = deque([429, _good_script()])
     result = crews.write_script(_gemini(fake, monkeypatch), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR)
@@ -105,3 +167,17 @@ def test_real_mode_without_a_key_names_the_variable():
     with pytest.raises(ConfigError, match="GEMINI_API_KEY") as info:
         build_llm(load_settings())
     assert "--mock" in info.value.fix
+
+
+def test_extract_json_takes_fenced_json_and_json_inside_prose():
+    assert extract_json('```json\n{"title": "Tea"}\n```') == {"title": "Tea"}
+    assert extract_json('```\n{"a": [1, 2]}\n```') == {"a": [1, 2]}
+    assert extract_json('Sure! Here it is: {"title": "Tea", "tags": ["a"]} Enjoy.') == {"title": "Tea", "tags": ["a"]}
+    assert extract_json('  {"title": "茶"}  ') == {"title": "茶"}
+
+
+@pytest.mark.parametrize("text", ["Sure! Here is a lovely script about tea.", '{"title": "Tea", "hook": ', ""])
+def test_extract_json_rejects_what_is_not_json_with_a_readable_error(text):
+    with pytest.raises(json.JSONDecodeError) as info:
+        extract_json(text)
+    assert _explain(info.value).startswith("not valid JSON (")

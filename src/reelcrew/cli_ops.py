@@ -171,8 +171,8 @@ def _reachable(settings) -> tuple[str, bool, str]:
                                http_options=http) if settings.google_genai_use_vertexai and not settings.api_key()
                   else genai.Client(api_key=settings.api_key(), vertexai=settings.google_genai_use_vertexai or None,
                                     http_options=http))
-        client.models.get(model=settings.gemini_model)
-        return ("Gemini reachable", True, settings.gemini_model)
+        client.models.get(model=settings.gemini_model_id)
+        return ("Gemini reachable", True, settings.gemini_model_id)
     except Exception as exc:
         return ("Gemini reachable", False, f"{type(exc).__name__}: {str(exc)[:160]}")
 

@@ -2,6 +2,8 @@
 
 Real mode with no key is an error naming the variable to set; it never falls back to the
 mock silently (the mock is only ever chosen explicitly: --mock or REELCREW_LLM=mock).
+Each task hands its pydantic model to the LLM (`response_model`): Gemini then answers in native
+JSON mode against that schema, and the mock answers with an instance of it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import threading
 from typing import Any
 
-from crewai import LLM, BaseLLM
+from crewai import BaseLLM
 from pydantic import Field
 
 from reelcrew import mock_writer
@@ -46,6 +48,8 @@ class MockLLM(BaseLLM):
                                                b["aspect_ratio"], b["resolution"])
         else:
             raise ValueError(f"mock LLM has no answer for task {task!r}")
+        if response_model is not None and isinstance(answer, response_model):
+            return answer  # what a native structured-output provider returns: the validated model
         return json.dumps(answer.model_dump(mode="json"), ensure_ascii=False)
 
     def supports_function_calling(self) -> bool:
@@ -67,20 +71,22 @@ _lock = threading.Lock()
 def build_llm(settings: Settings) -> BaseLLM:
     if settings.mock_llm:
         return MockLLM(model="reelcrew-mock")
-    model = settings.gemini_model
-    if not model.startswith(("gemini/", "google/")):
-        model = f"gemini/{model}"
+    from reelcrew.gemini_llm import RepairableGemini  # google-genai loads only in real mode
+
+    model = settings.gemini_model_id
+    # Gemini 3 is tuned for its default temperature (1.0); send one only when the user chose it.
+    tuning: dict[str, Any] = {} if settings.gemini_temperature is None else {"temperature": settings.gemini_temperature}
     if settings.google_genai_use_vertexai:
         if not settings.google_cloud_project:
             raise ConfigError("Vertex AI mode needs a project (GOOGLE_GENAI_USE_VERTEXAI=true)",
                               "set GOOGLE_CLOUD_PROJECT (and GOOGLE_CLOUD_LOCATION), or use --mock to rehearse offline")
         with _lock:
-            return LLM(model=model, project=settings.google_cloud_project, location=settings.google_cloud_location,
-                       use_vertexai=True, temperature=0.7)
+            return RepairableGemini(model=model, provider="gemini", project=settings.google_cloud_project,
+                                    location=settings.google_cloud_location, use_vertexai=True, **tuning)
     key = settings.api_key()
     if not key:
         raise ConfigError("no Gemini API key: the writers' room needs one in real mode",
                           "set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment or .env, "
                           "or run with --mock / REELCREW_LLM=mock to rehearse offline")
     with _lock:
-        return LLM(model=model, api_key=key, temperature=0.7)
+        return RepairableGemini(model=model, provider="gemini", api_key=key, **tuning)

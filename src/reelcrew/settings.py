@@ -75,7 +75,9 @@ class Settings(BaseSettings):
 
     # writers
     reelcrew_llm: Literal["gemini", "mock"] = "gemini"
-    gemini_model: str = "gemini-2.5-flash"
+    gemini_model: str = "gemini-3.5-flash"
+    gemini_temperature: float | None = Field(
+        None, ge=0, le=2, description="empty = the model's default (1.0 for Gemini 3, which Google advises keeping)")
     gemini_api_key: SecretStr | None = None
     google_api_key: SecretStr | None = None
     google_genai_use_vertexai: bool = False
@@ -134,7 +136,8 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown Veo model {model!r}; use one of: {', '.join(VEO_MODELS)}")
         return model
 
-    @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project", mode="before")
+    @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
+                     "gemini_temperature", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -148,6 +151,14 @@ class Settings(BaseSettings):
     @property
     def mock_llm(self) -> bool:
         return self.reelcrew_llm == "mock"
+
+    @property
+    def gemini_model_id(self) -> str:
+        """The model id Google knows: CrewAI's `gemini/` and `google/` prefixes are accepted and dropped."""
+        model = self.gemini_model
+        for prefix in ("gemini/", "google/"):
+            model = model.removeprefix(prefix)
+        return model
 
     @property
     def db_url(self) -> str:

@@ -26,7 +26,8 @@ from reelcrew.video.backends import quota_error_body
 from reelcrew.video.mockclip import render_mock_clip
 
 MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001",
-          "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "gemini-2.5-flash"}
+          "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "gemini-3.5-flash"}
+THOUGHT_SIGNATURE = base64.b64encode(b"fake-thought-signature").decode()  # opaque to clients, as Google's are
 FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. You will not be charged for this "
                  "request. Try rephrasing the prompt. Support codes: 42237218")
 
@@ -59,6 +60,7 @@ class FakeGoogle:
         self.max_in_flight = 0
         self.accept_times: list[float] = []
         self.text_requests: list[dict] = []
+        self.text_models: list[str] = []  # the model named in each generateContent URL
         self.videos_dir = Path(tempfile.mkdtemp(prefix="fake-google-"))
         self._video_cache: dict[tuple, bytes] = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -192,13 +194,21 @@ class FakeGoogle:
         return 200, data, {}
 
     def _generate_content(self, model: str, body: dict) -> tuple[int, dict]:
+        """Answers like a Gemini 3 thinking model: a thought-summary part, then the answer part carrying
+        a `thoughtSignature` (which a client must send back if it replays this turn)."""
         with self.lock:
             self.text_requests.append(body)
+            self.text_models.append(model)
+            if model not in MODELS:
+                return 404, {"error": {"code": 404, "status": "NOT_FOUND",
+                                       "message": f"models/{model} is not found for API version v1beta"}}
             answer = self.script.text_answers.popleft() if self.script.text_answers else "{}"
         if isinstance(answer, int):
             return answer, ({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Resource exhausted."}}
                             if answer == 429 else {"error": {"code": answer, "status": "UNAVAILABLE", "message": "overloaded"}})
-        return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": answer}]}, "finishReason": "STOP",
+        parts = [{"text": "Weighing the brief before answering.", "thought": True},
+                 {"text": answer, "thoughtSignature": THOUGHT_SIGNATURE}]
+        return 200, {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
                                      "index": 0}],
                      "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
                      "modelVersion": model}

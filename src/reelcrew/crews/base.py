@@ -1,9 +1,11 @@
 """Runs one crew from its user-editable YAML and returns a validated pydantic model.
 
-CrewAI 1.15 raises on a schema-breaking answer without retrying, and drops
-`output_pydantic:` from YAML. So the schema goes into the task's expected output here,
-and a guardrail parses each answer into the model: a bad answer goes back to the agent
-with the validation error, a bounded number of times, then fails with what was wrong.
+The task carries its model as `response_model`, so Gemini answers in native JSON mode against
+the schema (`responseMimeType: application/json` + `responseJsonSchema`). CrewAI 1.15 would end
+the task on an answer that breaks the schema; our provider hands such an answer back as text
+(gemini_llm.RepairableGemini), and a guardrail parses every answer into the model and checks the crew's
+own rules: a bad answer goes back to the agent with the validation error, a bounded number of
+times, then fails with what was wrong.
 """
 
 from __future__ import annotations
@@ -117,13 +119,12 @@ def run_crew(spec: CrewSpec[M], llm: BaseLLM, inputs: dict[str, Any], crews_dir:
         parsed.append(value)
         return True, value.model_dump_json()
 
-    schema = json.dumps(spec.output.model_json_schema(), ensure_ascii=False)
     agent = Agent(role=agent_cfg["role"], goal=agent_cfg["goal"], backstory=agent_cfg["backstory"],
                   llm=llm, allow_delegation=False, verbose=False, max_iter=3, max_retry_limit=0)
-    expected = (task_cfg["expected_output"].rstrip()
-                + "\nAnswer with only a JSON object (no prose, no code fences) matching this JSON schema:\n" + schema)
-    task = Task(name=spec.task, description=task_cfg["description"], expected_output=expected,
-                agent=agent, guardrail=guardrail, guardrail_max_retries=max_repairs)
+    # The schema travels as the request's response schema, not in the prompt; a repair is a fresh
+    # request (prompt + previous answer + error), so no model turn and no thought signature is replayed.
+    task = Task(name=spec.task, description=task_cfg["description"], expected_output=task_cfg["expected_output"],
+                agent=agent, response_model=spec.output, guardrail=guardrail, guardrail_max_retries=max_repairs)
     if hasattr(llm, "brief"):
         llm.brief = {**inputs, "_task": spec.task}
     crew = Crew(agents=[agent], tasks=[task], process=Process.sequential, verbose=False, tracing=False)

@@ -1,0 +1,37 @@
+"""The writers' Gemini: CrewAI's native provider in JSON mode, with schema failures left to our repair loop.
+
+Imported only in real mode, so mock runs never load google-genai.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crewai.events.types.llm_events import LLMCallType
+from crewai.llms.providers.gemini.completion import GeminiCompletion
+from pydantic import BaseModel, ValidationError
+
+
+class RepairableGemini(GeminiCompletion):
+    """CrewAI's native Gemini provider, except that an answer breaking the schema comes back as text.
+
+    With `response_model` the provider asks for JSON against the schema (`responseMimeType`,
+    `responseJsonSchema`) and validates the answer itself; on a failure it raises, which ends the
+    task with no second chance. Returning the raw text instead lets the task's guardrail (crews/base.py)
+    send the validation error back as a repair turn, like every other bad answer.
+    Overrides a private hook of crewai 1.15.30 (pinned); tests/test_crews.py covers it through the wire.
+    """
+
+    def _validate_and_emit_structured_output(self, content: str, response_model: type[BaseModel],
+                                             messages_for_event: list, from_task: Any = None, from_agent: Any = None,
+                                             usage: dict | None = None, finish_reason: str | None = None,
+                                             response_id: str | None = None) -> BaseModel | str:
+        try:
+            response_model.model_validate_json(content)
+        except ValidationError:
+            self._emit_call_completed_event(response=content, call_type=LLMCallType.LLM_CALL, from_task=from_task,
+                                            from_agent=from_agent, messages=messages_for_event, usage=usage,
+                                            finish_reason=finish_reason, response_id=response_id)
+            return content
+        return super()._validate_and_emit_structured_output(content, response_model, messages_for_event, from_task,
+                                                            from_agent, usage, finish_reason, response_id)
