@@ -11,7 +11,8 @@ import threading
 from typing import Any
 
 from crewai import LLM, BaseLLM
-from pydantic import Field
+from crewai.llms.providers.gemini.completion import GeminiCompletion
+from pydantic import Field, model_validator
 
 from reelcrew import mock_writer
 from reelcrew.errors import ConfigError
@@ -64,23 +65,39 @@ class MockLLM(BaseLLM):
 _lock = threading.Lock()
 
 
+class ProjectGemini(GeminiCompletion):
+    """CrewAI's Gemini provider on a Vertex AI project, with application default credentials.
+
+    crewai 1.15.30 fills `api_key` from GOOGLE_API_KEY / GEMINI_API_KEY and then prefers it over the project,
+    which sends the writers to Vertex express mode. Here the client is always built from the project and
+    location, and the key from the environment is dropped.
+    """
+
+    @model_validator(mode="after")
+    def _drop_environment_key(self) -> "ProjectGemini":
+        self.api_key = None
+        return self
+
+    def _initialize_client(self, use_vertexai: bool = False) -> Any:
+        from google import genai
+
+        return genai.Client(vertexai=True, project=self.project, location=self.location, **self.client_params)
+
+
 def build_llm(settings: Settings) -> BaseLLM:
     if settings.mock_llm:
         return MockLLM(model="reelcrew-mock")
-    model = settings.gemini_model
-    if not model.startswith(("gemini/", "google/")):
-        model = f"gemini/{model}"
+    model = settings.gemini_model.removeprefix("gemini/").removeprefix("google/")
     if settings.google_genai_use_vertexai:
-        if not settings.google_cloud_project:
-            raise ConfigError("Vertex AI mode needs a project (GOOGLE_GENAI_USE_VERTEXAI=true)",
-                              "set GOOGLE_CLOUD_PROJECT (and GOOGLE_CLOUD_LOCATION), or use --mock to rehearse offline")
         with _lock:
-            return LLM(model=model, project=settings.google_cloud_project, location=settings.google_cloud_location,
-                       use_vertexai=True, temperature=0.7)
+            if settings.vertex_auth() == "express":  # asked for explicitly: GOOGLE_VERTEX_EXPRESS=true
+                return LLM(model=f"gemini/{model}", api_key=settings.api_key(), use_vertexai=True, temperature=0.7)
+            return ProjectGemini(model=model, provider="gemini", project=settings.google_cloud_project,
+                                 location=settings.google_cloud_location, use_vertexai=True, temperature=0.7)
     key = settings.api_key()
     if not key:
         raise ConfigError("no Gemini API key: the writers' room needs one in real mode",
                           "set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment or .env, "
                           "or run with --mock / REELCREW_LLM=mock to rehearse offline")
     with _lock:
-        return LLM(model=model, api_key=key, temperature=0.7)
+        return LLM(model=f"gemini/{model}", api_key=key, temperature=0.7)
