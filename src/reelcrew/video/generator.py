@@ -351,8 +351,7 @@ class ClipGenerator:
             stop=stop_before_delay(self.s.download_retry_window) | stop_when_event_set(self._stop),
             wait=wait_exponential(multiplier=base, max=300) + wait_random(0, base),
             retry=retry_if_not_exception_type(VideoGone), sleep=self._sleep, reraise=True,
-            before_sleep=lambda state: log.warning("download %d of clip %s failed: %s", state.attempt_number,
-                                                   clip.key, state.outcome.exception()))
+            before_sleep=lambda state: self._download_failed(clip, state))
         tries = 0
         try:
             for attempt in retrying:
@@ -384,13 +383,19 @@ class ClipGenerator:
             self.store.record_cost(c, current, info.duration, usd)
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
 
+    def _download_failed(self, clip: VideoClip, state) -> None:
+        """Between attempts: say what failed, and keep the lease through the back-off and the next attempt."""
+        log.warning("download %d of clip %s failed: %s; next try in %.1fs", state.attempt_number, clip.key,
+                    state.outcome.exception(), state.upcoming_sleep)
+        self.store.update_clip(clip.key, lease_owner=ME,
+                               lease_until=time.time() + state.upcoming_sleep + self.lease_ttl)
+
     def _fetch_once(self, clip: VideoClip, outcome: Outcome, tmp: Path, fresh: bool):
         """One download attempt into `tmp`, validated; on any failure `tmp` is removed."""
         try:
             if fresh:
                 if self._stop.is_set():
                     raise InterruptedError("stopping: the download resumes on the next run")
-                self.store.update_clip(clip.key, lease_owner=ME, lease_until=time.time() + self.lease_ttl)
                 outcome = self.backend.poll(clip.operation_name)
             self.backend.download(outcome, tmp, clip.prompt)
             return self._validate(tmp, clip)
