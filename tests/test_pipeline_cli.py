@@ -167,6 +167,17 @@ def test_real_run_on_a_vertex_project_with_a_stray_api_key_goes_to_the_project_p
     assert all(r["path"].startswith(project) and r["token"] in fake.tokens_issued and not r["api_key"] for r in google)
 
 
+def test_doctor_on_a_vertex_project_with_a_stray_api_key_says_it_uses_the_project(real_env, vertex_project, fake):
+    result = cli("doctor", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Vertex AI project test-project in us-central1 with application default credentials" in result.stdout
+    from reelcrew.settings import load_settings
+
+    model = load_settings().gemini_model
+    assert any(r["path"].endswith(f"/models/{model}") and r["token"] in fake.tokens_issued and not r["api_key"]
+               for r in fake.requests)
+
+
 def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tmp_path):
     fake.script.latency = 0.3
     args = [*RUN, "--topic", "tea", "--topic", "coffee", "--scenes", "3", "--yes", "--until", "clips", "--json"]

@@ -331,6 +331,9 @@ class FakeGoogle:
                 if m:
                     code, payload = fake._operation(m.group(1))
                     return self._send(code, payload)
+                m = re.fullmatch(r"/v1beta1?/((?:publishers/google/)?models/([^/:]+))", path)
+                if m and (m.group(2) in MODELS or m.group(2).startswith("gemini-")):  # models.get (`reelcrew doctor`)
+                    return self._send(200, {"name": m.group(1), "displayName": m.group(2)})
                 self._send(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": path}})
 
         return Handler
