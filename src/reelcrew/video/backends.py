@@ -7,6 +7,7 @@ SDK (its own retries stay off): whether to try again is the generator's decision
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -20,6 +21,8 @@ from reelcrew.google_auth import genai_client
 from reelcrew.models import VideoPrompt
 from reelcrew.settings import Settings
 from reelcrew.video.retention import VideoGone
+
+log = logging.getLogger("reelcrew.video")
 
 
 @dataclass
@@ -59,6 +62,9 @@ class GenaiBackend(VeoBackend):
         http = types.HttpOptions(timeout=int(settings.submit_timeout * 1000))
         self.client = genai_client(settings, http)  # a Vertex project wins over a stray API key
         self.name = "vertex" if self.vertex else "gemini"
+        if self.vertex and settings.google_vertex_express:
+            log.warning("GOOGLE_VERTEX_EXPRESS=true: Veo goes to Vertex express mode (API key), whose reference "
+                        "lists generateContent methods only, not predictLongRunning; unset it to use the project")
 
     def submit(self, prompt: VideoPrompt, model: str) -> str:
         t = self.types
