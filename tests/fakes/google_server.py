@@ -143,8 +143,8 @@ class FakeGoogle:
             name = (f"{scope}publishers/google/models/{model}/operations/{op_id}" if vertex
                     else f"models/{model}/operations/{op_id}")
             self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
-                              "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id, "vertex": vertex,
-                              "scope": scope}
+                              "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id,
+                              "vertex": vertex, "scope": scope}
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
             delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else 0
         return 200, {"name": name}, delay

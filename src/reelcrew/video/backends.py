@@ -113,7 +113,8 @@ class GenaiBackend(VeoBackend):
         if getattr(video, "video_bytes", None):
             data = video.video_bytes
         elif not self.vertex:
-            config = t.DownloadFileConfig(http_options=t.HttpOptions(timeout=int(self.settings.download_timeout * 1000)))
+            timeout_ms = int(self.settings.download_timeout * 1000)
+            config = t.DownloadFileConfig(http_options=t.HttpOptions(timeout=timeout_ms))
             try:
                 data = self.client.files.download(file=video, config=config)
             except errors.ClientError as exc:
