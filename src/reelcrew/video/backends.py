@@ -119,7 +119,8 @@ class GenaiBackend(VeoBackend):
                 data = self.client.files.download(file=video, config=config)
             except errors.ClientError as exc:
                 if exc.code in (403, 404):  # the Gemini API deleted it (kept 2 days): no retry can fetch it
-                    raise VideoGone(f"{exc.code} {exc.status}: {exc.message}") from exc
+                    hint = "; if the API key changed since the submit, restore it first" if exc.code == 403 else ""
+                    raise VideoGone(f"{exc.code} {exc.status}: {exc.message}{hint}") from exc
                 raise
         elif video.uri and video.uri.startswith("gs://"):
             data = _gcs_download(video.uri, self.settings.download_timeout)

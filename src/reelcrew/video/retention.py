@@ -24,11 +24,10 @@ def past_retention(operation_name: str | None, submitted_at: float | None, now: 
     return on_gemini_api(operation_name) and bool(submitted_at) and now - submitted_at > GEMINI_API_RETENTION_SECONDS
 
 
-GONE = "the Gemini API deleted this video"
+GONE = "the Gemini API no longer has this video"
 
 
 def gone_message(production_id: str, index: int, detail: str | None = None) -> str:
-    return (f"{GONE}: it keeps generated videos 2 days"
-            + (f" ({detail})" if detail else "")
-            + f". `reelcrew repair` cannot fetch it; run `reelcrew retry {production_id} --clip {index}` "
-              f"(a new paid generation)")
+    return (f"{GONE}" + (f" ({detail})" if detail else "")
+            + f": it keeps generated videos 2 days. `reelcrew repair` cannot fetch it; run "
+              f"`reelcrew retry {production_id} --clip {index}` (a new paid generation)")
