@@ -46,3 +46,18 @@ def real_env(fake, monkeypatch, tmp_path):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
+
+
+@pytest.fixture
+def vertex_project(fake, monkeypatch, tmp_path):
+    """Vertex AI on a project whose service account gets its tokens from the fake, with stray API keys set.
+
+    The keys are what `.env.example` invites users to fill in; they must not win over the project.
+    """
+    env = {"GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_PROJECT": "test-project",
+           "GOOGLE_CLOUD_LOCATION": "us-central1", "GOOGLE_VERTEX_BASE_URL": fake.url,
+           "GOOGLE_APPLICATION_CREDENTIALS": str(fake.service_account(tmp_path / "service-account.json")),
+           "GEMINI_API_KEY": "stray-gemini-key-not-secret", "GOOGLE_API_KEY": "stray-google-key-not-secret"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env

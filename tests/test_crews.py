@@ -181,3 +181,27 @@ def test_extract_json_rejects_what_is_not_json_with_a_readable_error(text):
     with pytest.raises(json.JSONDecodeError) as info:
         extract_json(text)
     assert _explain(info.value).startswith("not valid JSON (")
+
+
+def test_writers_on_a_vertex_project_use_its_bearer_token_not_a_stray_api_key(vertex_project, fake):
+    fake.script.text_answers = deque([_good_script()])
+    result = crews.write_script(build_llm(load_settings()), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR)
+    assert len(result.value.scenes) == 3
+    calls = [r for r in fake.requests if r["path"].endswith(":generateContent")]
+    assert calls and all(r["path"].startswith("/v1beta1/projects/test-project/locations/us-central1/publishers/"
+                                              "google/models/") for r in calls)
+    assert all(r["token"] in fake.tokens_issued and not r["api_key"] for r in calls)
+
+
+def test_writers_use_vertex_express_mode_only_when_the_setting_asks(vertex_project, fake, monkeypatch):
+    monkeypatch.setenv("GOOGLE_VERTEX_EXPRESS", "true")
+    fake.script.text_answers = deque([_good_script()])
+    crews.write_script(build_llm(load_settings()), brief("how tea is made", scenes=3), DEFAULT_CREWS_DIR)
+    calls = [r for r in fake.requests if r["path"].endswith(":generateContent")]
+    assert calls and all(r["path"].startswith("/v1/publishers/google/models/") and r["api_key"] and not r["token"]
+                         for r in calls)
+    monkeypatch.delenv("GOOGLE_VERTEX_EXPRESS")
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    with pytest.raises(ConfigError, match="GOOGLE_CLOUD_PROJECT") as info:  # a key alone does not mean express mode
+        build_llm(load_settings())
+    assert "GOOGLE_VERTEX_EXPRESS=true" in info.value.fix

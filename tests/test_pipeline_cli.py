@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,55 @@ def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp
     assert again.returncode == 0, again.stderr
     assert (folder / "clips" / "clip-02.mp4").exists() and (folder / "final.mp4").exists()
     assert fake.accepted == 2  # downloaded again from its operation, not paid again
+
+
+def test_repair_says_a_gemini_api_video_older_than_2_days_is_gone_and_points_at_retry(real_env, fake, tmp_path):
+    from reelcrew.store import Store
+
+    first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
+    prod = summary(first)[0]
+    folder = Path(prod["folder"])
+    (folder / "clips" / "clip-02.mp4").unlink()
+    store = Store(f"sqlite:///{tmp_path / 'out' / 'reelcrew.db'}")
+    clip = next(c for c in store.production_clips(prod["id"]) if c.index == 2)
+    store.update_clip(clip.key, submitted_at=time.time() - 3 * 24 * 3600)
+    downloads = fake.downloads
+    repaired = cli("repair")
+    assert repaired.returncode == 0, repaired.stderr
+    said = " ".join(repaired.stderr.split())
+    assert "keeps generated videos 2 days" in said and f"reelcrew retry {prod['id']} --clip 2" in said
+    assert "re-attach" not in said and fake.downloads == downloads
+    assert store.clip(clip.key).status.value == "failed"
+
+
+def test_real_run_on_a_vertex_project_with_a_stray_api_key_goes_to_the_project_path_with_a_bearer_token(
+        real_env, vertex_project, fake, tmp_path):
+    from reelcrew.mock_writer import write_prompts, write_script, write_seo
+    from reelcrew.settings import load_settings
+
+    style = load_settings().style
+    script = write_script("how tea is made", "en", 2, 8, style)
+    fake.script.text_answers = deque([script.model_dump_json(), write_seo(script, "how tea is made").model_dump_json(),
+                                      write_prompts(script, style, "16:9", "720p").model_dump_json()])
+    result = cli("--topic", "how tea is made", "--scenes", "2", "--yes", "--json", env={"REELCREW_LLM": "gemini"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(result)[0]["status"] == "done"
+    google = [r for r in fake.requests if r["path"] != "/token"]
+    assert {r["path"].rpartition(":")[2] for r in google} >= {"generateContent", "predictLongRunning",
+                                                              "fetchPredictOperation"}
+    project = "/v1beta1/projects/test-project/locations/us-central1/publishers/google/models/"
+    assert all(r["path"].startswith(project) and r["token"] in fake.tokens_issued and not r["api_key"] for r in google)
+
+
+def test_doctor_on_a_vertex_project_with_a_stray_api_key_says_it_uses_the_project(real_env, vertex_project, fake):
+    result = cli("doctor", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Vertex AI project test-project in us-central1 with application default credentials" in result.stdout
+    from reelcrew.settings import load_settings
+
+    model = load_settings().gemini_model
+    assert any(r["path"].endswith(f"/models/{model}") and r["token"] in fake.tokens_issued and not r["api_key"]
+               for r in fake.requests)
 
 
 def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tmp_path):

@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import deque
+from pathlib import Path
+
+import pytest
 
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
@@ -225,27 +229,159 @@ def test_crewai_tool_returns_failures_instead_of_raising_and_never_pays_twice(re
     assert isinstance(bad, ToolFailure) and "1080p" in bad.message
 
 
-def test_vertex_backend_speaks_its_wire_format_to_the_fake(real_env, fake, tmp_path, monkeypatch):
-    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
-    monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", fake.url)
+PROJECT_PATH = "/v1beta1/projects/test-project/locations/us-central1/publishers/google/models/"
+
+
+def test_vertex_project_wins_over_a_stray_api_key_veo_goes_to_the_project_path_with_a_bearer_token(
+        real_env, vertex_project, fake, tmp_path):
     out = tmp_path / "out"
     settings, store, gen = stack(out)
     items = prompts(2)
     items[1].prompt = "UNSAFE on vertex"
     clips = gen.run(jobs(store, settings, items, out))
     assert statuses(clips) == [ClipStatus.done, ClipStatus.filtered]
-    assert all(op["vertex"] for op in fake.ops.values())
     assert probe(clips[0].path).duration == 8.0
+    veo = [r for r in fake.requests if r["path"] != "/token"]
+    verbs = {r["path"].rpartition(":")[2] for r in veo}
+    assert verbs == {"predictLongRunning", "fetchPredictOperation"}
+    assert all(r["path"].startswith(PROJECT_PATH) for r in veo)
+    assert fake.tokens_issued and all(r["token"] in fake.tokens_issued and not r["api_key"] for r in veo)
+    assert all(name.startswith("projects/test-project/locations/us-central1/publishers/google/models/")
+               for name in fake.ops)
+    assert clips[0].operation_name in fake.ops
 
 
-def test_expired_download_fails_clearly_without_paying_again(real_env, fake, tmp_path):
-    fake.script.download_faults = deque(["expired"] * 4)
+def test_vertex_credentials_the_token_endpoint_refuses_fail_the_clip_with_the_fix_and_send_nothing(
+        real_env, vertex_project, fake, tmp_path, monkeypatch):
+    from tests.fakes.google_server import FakeGoogle
+
+    with FakeGoogle() as stranger:  # its service account is unknown to `fake`, whose /token refuses the assertion
+        stranger.url = fake.url
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(stranger.service_account(tmp_path / "other.json")))
     out = tmp_path / "out"
     settings, store, gen = stack(out)
     clips = gen.run(jobs(store, settings, prompts(1), out))
     assert statuses(clips) == [ClipStatus.failed]
-    assert "download kept failing" in clips[0].error and "repair" in clips[0].error
-    assert clips[0].operation_name and fake.accepted == 1
+    assert "credentials" in clips[0].error and "gcloud auth application-default login" in clips[0].error
+    assert fake.submit_attempts == 0 and not fake.tokens_issued and store.receipts() == []
+
+
+def test_vertex_express_mode_only_when_the_setting_asks_for_it(real_env, fake, tmp_path, monkeypatch):
+    from reelcrew.errors import ConfigError
+    from reelcrew.settings import load_settings
+    from reelcrew.video.backends import make_backend
+
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+    monkeypatch.setenv("GOOGLE_VERTEX_BASE_URL", fake.url)
+    with pytest.raises(ConfigError, match="GOOGLE_CLOUD_PROJECT") as info:  # a key alone is not a project
+        make_backend(load_settings())
+    assert "GOOGLE_VERTEX_EXPRESS=true" in info.value.fix
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    monkeypatch.setenv("GOOGLE_VERTEX_EXPRESS", "true")
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.done]
+    assert fake.requests and all(r["path"].startswith("/v1beta1/publishers/google/models/") and r["api_key"]
+                                 and not r["token"] for r in fake.requests)
+
+
+def test_a_download_slower_than_the_submit_timeout_gets_download_timeout(real_env, fake, tmp_path):
+    fake.script.download_faults = deque(["slow"])
+    fake.script.late_seconds = 3.0  # longer than SUBMIT_TIMEOUT=2, well within DOWNLOAD_TIMEOUT=10
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.done]
+    assert fake.downloads == 1  # the first attempt was allowed to finish
+
+
+def test_a_download_failing_for_several_attempts_is_fetched_later_without_paying_again(real_env, fake, tmp_path):
+    fake.script.download_faults = deque(["500"] * 6)
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, download_retry_window=120)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.done]
+    assert fake.downloads == 7 and fake.accepted == 1
+    assert probe(clips[0].path).duration == 8.0
+
+
+def test_a_download_failing_past_the_retry_window_keeps_the_operation_for_repair(real_env, fake, tmp_path):
+    fake.script.download_faults = deque(["500"] * 1000)
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, download_retry_window=0.5)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.failed]
+    assert "DOWNLOAD_RETRY_WINDOW" in clips[0].error and "reelcrew repair" in clips[0].error
+    assert clips[0].operation_name and fake.accepted == 1  # kept for `repair`, not paid again
+
+
+def test_expired_download_fails_at_once_saying_the_gemini_api_kept_it_2_days(real_env, fake, tmp_path):
+    fake.script.download_faults = deque(["expired"])
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.failed]
+    assert "keeps generated videos 2 days" in clips[0].error and "cannot fetch it" in clips[0].error
+    assert "reelcrew retry p1 --clip 1" in clips[0].error
+    assert fake.downloads == 1 and fake.accepted == 1  # no pointless retries, nothing paid again
+
+
+def test_a_gemini_api_clip_older_than_2_days_is_not_downloaded_but_explained(real_env, fake, tmp_path):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    Path(clips[0].path).unlink()
+    store.update_clip(clips[0].key, submitted_at=time.time() - 3 * 24 * 3600)
+    downloads = fake.downloads
+    settings, store, gen = stack(out)
+    again = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(again) == [ClipStatus.failed]
+    assert "keeps generated videos 2 days" in again[0].error and "reelcrew retry p1 --clip 1" in again[0].error
+    assert fake.downloads == downloads and fake.accepted == 1
+
+
+def test_connection_refused_on_submit_is_retried_and_the_clip_paid_once(real_env, fake, tmp_path, monkeypatch):
+    from reelcrew.store import Store
+    from tests.fakes.refusing_gate import RefusingGate
+
+    with RefusingGate(int(fake.url.rpartition(":")[2])) as gate:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gate.url)  # refused until the gate opens
+        out = tmp_path / "out"
+        settings, store, gen = stack(out, veo3_max_retries=50, veo3_max_concurrent=1)
+        job_list = jobs(store, settings, prompts(1), out)
+        refusals: list[str] = []
+
+        def open_after_a_refusal():
+            ledger = Store(settings.db_url)
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                error = ledger.clip(job_list[0].key).error or ""
+                if "connection refused" in error:
+                    refusals.append(error)
+                    break
+                time.sleep(0.01)
+            gate.open()
+
+        opener = threading.Thread(target=open_after_a_refusal)
+        opener.start()
+        clips = gen.run(job_list)
+        opener.join()
+    assert refusals and "nothing was sent" in refusals[0]
+    assert statuses(clips) == [ClipStatus.done]
+    assert fake.submit_attempts == 1 and fake.accepted == 1  # the refused attempts never reached the server
+    assert [r["outcome"] for r in store.receipts()] == ["accepted"]
+    assert clips[0].retries >= 1
+
+
+def test_a_connection_reset_after_the_submit_was_sent_stays_ambiguous(real_env, fake, tmp_path):
+    fake.script.submit_faults = deque(["reset"])  # the server took the request, then the connection dropped
+    out = tmp_path / "out"
+    settings, store, gen = stack(out)
+    clips = gen.run(jobs(store, settings, prompts(1), out))
+    assert statuses(clips) == [ClipStatus.ambiguous]
+    assert fake.submit_attempts == 1 and fake.accepted == 1
+    assert [r["outcome"] for r in store.receipts()] == ["ambiguous"]
 
 
 def test_breaker_opens_after_consecutive_failures_waits_then_probes_and_survives_restart(real_env, fake, tmp_path):

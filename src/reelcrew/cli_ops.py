@@ -31,6 +31,7 @@ def repair(
     try:
         from reelcrew.files import owner_alive, sha256_file
         from reelcrew.models import ClipStatus
+        from reelcrew.video.retention import GONE, gone_message, past_retention
 
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
@@ -39,8 +40,14 @@ def repair(
         for row in store.all_clip_rows():
             key, status, path = row["key"], row["status"], row["path"]
             label = f"{row['production_id']} clip {row['idx']}"
+            gone = gone_message(row["production_id"], row["idx"])
+            expired = past_retention(row["operation_name"], row["submitted_at"], now)
             if status == "done" and (not path or not Path(path).exists() or (row["sha256"] and sha256_file(Path(path)) != row["sha256"])):
-                if row["operation_name"]:
+                if row["operation_name"] and expired:  # nothing left to fetch: say so instead of trying
+                    store.update_clip(key, status=ClipStatus.failed, path=None, lease_owner=None, lease_until=0.0,
+                                      error=f"file missing and {gone}")
+                    reported.append(f"{label}: file missing and {gone}")
+                elif row["operation_name"]:
                     store.update_clip(key, status=ClipStatus.submitted, path=None, lease_owner=None, lease_until=0.0,
                                       error="file missing: will be downloaded again from its operation")
                     fixed.append(f"{label}: file missing → re-attach {row['operation_name']} and download again")
@@ -51,6 +58,10 @@ def repair(
                 store.update_clip(key, status=ClipStatus.pending, possible_duplicate=True, lease_owner=None,
                                   error="interrupted between submit and receipt: will resubmit, flagged possible duplicate")
                 fixed.append(f"{label}: stuck in submitting (process gone) → pending, flagged possible duplicate")
+            elif status in ("submitted", "downloading", "failed") and (expired or GONE in (row["error"] or "")):
+                if status != "failed":
+                    store.update_clip(key, status=ClipStatus.failed, lease_owner=None, lease_until=0.0, error=gone)
+                reported.append(f"{label}: {gone}")
             elif status in ("submitted", "downloading") and row["submitted_at"] and now - row["submitted_at"] > settings.operation_timeout:
                 reported.append(f"{label}: operation {row['operation_name']} older than OPERATION_TIMEOUT; "
                                 f"`reelcrew resume` polls it once more, `reelcrew retry` regenerates it")
@@ -122,10 +133,17 @@ def doctor(
     except ReelcrewError as exc:
         fail(exc)
     real = not settings.veo3_mock_mode or not settings.mock_llm
-    key = settings.api_key()
     if real:
-        ok = bool(key) or (settings.google_genai_use_vertexai and settings.google_cloud_project)
-        checks.append(("credentials", bool(ok), "present" if ok else "set GEMINI_API_KEY or Vertex settings, or use --mock"))
+        from reelcrew.google_auth import credentials_summary
+
+        try:
+            detail = credentials_summary(settings)
+            ok = detail != "none"
+            if not ok:
+                detail = "set GEMINI_API_KEY or Vertex settings, or use --mock"
+        except ReelcrewError as exc:
+            ok, detail = False, f"{exc.problem}; {exc.fix}"
+        checks.append(("credentials", ok, detail))
         if ok:
             checks.append(_reachable(settings))
     else:
@@ -163,14 +181,11 @@ def doctor(
 
 def _reachable(settings) -> tuple[str, bool, str]:
     try:
-        from google import genai
         from google.genai import types
 
-        http = types.HttpOptions(timeout=10_000)
-        client = (genai.Client(vertexai=True, project=settings.google_cloud_project, location=settings.google_cloud_location,
-                               http_options=http) if settings.google_genai_use_vertexai and not settings.api_key()
-                  else genai.Client(api_key=settings.api_key(), vertexai=settings.google_genai_use_vertexai or None,
-                                    http_options=http))
+        from reelcrew.google_auth import genai_client
+
+        client = genai_client(settings, types.HttpOptions(timeout=10_000))
         client.models.get(model=settings.gemini_model_id)
         return ("Gemini reachable", True, settings.gemini_model_id)
     except Exception as exc:

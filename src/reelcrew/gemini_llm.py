@@ -9,7 +9,7 @@ from typing import Any
 
 from crewai.events.types.llm_events import LLMCallType
 from crewai.llms.providers.gemini.completion import GeminiCompletion
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 
 class RepairableGemini(GeminiCompletion):
@@ -35,3 +35,22 @@ class RepairableGemini(GeminiCompletion):
             return content
         return super()._validate_and_emit_structured_output(content, response_model, messages_for_event, from_task,
                                                             from_agent, usage, finish_reason, response_id)
+
+
+class ProjectGemini(RepairableGemini):
+    """The writers on a Vertex AI project, with application default credentials.
+
+    crewai 1.15.30 fills `api_key` from GOOGLE_API_KEY / GEMINI_API_KEY and then prefers it over the project,
+    which sends the writers to Vertex express mode. Here the client is always built from the project and
+    location, and the key from the environment is dropped.
+    """
+
+    @model_validator(mode="after")
+    def _drop_environment_key(self) -> ProjectGemini:
+        self.api_key = None
+        return self
+
+    def _initialize_client(self, use_vertexai: bool = False) -> Any:
+        from google import genai
+
+        return genai.Client(vertexai=True, project=self.project, location=self.location, **self.client_params)

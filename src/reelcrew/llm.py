@@ -71,18 +71,18 @@ _lock = threading.Lock()
 def build_llm(settings: Settings) -> BaseLLM:
     if settings.mock_llm:
         return MockLLM(model="reelcrew-mock")
-    from reelcrew.gemini_llm import RepairableGemini  # google-genai loads only in real mode
+    from reelcrew.gemini_llm import ProjectGemini, RepairableGemini  # google-genai loads only in real mode
 
     model = settings.gemini_model_id
     # Gemini 3 is tuned for its default temperature (1.0); send one only when the user chose it.
     tuning: dict[str, Any] = {} if settings.gemini_temperature is None else {"temperature": settings.gemini_temperature}
     if settings.google_genai_use_vertexai:
-        if not settings.google_cloud_project:
-            raise ConfigError("Vertex AI mode needs a project (GOOGLE_GENAI_USE_VERTEXAI=true)",
-                              "set GOOGLE_CLOUD_PROJECT (and GOOGLE_CLOUD_LOCATION), or use --mock to rehearse offline")
         with _lock:
-            return RepairableGemini(model=model, provider="gemini", project=settings.google_cloud_project,
-                                    location=settings.google_cloud_location, use_vertexai=True, **tuning)
+            if settings.vertex_auth() == "express":  # asked for explicitly: GOOGLE_VERTEX_EXPRESS=true
+                return RepairableGemini(model=model, provider="gemini", api_key=settings.api_key(), use_vertexai=True,
+                                        **tuning)
+            return ProjectGemini(model=model, provider="gemini", project=settings.google_cloud_project,
+                                 location=settings.google_cloud_location, use_vertexai=True, **tuning)
     key = settings.api_key()
     if not key:
         raise ConfigError("no Gemini API key: the writers' room needs one in real mode",

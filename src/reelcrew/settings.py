@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     google_genai_use_vertexai: bool = False
     google_cloud_project: str | None = None
     google_cloud_location: str = "us-central1"
+    google_vertex_express: bool = Field(False, description="Vertex with an API key (express mode) instead of the "
+                                        "project's credentials; express mode serves generateContent, not Veo")
     llm_max_repairs: int = Field(2, ge=0, le=5)
 
     # production defaults
@@ -112,7 +114,9 @@ class Settings(BaseSettings):
     gcs_output_bucket: str | None = None
     polling_interval: float = Field(15, ge=0)
     operation_timeout: float = Field(1800, gt=0)
-    download_timeout: float = Field(300, gt=0)
+    download_timeout: float = Field(300, gt=0, description="seconds for one download attempt")
+    download_retry_window: float = Field(1800, ge=0, description="seconds a failing download is retried "
+                                         "(back-off from POLLING_INTERVAL) before the clip is marked failed")
     submit_timeout: float = Field(60, gt=0)
 
     # pipeline
@@ -169,6 +173,26 @@ class Settings(BaseSettings):
     def api_key(self) -> str | None:
         key = self.google_api_key or self.gemini_api_key
         return key.get_secret_value() if key else None
+
+    def vertex_auth(self) -> Literal["project", "express"]:
+        """How to reach Vertex AI: the project's credentials (ADC), or an API key only when asked for.
+
+        CrewAI (and the SDK, when handed the key) pick an API key found in the environment over the project: Veo
+        then goes to express mode, which does not serve `predictLongRunning`. So a project wins unless
+        GOOGLE_VERTEX_EXPRESS=true says otherwise.
+        """
+        if self.google_vertex_express:
+            if not self.api_key():
+                raise ConfigError("GOOGLE_VERTEX_EXPRESS=true needs an API key (Vertex express mode)",
+                                  "set GOOGLE_API_KEY (or GEMINI_API_KEY), or unset GOOGLE_VERTEX_EXPRESS to use "
+                                  "GOOGLE_CLOUD_PROJECT with application default credentials")
+            return "express"
+        if not self.google_cloud_project:
+            raise ConfigError("Vertex AI mode (GOOGLE_GENAI_USE_VERTEXAI=true) needs GOOGLE_CLOUD_PROJECT",
+                              "set GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION and run `gcloud auth "
+                              "application-default login`; or set GOOGLE_VERTEX_EXPRESS=true to use an API key "
+                              "(express mode: generateContent only, not Veo); or use --mock to rehearse offline")
+        return "project"
 
     def price_per_second(self, model: str, resolution: str) -> float:
         by_res = self.prices.get(model)

@@ -1,10 +1,15 @@
-"""A fake Google (Gemini API + Vertex AI express + generateContent) on 127.0.0.1 for the real google-genai SDK.
+"""A fake Google (Gemini API, Vertex AI on a project or in express mode, generateContent, an OAuth token
+endpoint) on 127.0.0.1 for the real google-genai SDK.
 
 Speaks the real wire formats and error bodies, serves real MP4 bytes, and is scripted per test:
 latency, quota windows (per-minute / per-day / bare 429s), 503s on submit and poll, submits that are
 accepted but answered late, safety filters, operation errors, never-finishing operations,
 redirected / expired / truncated downloads, unknown models. It counts accepted submits and the
 operations in flight so tests can prove no clip was paid twice and no limit was crossed.
+
+Vertex project paths (`/v1beta1/projects/P/locations/L/publishers/google/models/M:...`) demand a bearer token
+that the fake's own `/token` endpoint issued, for a JWT signed by a service account from `service_account()`,
+as google-auth does it; every request is logged in `requests` (path and which credential it carried).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import urllib.parse
 import tempfile
 import threading
 import time
@@ -39,10 +45,10 @@ class Script:
     quota_window: float = 60.0
     quota_kind: str = "PerMinute"  # PerMinute | PerDay | bare
     retry_delay: str | None = "0.05s"
-    submit_faults: deque = field(default_factory=deque)  # "503", "429", "429-day", "429-bare", "late", "500"
+    submit_faults: deque = field(default_factory=deque)  # "503", "429", "429-day", "429-bare", "late", "500", "reset"
     poll_faults: deque = field(default_factory=deque)  # "503", "429", "500"
-    download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500"
-    late_seconds: float = 3.0
+    download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500", "slow"
+    late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
     text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
 
 
@@ -61,6 +67,9 @@ class FakeGoogle:
         self.accept_times: list[float] = []
         self.text_requests: list[dict] = []
         self.text_models: list[str] = []  # the model named in each generateContent URL
+        self.requests: list[dict] = []  # method, path, token (bearer), api_key (x-goog-api-key sent)
+        self.tokens_issued: list[str] = []
+        self._signers: dict[str, object] = {}  # service-account email → its public key
         self.videos_dir = Path(tempfile.mkdtemp(prefix="fake-google-"))
         self._video_cache: dict[tuple, bytes] = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -97,7 +106,7 @@ class FakeGoogle:
             self._video_cache[shape] = dest.read_bytes()
         return self._video_cache[shape]
 
-    def _submit(self, model: str, body: dict, vertex: bool) -> tuple[int, dict, float]:
+    def _submit(self, model: str, body: dict, vertex: bool, scope: str = "") -> tuple[int, dict, float]:
         s = self.script
         with self.lock:
             self.submit_attempts += 1
@@ -133,13 +142,53 @@ class FakeGoogle:
             self.accepted_by_prompt[prompt] += 1
             self.accept_times.append(now)
             op_id = uuid.uuid4().hex[:12]
-            name = (f"publishers/google/models/{model}/operations/{op_id}" if vertex
+            name = (f"{scope}publishers/google/models/{model}/operations/{op_id}" if vertex
                     else f"models/{model}/operations/{op_id}")
             self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
-                              "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id, "vertex": vertex}
+                              "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id,
+                              "vertex": vertex, "scope": scope}
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
-            delay = s.late_seconds if fault == "late" else 0
+            delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else 0
         return 200, {"name": name}, delay
+
+    def service_account(self, path: Path, project: str = "test-project") -> Path:
+        """Write a service-account JSON with a throwaway RSA key whose token_uri is this fake's /token."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        email = f"reelcrew-test-{uuid.uuid4().hex[:6]}@{project}.iam.gserviceaccount.com"
+        self._signers[email] = key.public_key()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        path.write_text(json.dumps({"type": "service_account", "project_id": project, "private_key_id": "k1",
+                                    "private_key": pem, "client_email": email, "client_id": "1",
+                                    "token_uri": f"{self.url}/token"}))
+        return path
+
+    def _token(self, form: dict) -> tuple[int, dict]:
+        """OAuth 2.0 JWT-bearer grant: check the assertion's signature and audience, issue an access token."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(part: str) -> bytes:
+            return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+        try:
+            header, claims, signature = form["assertion"].split(".")
+            payload = json.loads(b64(claims))
+            public = self._signers[payload["iss"]]
+            public.verify(b64(signature), f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+            # google-auth addresses the assertion to Google's token endpoint, whatever token_uri says
+            assert payload["aud"] in ("https://oauth2.googleapis.com/token", f"{self.url}/token")
+            assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        except (KeyError, ValueError, AssertionError, InvalidSignature) as exc:
+            return 400, {"error": "invalid_grant", "error_description": f"bad assertion: {type(exc).__name__}"}
+        token = f"ya29.fake-{uuid.uuid4().hex}"
+        with self.lock:
+            self.tokens_issued.append(token)
+        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
     def _quota_body(self, kind: str) -> dict:
         if kind == "bare":
@@ -188,6 +237,8 @@ class FakeGoogle:
             return 500, {"error": {"code": 500, "status": "INTERNAL", "message": "Internal error."}}, {}
         if fault == "redirect":
             return 302, b"", {"Location": f"/__blob/{file_id}"}
+        if fault == "slow":  # a big file on a slow link: answers after late_seconds
+            time.sleep(self.script.late_seconds)
         data = self.video_bytes(op)
         if fault == "truncate":
             return 200, data[: len(data) // 2], {}
@@ -238,16 +289,38 @@ class FakeGoogle:
                 length = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(length) or b"{}")
 
+            def _log(self, path: str) -> str | None:
+                """Record which credentials came with the request; return the bearer token, if any."""
+                auth = self.headers.get("Authorization") or ""
+                token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+                with fake.lock:
+                    fake.requests.append({"method": self.command, "path": path, "token": token,
+                                          "api_key": bool(self.headers.get("x-goog-api-key"))})
+                return token
+
             def do_POST(self):
                 path = self.path.split("?")[0]
-                m = re.fullmatch(r"/v1beta1?/(?:publishers/google/)?models/([^/:]+):(predictLongRunning|fetchPredictOperation|generateContent)", path)
+                token = self._log(path)
+                if path == "/token":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                    return self._send(*fake._token(form))
+                body = self._body()  # always read, or the next request on this connection starts mid-body
+                m = re.fullmatch(r"/v1(?:beta1?)?/((?:projects/[^/]+/locations/[^/]+/)?)(?:publishers/google/)?"
+                                 r"models/([^/:]+):(predictLongRunning|fetchPredictOperation|generateContent)", path)
                 if not m:
                     return self._send(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": path}})
-                model, verb = m.groups()
-                vertex = path.startswith("/v1beta1/")
-                body = self._body()
+                scope, model, verb = m.groups()
+                vertex = not path.startswith("/v1beta/")
+                if scope and token not in fake.tokens_issued:  # a project path needs project credentials
+                    return self._send(401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message":
+                                                      "Request is missing required authentication credential. "
+                                                      "Expected OAuth 2 access token."}})
                 if verb == "predictLongRunning":
-                    code, payload, delay = fake._submit(model, body, vertex)
+                    code, payload, delay = fake._submit(model, body, vertex, scope)
+                    if delay < 0:  # "reset": accepted, then the connection drops before any answer
+                        self.close_connection = True
+                        return None
                     if delay:
                         time.sleep(delay)
                     return self._send(code, payload)
@@ -259,6 +332,7 @@ class FakeGoogle:
 
             def do_GET(self):
                 path = self.path.split("?")[0]
+                self._log(path)
                 m = re.fullmatch(r"/v1beta/files/([a-z0-9]+):download", path) or re.fullmatch(r"/__blob/([a-z0-9]+)", path)
                 if m:
                     code, payload, headers = fake._download(m.group(1))
@@ -267,6 +341,9 @@ class FakeGoogle:
                 if m:
                     code, payload = fake._operation(m.group(1))
                     return self._send(code, payload)
+                m = re.fullmatch(r"/v1beta1?/((?:publishers/google/)?models/([^/:]+))", path)
+                if m and (m.group(2) in MODELS or m.group(2).startswith("gemini-")):  # models.get (`reelcrew doctor`)
+                    return self._send(200, {"name": m.group(1), "displayName": m.group(2)})
                 self._send(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": path}})
 
         return Handler

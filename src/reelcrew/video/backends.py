@@ -7,6 +7,7 @@ SDK (its own retries stay off): whether to try again is the generator's decision
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelcrew.errors import ConfigError
+from reelcrew.google_auth import genai_client
 from reelcrew.models import VideoPrompt
 from reelcrew.settings import Settings
+from reelcrew.video.retention import VideoGone
+
+log = logging.getLogger("reelcrew.video")
 
 
 @dataclass
@@ -50,32 +54,17 @@ class GenaiBackend(VeoBackend):
     """Real Veo through google-genai, on the Gemini API (API key) or Vertex AI."""
 
     def __init__(self, settings: Settings):
-        from google import genai
         from google.genai import types
 
         self.types = types
         self.settings = settings
         self.vertex = settings.google_genai_use_vertexai
-        key = settings.api_key()
         http = types.HttpOptions(timeout=int(settings.submit_timeout * 1000))
-        if self.vertex:
-            if key:  # Vertex "express mode"
-                self.client = genai.Client(vertexai=True, api_key=key, http_options=http)
-            elif settings.google_cloud_project:
-                self.client = genai.Client(vertexai=True, project=settings.google_cloud_project,
-                                           location=settings.google_cloud_location, http_options=http)
-            else:
-                raise ConfigError("Vertex AI mode needs GOOGLE_CLOUD_PROJECT (and application default credentials)",
-                                  "set GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION, run `gcloud auth application-default "
-                                  "login`, or use --mock")
-            self.name = "vertex"
-        else:
-            if not key:
-                raise ConfigError("no API key for Veo on the Gemini API",
-                                  "set GEMINI_API_KEY (or GOOGLE_GENAI_USE_VERTEXAI=true with GOOGLE_CLOUD_PROJECT), "
-                                  "or use --mock / VEO3_MOCK_MODE=true to rehearse offline")
-            self.client = genai.Client(api_key=key, http_options=http)
-            self.name = "gemini"
+        self.client = genai_client(settings, http)  # a Vertex project wins over a stray API key
+        self.name = "vertex" if self.vertex else "gemini"
+        if self.vertex and settings.google_vertex_express:
+            log.warning("GOOGLE_VERTEX_EXPRESS=true: Veo goes to Vertex express mode (API key), whose reference "
+                        "lists generateContent methods only, not predictLongRunning; unset it to use the project")
 
     def submit(self, prompt: VideoPrompt, model: str) -> str:
         t = self.types
@@ -116,11 +105,23 @@ class GenaiBackend(VeoBackend):
         return Outcome(done=True, video=video, uri=video.uri)
 
     def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
+        """One attempt, bounded by DOWNLOAD_TIMEOUT (the client's own timeout is SUBMIT_TIMEOUT)."""
+        from google.genai import errors
+
+        t = self.types
         video = outcome.video
         if getattr(video, "video_bytes", None):
             data = video.video_bytes
         elif not self.vertex:
-            data = self.client.files.download(file=video)
+            timeout_ms = int(self.settings.download_timeout * 1000)
+            config = t.DownloadFileConfig(http_options=t.HttpOptions(timeout=timeout_ms))
+            try:
+                data = self.client.files.download(file=video, config=config)
+            except errors.ClientError as exc:
+                if exc.code in (403, 404):  # the Gemini API deleted it (kept 2 days): no retry can fetch it
+                    hint = "; if the API key changed since the submit, restore it first" if exc.code == 403 else ""
+                    raise VideoGone(f"{exc.code} {exc.status}: {exc.message}{hint}") from exc
+                raise
         elif video.uri and video.uri.startswith("gs://"):
             data = _gcs_download(video.uri, self.settings.download_timeout)
         else:

@@ -7,6 +7,7 @@ name and polled, never resubmitted. A clip whose key is done is reused, never pa
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -17,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import google.auth.exceptions
 import httpx
 from sqlalchemy import func, select
+from tenacity import (Retrying, retry_if_not_exception_type, stop_before_delay, stop_when_event_set, wait_exponential,
+                      wait_random)
 
 from reelcrew.files import owner_alive, part_path, sha256_file
 from reelcrew.media import MediaError, decodes, probe
@@ -27,6 +31,7 @@ from reelcrew.settings import Settings
 from reelcrew.store import ME, Store, clips, utc_day
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, classify_429, jitter, next_quota_reset
+from reelcrew.video.retention import VideoGone, gone_message, on_gemini_api, past_retention
 
 log = logging.getLogger("reelcrew.video")
 IN_FLIGHT = (ClipStatus.submitting.value, ClipStatus.submitted.value)
@@ -70,7 +75,9 @@ class ClipGenerator:
         self.breaker = Breaker(store, settings)
         self.budget = budget or Budget(daily_usd=settings.reelcrew_daily_budget_usd)
         self.on_change = on_change or (lambda clip: None)
-        self.lease_ttl = max(60.0, 3 * settings.polling_interval, settings.submit_timeout + 10)
+        # a lease outlives the longest single step (a submit, a poll interval, one download attempt)
+        self.lease_ttl = max(60.0, 3 * settings.polling_interval, settings.submit_timeout + 10,
+                             settings.download_timeout + 10)
         self.tick = min(max(settings.polling_interval, 0.05), 0.5)  # how often a waiting clip looks again
         self._stop = threading.Event()
 
@@ -209,6 +216,19 @@ class ClipGenerator:
             if exc.code == 503 or exc.status == "UNAVAILABLE":  # an explicit "not now": nothing was created
                 return self._failed_attempt(clip, f"Veo unavailable on submit ({exc.code}): {exc.message}")
             return self._ambiguous(clip, f"server error {exc.code} on submit: {exc.message}")
+        except google.auth.exceptions.GoogleAuthError as exc:  # no token, so nothing reached Veo
+            reason = f"Vertex AI credentials did not work ({type(exc).__name__}: {exc})"
+            if getattr(exc, "retryable", False):
+                return self._failed_attempt(clip, reason)
+            self._release(clip, ClipStatus.failed,
+                          error=f"{reason}; nothing was submitted. Fix the project's credentials (`gcloud auth "
+                                f"application-default login` or GOOGLE_APPLICATION_CREDENTIALS), then run "
+                                f"`reelcrew retry {clip.production_id} --clip {clip.index}`")
+            return False
+        except httpx.ConnectError as exc:
+            if connection_refused(exc):  # refused at connect(): not one byte of the request left this machine
+                return self._failed_attempt(clip, f"connection refused on submit, nothing was sent ({exc})")
+            return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
         with self.store.tx() as c:  # the receipt, in its own transaction, before anything else
@@ -272,6 +292,10 @@ class ClipGenerator:
         """Poll until done, then download and validate; the operation is never resubmitted here."""
         clip = self.store.clip(job.key)
         row = self.store.clip_row(job.key)
+        if past_retention(clip.operation_name, row["submitted_at"], time.time()):
+            self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index,
+                                                                      "submitted more than 2 days ago"))
+            return
         deadline = (row["submitted_at"] or time.time()) + self.s.operation_timeout
         outcome = self._poll_until_done(clip, deadline)
         if outcome is None:
@@ -315,34 +339,69 @@ class ClipGenerator:
             self._sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
 
     def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
+        """Fetch and validate, patiently: DOWNLOAD_TIMEOUT per attempt, back-off over DOWNLOAD_RETRY_WINDOW.
+
+        The operation is never resubmitted here. Every attempt after the first polls again for a fresh handle
+        (the old one may hold truncated bytes). A video the service has deleted fails at once with what to do.
+        """
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = part_path(dest)
-        problem = "no attempt"
-        for attempt in range(4):
-            try:
-                if attempt:  # a fresh handle: the old one may hold truncated bytes
-                    outcome = self.backend.poll(clip.operation_name)
-                self.backend.download(outcome, tmp, clip.prompt)
-                info = self._validate(tmp, clip)
-            except Exception as exc:
-                problem = str(exc)
-                log.warning("download %d of clip %s failed: %s", attempt + 1, clip.key, problem)
-                tmp.unlink(missing_ok=True)
-                self._sleep(min(0.2 * 2 ** attempt, 5))
-                continue
-            digest = sha256_file(tmp)
-            os.replace(tmp, dest)
-            usd = self._price(clip)
-            with self.store.tx() as c:
-                current = self.store.clip(clip.key, c)
-                self.store.update_clip(clip.key, c, status=ClipStatus.done, path=str(dest.resolve()), sha256=digest,
-                                       duration=info.duration, cost_usd=usd, error=None, lease_owner=None,
-                                       lease_until=0.0)
-                self.store.record_cost(c, current, info.duration, usd)
-            self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
+        base = max(self.s.polling_interval, 0.05)
+        retrying = Retrying(
+            stop=stop_before_delay(self.s.download_retry_window) | stop_when_event_set(self._stop),
+            wait=wait_exponential(multiplier=base, max=300) + wait_random(0, base),
+            retry=retry_if_not_exception_type(VideoGone), sleep=self._sleep, reraise=True,
+            before_sleep=lambda state: self._download_failed(clip, state))
+        tries = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    tries = attempt.retry_state.attempt_number
+                    info = self._fetch_once(clip, outcome, tmp, fresh=tries > 1)
+        except VideoGone as exc:
+            self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index, str(exc)))
             return
-        self._release(clip, ClipStatus.failed,
-                      error=f"download kept failing ({problem}); the operation is kept: `reelcrew repair` fetches it again")
+        except Exception as exc:
+            if self._stop.is_set():  # the receipt stays: the next run re-attaches and downloads again
+                self._release(clip, ClipStatus.submitted)
+                return
+            kept = (" (the Gemini API keeps it 2 days after generation)" if on_gemini_api(clip.operation_name)
+                    else "")
+            self._release(clip, ClipStatus.failed,
+                          error=f"download kept failing: {tries} attempts over DOWNLOAD_RETRY_WINDOW "
+                                f"({self.s.download_retry_window:.0f}s), last: {exc}; the operation is kept{kept}: "
+                                f"`reelcrew repair` fetches it again")
+            return
+        digest = sha256_file(tmp)
+        os.replace(tmp, dest)
+        usd = self._price(clip)
+        with self.store.tx() as c:
+            current = self.store.clip(clip.key, c)
+            self.store.update_clip(clip.key, c, status=ClipStatus.done, path=str(dest.resolve()), sha256=digest,
+                                   duration=info.duration, cost_usd=usd, error=None, lease_owner=None,
+                                   lease_until=0.0)
+            self.store.record_cost(c, current, info.duration, usd)
+        self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
+
+    def _download_failed(self, clip: VideoClip, state) -> None:
+        """Between attempts: say what failed, and keep the lease through the back-off and the next attempt."""
+        log.warning("download %d of clip %s failed: %s; next try in %.1fs", state.attempt_number, clip.key,
+                    state.outcome.exception(), state.upcoming_sleep)
+        self.store.update_clip(clip.key, lease_owner=ME,
+                               lease_until=time.time() + state.upcoming_sleep + self.lease_ttl)
+
+    def _fetch_once(self, clip: VideoClip, outcome: Outcome, tmp: Path, fresh: bool):
+        """One download attempt into `tmp`, validated; on any failure `tmp` is removed."""
+        try:
+            if fresh:
+                if self._stop.is_set():
+                    raise InterruptedError("stopping: the download resumes on the next run")
+                outcome = self.backend.poll(clip.operation_name)
+            self.backend.download(outcome, tmp, clip.prompt)
+            return self._validate(tmp, clip)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _validate(self, path: Path, clip: VideoClip):
         info = probe(path)
@@ -358,3 +417,15 @@ class ClipGenerator:
         if problem:
             raise MediaError(f"does not decode: {problem}")
         return info
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """True when the connection was refused (ECONNREFUSED): the request was never sent, so a retry is safe."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError) or getattr(current, "errno", None) == errno.ECONNREFUSED:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,0 +1,33 @@
+"""How long Google keeps a generated video, and what to tell the user once it is gone.
+
+The Gemini API deletes generated videos 2 days after generation; after that neither a download nor
+`reelcrew repair` can fetch them, and the only way to the clip is a new (paid) generation with
+`reelcrew retry`. Vertex AI returns the bytes in the operation (or writes them to the user's bucket), so
+this rule is about Gemini API operations only, recognised by their name (`models/{model}/operations/{id}`).
+"""
+
+from __future__ import annotations
+
+GEMINI_API_RETENTION_SECONDS = 2 * 24 * 3600
+
+
+class VideoGone(Exception):
+    """The service no longer has the video (expired or deleted): retrying the download cannot help."""
+
+
+def on_gemini_api(operation_name: str | None) -> bool:
+    return bool(operation_name) and operation_name.startswith("models/")
+
+
+def past_retention(operation_name: str | None, submitted_at: float | None, now: float) -> bool:
+    """True when a Gemini API operation is older than the 2 days its video is kept."""
+    return on_gemini_api(operation_name) and bool(submitted_at) and now - submitted_at > GEMINI_API_RETENTION_SECONDS
+
+
+GONE = "the Gemini API no longer has this video"
+
+
+def gone_message(production_id: str, index: int, detail: str | None = None) -> str:
+    return (f"{GONE}" + (f" ({detail})" if detail else "")
+            + f": it keeps generated videos 2 days. `reelcrew repair` cannot fetch it; run "
+              f"`reelcrew retry {production_id} --clip {index}` (a new paid generation)")
