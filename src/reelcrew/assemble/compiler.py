@@ -234,7 +234,11 @@ def write_overlays(plan: Plan, work: Path) -> list[tuple[Path, Overlay]]:
 
     out = []
     for k, overlay in enumerate(plan.overlays):
+        # ffmpeg's overlay on 4:2:0 video snaps x and y to even numbers; a transparent row or column in
+        # front of an image at an odd place puts it on the exact pixel moviepy puts it on
+        dx, dy = overlay.x % 2, overlay.y % 2
+        rgba = np.pad(overlay.rgba, ((dy, 0), (dx, 0), (0, 0))) if dx or dy else overlay.rgba
         path = work / f"layer{k:03d}.png"
-        Image.fromarray(overlay.rgba, "RGBA").save(path, compress_level=1)
-        out.append((path, overlay))
+        Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
+        out.append((path, Overlay(rgba, overlay.x - dx, overlay.y - dy, overlay.start, overlay.end)))
     return out

@@ -56,7 +56,30 @@ class FrameReader:
             self.proc = None
 
 
-class SourceClip(VideoClip):
+def _own(node, method) -> bool:
+    function = node.frame_function
+    return getattr(function, "__func__", None) is method and getattr(function, "__self__", None) is node
+
+
+class _Rebinding:
+    """moviepy's `with_*` methods copy a clip; a copy's frame function must read the copy's start and fades."""
+
+    def __copy__(self):
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__dict__)
+        for attr in ("mask", "audio"):  # as moviepy's VideoClip.__copy__ does
+            if self.__dict__.get(attr) is not None:
+                setattr(new, attr, copy.copy(self.__dict__[attr]))
+        function = self.__dict__.get("frame_function")
+        if getattr(function, "__self__", None) is self:
+            new.frame_function = getattr(new, function.__name__)
+        return new
+
+    def copy(self):
+        return self.__copy__()
+
+
+class SourceClip(_Rebinding, VideoClip):
     """A clip file laid on the cut's timeline; `transition` names how it comes in over the clip before it."""
 
     def __init__(self, path: Path, info: MediaInfo, size: tuple[int, int], fps: float, fit: str = "cover",
@@ -92,7 +115,7 @@ class SourceClip(VideoClip):
 
     def is_pristine(self) -> bool:
         """True while nothing moviepy-side (an effect, a transform) replaced how its frames are made."""
-        return getattr(self.frame_function, "__func__", None) is SourceClip._frame and self.mask is None
+        return _own(self, SourceClip._frame) and self.mask is None
 
     def close(self) -> None:
         if self.plan is not None:
@@ -135,7 +158,7 @@ def _standalone_plan(node: SourceClip) -> _Standalone:
     return _Standalone(node)
 
 
-class SourceAudio(AudioClip):
+class SourceAudio(_Rebinding, AudioClip):
     """A clip's sound; its fades are decided from its neighbours when the cut is rendered."""
 
     def __init__(self, path: Path, in_point: float, duration: float, transition: str | None = None):
@@ -170,7 +193,7 @@ class SourceAudio(AudioClip):
         return new
 
     def is_pristine(self) -> bool:
-        return getattr(self.frame_function, "__func__", None) is SourceAudio._frame
+        return _own(self, SourceAudio._frame)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -178,7 +201,7 @@ class SourceAudio(AudioClip):
             self._reader = None
 
 
-class MusicBed(AudioClip):
+class MusicBed(_Rebinding, AudioClip):
     """Background music looped or cut to the video, faded in and out, at a volume."""
 
     def __init__(self, path: Path, duration: float, volume: float, fade: float):
@@ -201,7 +224,7 @@ class MusicBed(AudioClip):
         return samples * (gain[:, None] if np.ndim(samples) == 2 else gain)
 
     def is_pristine(self) -> bool:
-        return getattr(self.frame_function, "__func__", None) is MusicBed._frame
+        return _own(self, MusicBed._frame)
 
     def close(self) -> None:
         if self._reader is not None:
