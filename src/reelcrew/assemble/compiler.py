@@ -9,6 +9,7 @@ function, an effect, a moving position, a nested composite) is a reason to let m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,16 +230,81 @@ def describe_path(reason: str | None) -> str:
     return "fast path (streaming ffmpeg)" if reason is None else f"moviepy path: {reason}"
 
 
-def write_overlays(plan: Plan, work: Path) -> list[tuple[Path, Overlay]]:
+@dataclass
+class OverlayInput:
+    """One ffmpeg input drawn by one overlay filter: a still image, or a track of images shown in turn."""
+
+    args: list[str]
+    x: int
+    y: int
+    start: float
+    end: float | None
+
+
+def _tracks(overlays: list[Overlay]) -> list[list[Overlay]]:
+    """Runs of overlays next to each other in z-order that never overlap in time: one input each.
+
+    Karaoke draws a cue as one image per word; a hundred still inputs cost the encoder a frame queue
+    each (1.9 GB measured for 8 clips), a track of them costs one.
+    """
+    tracks: list[list[Overlay]] = []
+    for overlay in overlays:
+        track = tracks[-1] if tracks else None
+        if track and track[-1].end is not None and overlay.start >= track[-1].end - EPS and track[0].start is not None \
+                and overlay.end is not None:
+            track.append(overlay)
+        else:
+            tracks.append([overlay])
+    return tracks
+
+
+def _save(rgba: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    out = []
-    for k, overlay in enumerate(plan.overlays):
-        # ffmpeg's overlay on 4:2:0 video snaps x and y to even numbers; a transparent row or column in
-        # front of an image at an odd place puts it on the exact pixel moviepy puts it on
-        dx, dy = overlay.x % 2, overlay.y % 2
-        rgba = np.pad(overlay.rgba, ((dy, 0), (dx, 0), (0, 0))) if dx or dy else overlay.rgba
-        path = work / f"layer{k:03d}.png"
-        Image.fromarray(rgba, "RGBA").save(path, compress_level=1)
-        out.append((path, Overlay(rgba, overlay.x - dx, overlay.y - dy, overlay.start, overlay.end)))
-    return out
+    Image.fromarray(rgba).save(path, compress_level=1)
+
+
+def write_overlays(plan: Plan, work: Path) -> list[OverlayInput]:
+    """PNG files and the ffmpeg inputs that show them, placed on the pixel moviepy would place them on.
+
+    ffmpeg's overlay on 4:2:0 video snaps x and y to even numbers, so images start on an even pixel
+    with transparent rows or columns in front where the layer sits on an odd one.
+    """
+    inputs = []
+    for t, track in enumerate(_tracks(plan.overlays)):
+        left = min(o.x for o in track) // 2 * 2
+        top = min(o.y for o in track) // 2 * 2
+        width = max(o.x + o.rgba.shape[1] for o in track) - left
+        height = max(o.y + o.rgba.shape[0] for o in track) - top
+        if len(track) == 1:
+            overlay = track[0]
+            rgba = np.pad(overlay.rgba, ((overlay.y - top, 0), (overlay.x - left, 0), (0, 0)))
+            path = work / f"layer{t:03d}.png"
+            _save(rgba, path)
+            inputs.append(OverlayInput(["-i", str(path)], left, top, overlay.start, overlay.end))
+            continue
+        blank = work / f"track{t:03d}-blank.png"
+        _save(np.zeros((height, width, 4), np.uint8), blank)
+        # An image shows from the first frame at or after its start, as in moviepy; its timestamp goes half a
+        # frame before that frame (millisecond time base) so no rounding can move it to a neighbour.
+        snap = lambda t: max(0.0, (math.ceil(t * plan.fps - 1e-6) - 0.5) / plan.fps)  # noqa: E731
+        entry = lambda f, seconds: [f"file '{f}'", "option framerate 1000", f"duration {seconds:.4f}"]  # noqa: E731
+        lines, clock = ["ffconcat version 1.0"], 0.0
+        for k, overlay in enumerate(track):
+            start, end = snap(overlay.start), snap(overlay.end)
+            if end <= start:
+                continue
+            if start > clock + EPS:
+                lines += entry(blank, start - clock)
+            canvas = np.zeros((height, width, 4), np.uint8)
+            y, x = overlay.y - top, overlay.x - left
+            canvas[y:y + overlay.rgba.shape[0], x:x + overlay.rgba.shape[1]] = overlay.rgba
+            path = work / f"track{t:03d}-{k:04d}.png"
+            _save(canvas, path)
+            lines += entry(path, end - max(start, clock))
+            clock = end
+        lines += entry(blank, max(plan.duration - clock, 0.1)) + [f"file '{blank}'", "option framerate 1000"]
+        listing = work / f"track{t:03d}.txt"
+        listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        inputs.append(OverlayInput(["-f", "concat", "-safe", "0", "-i", str(listing)], left, top, 0.0, None))
+    return inputs

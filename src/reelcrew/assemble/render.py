@@ -143,12 +143,12 @@ def _stream_render(plan: Plan, soundtrack: Path, style: RenderStyle, output: Pat
     graph: list[str] = []
     layer_args: list[str] = []
     video = "0:v"
-    for k, (path, overlay) in enumerate(write_overlays(plan, work)):
-        layer_args += ["-i", str(path)]
+    for k, overlay in enumerate(write_overlays(plan, work)):
+        layer_args += overlay.args
         enable = ""
         if overlay.start > 1e-3 or overlay.end is not None:
             end = overlay.end if overlay.end is not None else plan.duration + 1
-            enable = f":enable='between(t,{overlay.start:.3f},{end - 1e-4:.4f})'"
+            enable = f":enable='between(t,{overlay.start:.4f},{end - 1e-4:.4f})'"
         graph.append(f"[{video}][{k + 2}:v]overlay=x={overlay.x}:y={overlay.y}:eof_action=repeat{enable}[ov{k}]")
         video = f"ov{k}"
     encoder = [ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p",
