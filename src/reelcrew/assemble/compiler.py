@@ -147,9 +147,9 @@ def compile_video(comp) -> Plan:
         end = image.end if image.end is not None else comp.duration
         if any(sz > z and src.start < end - EPS and src.end > image.start + EPS for sz, src in source_z):
             raise NotCompilable("an image layer sits below a clip that covers it")
-    by_start = sorted(sources, key=lambda s: s.start)
-    for earlier, later in zip(by_start, by_start[1:]):
-        if later.start < earlier.end - EPS and sources.index(later) < sources.index(earlier):
+    by_start = sorted(source_z, key=lambda zs: zs[1].start)  # (never `==` on clips: moviepy compares every frame)
+    for (z_earlier, earlier), (z_later, later) in zip(by_start, by_start[1:]):
+        if later.start < earlier.end - EPS and z_later < z_earlier:
             raise NotCompilable(f"clip {later.path.name} is drawn below the clip it overlaps")
     return Plan(width, height, fps, comp.duration, segment_plan(sources, fps, comp.duration), overlays)
 
