@@ -15,6 +15,7 @@ Which ffmpeg: the one in the imageio-ffmpeg wheel for both (it has libass); `FFM
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,7 +67,13 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(fn) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    """User + system time of this process and its waited-for children (every ffmpeg we start is waited for)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure(fn) -> tuple[float, int, float]:
     import os
 
     peak, stop = [0], threading.Event()  # peak summed RSS of this process and its children
@@ -78,12 +85,12 @@ def measure(fn) -> tuple[float, int]:
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     fn()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     stop.set()
     thread.join()
-    return elapsed, peak[0]
+    return elapsed, peak[0], cpu
 
 
 def spec_for(clips: list[Path], engine: str = "auto") -> CutSpec:
@@ -140,16 +147,19 @@ def main() -> None:
                 base.append(measure(lambda: subprocess.run(command, check=True, cwd=tmp)))
                 ours.append(measure(lambda: render_cut(spec, WORK / "ours.mp4")))
         duration = result.duration
-        ours_t, base_t = statistics.median(t for t, _ in ours), statistics.median(t for t, _ in base)
-        line = (f"clips={n} video={duration:.1f}s karaoke+{KIND}: ours={ours_t:.2f}s ({duration / ours_t:.2f}x realtime, "
-                f"peak tree RSS {max(r for _, r in ours) / 2**20:.0f} MiB) ffmpeg+libass={base_t:.2f}s "
-                f"({duration / base_t:.2f}x, peak RSS {max(r for _, r in base) / 2**20:.0f} MiB) "
-                f"ratio={ours_t / base_t:.3f} (runs ours {[round(t, 2) for t, _ in ours]}, "
-                f"baseline {[round(t, 2) for t, _ in base]})")
+        med = lambda runs, k: statistics.median(run[k] for run in runs)  # noqa: E731
+        ours_t, base_t, ours_cpu, base_cpu = med(ours, 0), med(base, 0), med(ours, 2), med(base, 2)
+        line = (f"clips={n} video={duration:.1f}s karaoke+{KIND}: ours={ours_t:.2f}s wall {ours_cpu:.1f}s CPU "
+                f"({duration / ours_t:.2f}x realtime, peak tree RSS {max(r[1] for r in ours) / 2**20:.0f} MiB) "
+                f"ffmpeg+libass={base_t:.2f}s wall {base_cpu:.1f}s CPU ({duration / base_t:.2f}x, "
+                f"peak RSS {max(r[1] for r in base) / 2**20:.0f} MiB) ratio={ours_t / base_t:.3f} "
+                f"cpu-ratio={ours_cpu / base_cpu:.3f} (runs ours {[round(r[0], 2) for r in ours]}, "
+                f"baseline {[round(r[0], 2) for r in base]})")
         if not options.no_moviepy:
-            slow_t, slow_rss = measure(lambda: render_cut(spec_for(clips, "moviepy"), WORK / "moviepy.mp4"))
-            line += (f" moviepy-path={slow_t:.2f}s ({duration / slow_t:.2f}x, peak RSS {slow_rss / 2**20:.0f} MiB) "
-                     f"moviepy-ratio={slow_t / base_t:.3f}")
+            slow_t, slow_rss, slow_cpu = measure(lambda: render_cut(spec_for(clips, "moviepy"), WORK / "moviepy.mp4"))
+            line += (f" moviepy-path={slow_t:.2f}s wall {slow_cpu:.1f}s CPU ({duration / slow_t:.2f}x, "
+                     f"peak RSS {slow_rss / 2**20:.0f} MiB) moviepy-ratio={slow_t / base_t:.3f} "
+                     f"moviepy-cpu-ratio={slow_cpu / base_cpu:.3f}")
         print(line, flush=True)
 
 
