@@ -412,3 +412,29 @@ def test_title_and_end_cards_from_the_seo_title_and_the_channel(tmp_path):
     assert middle[:100, :, 2].mean() > 200  # between them, the blue clip
     assert start[300:420].max() > 200 and end[300:420].max() > 200  # white text on each card
     assert not np.array_equal(start[300:420], end[300:420])  # a title, then the channel
+
+
+def test_a_custom_sound_is_mixed_by_moviepy_while_the_video_stays_on_the_fast_path(tmp_path, caplog):
+    import logging
+
+    from moviepy import AudioClip, CompositeAudioClip
+
+    caplog.set_level(logging.INFO, logger="reelcrew.assemble")
+
+    def add_beep(composition, data):  # a 1 kHz tone from 1 s to 2 s, made by a Python function
+        beep = AudioClip(lambda t: np.stack([np.sin(2 * np.pi * 1000 * np.asarray(t))] * 2, axis=-1) * 0.5,
+                         duration=1.0, fps=48000).with_start(1.0)
+        sound = [composition.audio] if composition.audio is not None else []  # a silent clip has none
+        return composition.with_audio(CompositeAudioClip([*sound, beep]))
+
+    silent = tmp_path / "silent.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "color=c=blue:s=1280x720:r=24:d=3", "-c:v", "libx264", "-preset", "ultrafast",
+                str(silent)], "test input")
+    spec = CutSpec(clips=[CutClip(path=silent)], watermark=WatermarkStyle(text=None))
+    result = render_cut(spec, tmp_path / "final.mp4", add_beep)
+    assert result.path == "fast"
+    assert any("soundtrack mixed by moviepy" in r.getMessage() for r in caplog.records)
+    pcm = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "final.mp4"), "-f", "s16le", "-ac", "1",
+                          "-ar", "48000", "-"], capture_output=True, check=True).stdout
+    level = np.abs(np.frombuffer(pcm, np.int16).astype(float)).reshape(-1, 4800).mean(axis=1)  # per 0.1 s
+    assert level[12:18].mean() > 3000 and level[:8].mean() < 100 and level[22:28].mean() < 100

@@ -109,7 +109,8 @@ class WordBox:
     width: float
 
 
-def layout_words(cue: Cue, font: ImageFont.FreeTypeFont, stroke: int, pad: int) -> tuple[tuple[int, int], list[WordBox]]:
+def layout_words(cue: Cue, font: ImageFont.FreeTypeFont, stroke: int,
+                 pad: int) -> tuple[tuple[int, int], list[WordBox]]:
     """Where each word of a cue sits in its image: lines centred, words at their place in the line's text.
 
     Every karaoke state of a cue is drawn from this one layout, so two states differ only in the

@@ -175,6 +175,15 @@ def audio_parts(audio, offset: float = 0.0) -> list[AudioPart]:
     raise NotCompilable(f"the soundtrack holds a {type(audio).__name__} that is not one reelcrew mixes")
 
 
+def own_audio_parts(audio, offset: float = 0.0) -> list[AudioPart]:
+    """reelcrew's own parts of a soundtrack that also holds others (their fades still apply)."""
+    if isinstance(audio, CompositeAudioClip):
+        return [part for clip in audio.clips for part in own_audio_parts(clip, offset + audio.start)]
+    if isinstance(audio, (SourceAudio, MusicBed)):
+        return [AudioPart(audio, offset + audio.start)]
+    return []
+
+
 def plan_fades(parts: list[AudioPart]) -> None:
     """A clip's sound fades over the overlap with its neighbours, with its transition's curves."""
     sounds = sorted((p for p in parts if isinstance(p.node, SourceAudio)), key=lambda p: p.start)
@@ -204,7 +213,7 @@ def audio_graph(parts: list[AudioPart], duration: float, rate: int, loudness: bo
             fades = (f",afade=t=in:d={node.fade},afade=t=out:st={fade_out:.3f}:d={node.fade}" if node.fade else "")
             graph.append(f"[{k}:a]{fmt},atrim=duration={node.duration:.4f}{fades},volume={node.volume}{delay}[p{k}]")
         else:
-            args += ["-ss", f"{node.in_point:.4f}", "-vn", "-i", str(node.path)]
+            args += (["-ss", f"{node.in_point:.4f}"] if node.in_point > 0 else []) + ["-vn", "-i", str(node.path)]
             fades = ""
             if node.fade_in[0] and node.fade_in[1] != "nofade":
                 fades += f",afade=t=in:d={node.fade_in[0]:.4f}:curve={node.fade_in[1]}"
@@ -212,7 +221,8 @@ def audio_graph(parts: list[AudioPart], duration: float, rate: int, loudness: bo
                 st = node.duration - node.fade_out[0]
                 fades += (f",afade=t=out:st={st:.4f}:d={node.fade_out[0]:.4f}:curve={node.fade_out[1]}"
                           if node.fade_out[1] != "nofade" else f",atrim=duration={st:.4f}")
-            graph.append(f"[{k}:a]{fmt},apad,atrim=duration={node.duration:.4f},asetpts=PTS-STARTPTS{fades}{delay}[p{k}]")
+            graph.append(f"[{k}:a]{fmt},apad,atrim=duration={node.duration:.4f},asetpts=PTS-STARTPTS"
+                         f"{fades}{delay}[p{k}]")
         labels.append(f"[p{k}]")
     silence = f"anullsrc=r={rate}:cl=stereo,atrim=duration={duration:.4f},aformat=sample_fmts=fltp[sil]"
     graph.append(silence)

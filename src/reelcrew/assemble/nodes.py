@@ -126,8 +126,8 @@ class SourceClip(_Rebinding, VideoClip):
 def _fit_filter(info: MediaInfo, width: int, height: int, fps: float, fit: str) -> str:
     steps = []
     if (info.width, info.height) != (width, height):
-        steps.append(f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}" if fit == "cover"
-                     else f"scale={width}:{height}:force_original_aspect_ratio=decrease,"
+        steps.append(f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}"
+                     if fit == "cover" else f"scale={width}:{height}:force_original_aspect_ratio=decrease,"
                           f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2")
     steps.append("setsar=1")
     if abs(info.fps - fps) > 0.01:

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from reelcrew.assemble.captions import Cue
 from reelcrew.assemble.compiler import (NotCompilable, Plan, Segment, audio_graph, audio_parts, compile_video,
-                                        describe_path, plan_fades, segment_plan, write_overlays)
+                                        describe_path, own_audio_parts, plan_fades, segment_plan, write_overlays)
 from reelcrew.assemble.composition import build_composition, incoming
 from reelcrew.assemble.fonts import Font
 from reelcrew.assemble.nodes import FrameReader, SourceClip, _fit_filter
@@ -250,7 +250,8 @@ def _moviepy_render(comp: Any, soundtrack: Path, style: RenderStyle, output: Pat
     except Exception as exc:  # moviepy raises OSError with ffmpeg's log, or whatever a frame function raised
         log.error("moviepy render failed\n%s", traceback.format_exc())
         raise AssemblyError(f"rendering {output.name} with moviepy failed: {str(exc).strip().splitlines()[-1][:300]}",
-                            "check the edit function's clips (the traceback is in the log); nothing was written") from None
+                            "check the edit function's clips (the traceback is in the log); nothing was written"
+                            ) from None
     finally:
         if linked is not None:
             linked.close()
@@ -266,6 +267,7 @@ def mix_soundtrack(comp: Any, style: RenderStyle, loudness: bool, work: Path) ->
         parts = audio_parts(comp.audio)
     except NotCompilable as why:
         log.info("soundtrack mixed by moviepy: %s", why)
+        plan_fades(own_audio_parts(comp.audio))  # the clips' sounds still cross-fade under their transitions
         raw = work / "soundtrack-moviepy.wav"
         comp.audio.write_audiofile(str(raw), fps=style.audio_rate, nbytes=2, codec="pcm_s16le", logger=None)
         args = ["-i", str(raw)]
@@ -304,12 +306,14 @@ def render_cut(spec: CutSpec, output: Path, edit: Callable | None = None, data: 
                edit_name: str = "") -> CutResult:
     """Build, edit, compile and render; to a temporary name renamed when complete (a failure leaves no output)."""
     if not spec.clips:
-        raise AssemblyError("nothing to assemble: no clips", "generate the clips first (`reelcrew run ... --until clips`)")
+        raise AssemblyError("nothing to assemble: no clips",
+                            "generate the clips first (`reelcrew run ... --until clips`)")
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AssemblyError(f"cannot write to {output.parent}: {exc.strerror}", "choose a writable output folder") from exc
+        raise AssemblyError(f"cannot write to {output.parent}: {exc.strerror}",
+                            "choose a writable output folder") from exc
     infos = _probe_all(spec.clips)
     for i, info in enumerate(infos):
         fades = incoming(spec, i)[1] + (incoming(spec, i + 1)[1] if i + 1 < len(infos) else 0.0)
