@@ -438,3 +438,19 @@ def test_a_custom_sound_is_mixed_by_moviepy_while_the_video_stays_on_the_fast_pa
                           "-ar", "48000", "-"], capture_output=True, check=True).stdout
     level = np.abs(np.frombuffer(pcm, np.int16).astype(float)).reshape(-1, 4800).mean(axis=1)  # per 0.1 s
     assert level[12:18].mean() > 3000 and level[:8].mean() < 100 and level[22:28].mean() < 100
+
+
+def test_a_clip_can_bring_its_own_transition_and_a_mood_map_is_checked(tmp_path, small_clips):
+    from reelcrew.errors import ConfigError
+    from reelcrew.settings import load_settings
+
+    red, blue = small_clips
+    clips = [CutClip(path=red), CutClip(path=blue, transition="circleopen"), CutClip(path=red)]
+    spec = CutSpec(clips=clips, width=320, height=180, transitions=TransitionStyle(kind="none", duration=0.5),
+                   watermark=WatermarkStyle(text=None))
+    render_cut(spec, tmp_path / "final.mp4")
+    assert abs(probe(tmp_path / "final.mp4").duration - 5.5) <= 1 / 24 + 1e-6  # one 0.5 s overlap, then a cut
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("transitions:\n  by_mood: {calm: dissolve, tense: spin}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="spin"):
+        load_settings(config)
