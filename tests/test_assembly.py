@@ -454,3 +454,23 @@ def test_a_clip_can_bring_its_own_transition_and_a_mood_map_is_checked(tmp_path,
     config.write_text("transitions:\n  by_mood: {calm: dissolve, tense: spin}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="spin"):
         load_settings(config)
+
+
+def test_an_edit_that_reorders_and_trims_clips_stays_on_the_fast_path(tmp_path, small_clips):
+    from reelcrew.assemble.composition import recompose
+    from reelcrew.assemble.nodes import SourceClip
+
+    def swap_and_trim(composition, data):
+        first, second = [c for c in composition.clips if isinstance(c, SourceClip)]
+        return recompose(composition, [second.subclipped(0.5, 1.5).with_start(0),
+                                       first.subclipped(0.5, 1.5).with_start(1.0)])
+
+    spec = CutSpec(clips=[CutClip(path=p) for p in small_clips], width=320, height=180,
+                   watermark=WatermarkStyle(text=None))
+    result = render_cut(spec, tmp_path / "final.mp4", swap_and_trim)
+    assert result.path == "fast"
+    info = probe(tmp_path / "final.mp4")
+    assert abs(info.duration - 2.0) <= 1 / 24 + 1e-6 and info.has_audio
+    early, late = frame(tmp_path / "final.mp4", 0.5, 320, 180), frame(tmp_path / "final.mp4", 1.5, 320, 180)
+    assert early[..., 2].mean() > 200 and early[..., 0].mean() < 50  # blue (the second clip) first
+    assert late[..., 0].mean() > 200 and late[..., 2].mean() < 50  # then red
