@@ -211,20 +211,19 @@ def solid(tmp_path, name, colour="blue", seconds=4, size="1280x720"):
     return path
 
 
-def test_cut_test_spec(tmp_path, **render):
+def defined_test_cut(tmp_path, **render):
     """The defined test cut: three clips, crossfades, static captions, a watermark."""
     clips = [CutClip(path=clip(tmp_path, i), caption=f"caption {i} 清晨的城市") for i in range(3)]
     return CutSpec(clips=clips, transitions=TransitionStyle(kind="crossfade", duration=0.5),
                    render=RenderStyle(**render))
 
 
-test_cut_test_spec.__test__ = False  # a helper, not a test
 
 
 @pytest.mark.slow
 def test_fast_and_moviepy_paths_give_the_same_frames(tmp_path):
-    fast = render_cut(test_cut_test_spec(tmp_path), tmp_path / "fast.mp4")
-    slow = render_cut(test_cut_test_spec(tmp_path, engine="moviepy"), tmp_path / "moviepy.mp4")
+    fast = render_cut(defined_test_cut(tmp_path), tmp_path / "fast.mp4")
+    slow = render_cut(defined_test_cut(tmp_path, engine="moviepy"), tmp_path / "moviepy.mp4")
     assert (fast.path, slow.path) == ("fast", "moviepy")
     assert probe(tmp_path / "fast.mp4").duration == pytest.approx(probe(tmp_path / "moviepy.mp4").duration, abs=0.05)
     assert psnr(tmp_path / "fast.mp4", tmp_path / "moviepy.mp4") >= 35
@@ -234,10 +233,10 @@ def test_edit_hook_adds_a_title_card_and_keeps_the_fast_path(tmp_path):
     from reelcrew.assemble.hooks import load_edit
     from reelcrew.models import SeoPackage
 
-    plain = render_cut(test_cut_test_spec(tmp_path), tmp_path / "plain.mp4")
+    plain = render_cut(defined_test_cut(tmp_path), tmp_path / "plain.mp4")
     hook = load_edit("examples.title_card:add_title_card")
     seo = SeoPackage(title="Tea, step by step", description="d", tags=["t"], hashtags=["#t"])
-    edited = render_cut(test_cut_test_spec(tmp_path), tmp_path / "edited.mp4", hook, {"seo": seo})
+    edited = render_cut(defined_test_cut(tmp_path), tmp_path / "edited.mp4", hook, {"seo": seo})
     assert edited.path == "fast" and edited.reason is None
     card = np.abs(frame(tmp_path / "edited.mp4", 0.5) - frame(tmp_path / "plain.mp4", 0.5)).mean(axis=2)
     assert card[300:420, 100:1180].mean() > 40  # the card's band across the middle in the first second
@@ -264,8 +263,8 @@ def test_a_frame_function_takes_the_moviepy_path_with_the_same_frames_elsewhere(
     import logging
 
     caplog.set_level(logging.INFO, logger="reelcrew.assemble")
-    render_cut(test_cut_test_spec(tmp_path), tmp_path / "fast.mp4")
-    result = render_cut(test_cut_test_spec(tmp_path), tmp_path / "custom.mp4", _Square())
+    render_cut(defined_test_cut(tmp_path), tmp_path / "fast.mp4")
+    result = render_cut(defined_test_cut(tmp_path), tmp_path / "custom.mp4", _Square())
     assert result.path == "moviepy" and "frame function" in result.reason
     assert any("moviepy path" in r.getMessage() for r in caplog.records)
     red = frame(tmp_path / "custom.mp4", 1.0)[110:190, 110:190]
@@ -280,7 +279,7 @@ def test_an_edit_that_raises_fails_the_render_with_one_line_and_the_traceback_in
 
     hook = load_edit("my_edits:broken")
     with pytest.raises(AssemblyError) as info:
-        render_cut(test_cut_test_spec(tmp_path), tmp_path / "final.mp4", hook, edit_name="my_edits:broken")
+        render_cut(defined_test_cut(tmp_path), tmp_path / "final.mp4", hook, edit_name="my_edits:broken")
     assert "my_edits:broken raised ValueError: no title here" in str(info.value) and "\n" not in info.value.problem
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "Traceback" in logged and "raise ValueError('no title here')" in logged
