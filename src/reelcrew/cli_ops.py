@@ -235,24 +235,43 @@ def assemble(
     watermark: Optional[str] = typer.Option(None, "--watermark", help="Watermark text ('' for none)."),
     aspect: Aspect = typer.Option(Aspect.landscape, "--aspect"),
     crossfade: Optional[float] = typer.Option(None, "--crossfade", help="Crossfade seconds (0 = cut)."),
+    transition: Optional[str] = typer.Option(None, "--transition", help="Transition kind (fade, wipeleft, "
+                                             "circleopen, ...; see transitions.kind)."),
+    subtitle_style: Optional[str] = typer.Option(None, "--subtitle-style", help="static, karaoke or pop."),
     music: Optional[Path] = typer.Option(None, "--music"),
+    edit: Optional[str] = typer.Option(None, "--edit", help="Edit function package.module:function "
+                                       "(overrides render.edit; '' for none)."),
     output: Optional[Path] = typer.Option(None, "--output"),
     output_dir: OutputDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Re-cut without paying again: from a production folder or from loose files."""
     try:
-        from reelcrew.assemble import CutClip, render_cut
-        from reelcrew.assemble.captions import write_srt
-        from reelcrew.assemble.production import spec_from_settings
+        from reelcrew.assemble import CutClip
+        from pydantic import ValidationError
+
+        from reelcrew.assemble.hooks import load_edit
+        from reelcrew.assemble.production import render_with_edit, spec_from_settings, write_sidecars
         from reelcrew.models import frame_size
 
         settings = settings_for(output_dir, config)
         if watermark is not None:
             settings.watermark.text = watermark or None
+        if edit is not None:
+            settings.render.edit = edit or None
+        load_edit(settings.render.edit)  # pre-flight: exit 2 on a missing module or function
         if crossfade is not None:
             settings.transitions.kind = "crossfade" if crossfade > 0 else "none"
             settings.transitions.duration = crossfade or settings.transitions.duration
+        if transition is not None or subtitle_style is not None:
+            try:
+                settings.transitions = settings.transitions.model_validate(
+                    {**settings.transitions.model_dump(), **({"kind": transition} if transition else {})})
+                settings.subtitles = settings.subtitles.model_validate(
+                    {**settings.subtitles.model_dump(), **({"style": subtitle_style} if subtitle_style else {})})
+            except ValidationError as exc:
+                raise InputError(f"--transition/--subtitle-style: {exc.errors()[0]['msg']}",
+                                 "use a kind listed in config/pipeline.yaml and static, karaoke or pop") from None
         if music is not None:
             settings.music.file = str(music)
         if production:
@@ -270,8 +289,10 @@ def assemble(
         out = output or Path("out.mp4")
         width, height = frame_size(aspect.value, settings.resolution)
         cut = [CutClip(path=c, caption=(captions[i] if captions else "")) for i, c in enumerate(clips)]
-        result = render_cut(spec_from_settings(settings, cut, width, height), out)
-        write_srt(result.cues, out.with_suffix(".srt"))
-        err.print(f"wrote {out} ({result.duration:.2f}s) and {out.with_suffix('.srt')}")
+        spec = spec_from_settings(settings, cut, width, height)
+        result = render_with_edit(spec, out, settings, {"script": None, "seo": None, "production": None})
+        write_sidecars(result, spec, out)
+        err.print(f"wrote {out} ({result.duration:.2f}s, {result.path} path), {out.with_suffix('.srt')} and "
+                  f"{out.with_suffix('.ass')}")
     except ReelcrewError as exc:
         fail(exc)

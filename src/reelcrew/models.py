@@ -64,6 +64,8 @@ class Scene(BaseModel):
     narration: str = Field(min_length=1, description="What is said or shown as the subtitle for this scene")
     visual: str = Field(min_length=1, description="What the camera sees: subject, action, setting")
     duration: int = Field(default=8, description="Seconds: 4, 6 or 8")
+    mood: str = Field(default="", description="One word for the scene's feeling (calm, tense, joyful, ...); "
+                      "picks its incoming transition through transitions.by_mood")
 
 
 class Script(BaseModel):

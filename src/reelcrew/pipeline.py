@@ -184,6 +184,10 @@ class Pipeline:
     def run(self, prods: list[Production], until: str = "final", retry_clips: set[tuple[str, int]] | None = None
             ) -> list[Summary]:
         written: dict[str, tuple] = {}
+        if until == "final":  # pre-flight: a typo in render.edit costs nothing (ConfigError, before any spend)
+            from reelcrew.assemble.hooks import load_edit
+
+            load_edit(self.settings.render.edit)
         self.progress.plan("stages", len(prods) * (STAGES.index(until) + 1))
         for prod in prods:
             self.store.set_production_status(prod.id, ProductionStatus.running)
@@ -301,13 +305,16 @@ class Pipeline:
         folder = self.folder(prod.id)
         self.progress.stage(prod.id, "final")
         width, height = frame_size(prod.aspect_ratio, self.settings.resolution)
-        cut = [CutClip(path=folder / "clips" / f"clip-{c.index:02d}.mp4", caption=c.prompt.subtitle) for c in usable]
+        moods = {scene.index: scene.mood.strip().lower() for scene in script.scenes}
+        by_mood = self.settings.transitions.by_mood
+        cut = [CutClip(path=folder / "clips" / f"clip-{c.index:02d}.mp4", caption=c.prompt.subtitle,
+                       transition=by_mood.get(moods.get(c.prompt.scene_index, ""))) for c in usable]
         facts = {"production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
                  "clips_skipped": [{"index": c.index, "status": c.status.value, "reason": c.error}
                                    for c in clips if c.status != ClipStatus.done],
                  "cost_usd": round(sum(c.cost_usd for c in clips), 4), "rendered_at": time.time()}
         try:
-            result = assemble_production(folder, cut, self.settings, width, height, seo, facts)
+            result = assemble_production(folder, cut, self.settings, width, height, seo, facts, script, prod)
         except ReelcrewError as exc:
             self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
             return

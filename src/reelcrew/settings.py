@@ -36,6 +36,9 @@ class SubtitleStyle(BaseModel):
     margin_9x16: float = Field(0.14, description="safe margin as a share of the height, portrait (UI overlays)")
     max_width: float = Field(0.86, gt=0.2, le=1.0, description="share of the frame width a line may use")
     max_lines: int = Field(2, ge=1, le=4, description="lines per caption before it is split in time")
+    style: Literal["static", "karaoke", "pop"] = Field(
+        "static", description="static: the whole caption; karaoke: its words light up in turn; pop: one word at a time")
+    highlight_color: str = Field("#FFD21F", description="karaoke: colour of the words already spoken")
 
 
 class WatermarkStyle(BaseModel):
@@ -48,8 +51,38 @@ class WatermarkStyle(BaseModel):
 
 
 class TransitionStyle(BaseModel):
-    kind: Literal["none", "crossfade"] = "none"
+    kind: str = Field("none", description="none, crossfade (= fade) or an xfade kind from assemble/transitions.py")
     duration: float = Field(0.5, ge=0, le=2)
+    by_mood: dict[str, str] = Field(default_factory=dict, description="a scene's mood -> its incoming transition")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from reelcrew.assemble.transitions import lookup
+
+        lookup(kind)
+        return kind
+
+    @field_validator("by_mood")
+    @classmethod
+    def _known_kinds(cls, by_mood: dict[str, str]) -> dict[str, str]:
+        from reelcrew.assemble.transitions import lookup
+
+        for kind in by_mood.values():
+            lookup(kind)
+        return {mood.lower(): kind for mood, kind in by_mood.items()}
+
+
+class CardStyle(BaseModel):
+    title: bool = Field(False, description="a card with the SEO title over the first seconds")
+    title_seconds: float = Field(2.0, gt=0, le=10)
+    end: bool = Field(False, description="a card with the channel name and logo over the last seconds")
+    end_seconds: float = Field(2.5, gt=0, le=10)
+    channel: str | None = Field(None, description="channel name on the end card")
+    logo: str | None = Field(None, description="PNG logo on the end card")
+    background: str = Field("#000000C0", description="card background RGBA hex (over the video)")
+    color: str = "#FFFFFF"
+    size: int = Field(64, ge=8, le=300, description="title text pixels at 720p")
 
 
 class MusicStyle(BaseModel):
@@ -66,6 +99,14 @@ class RenderStyle(BaseModel):
     fit: Literal["cover", "contain"] = "cover"
     audio_rate: int = 48000
     thumbnail_title: bool = Field(True, description="draw the SEO title on thumbnail.jpg")
+    edit: str | None = Field(None, description="package.module:function called with the moviepy composition")
+    engine: Literal["auto", "moviepy"] = Field(
+        "auto", description="auto: the streaming ffmpeg path when the composition allows it; moviepy: always moviepy")
+
+    @field_validator("edit", mode="before")
+    @classmethod
+    def _empty_edit_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class Settings(BaseSettings):
@@ -131,6 +172,7 @@ class Settings(BaseSettings):
     transitions: TransitionStyle = TransitionStyle()
     music: MusicStyle = MusicStyle()
     render: RenderStyle = RenderStyle()
+    cards: CardStyle = CardStyle()
     prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="USD per second by model and resolution")
 
     @field_validator("veo3_model")

@@ -7,12 +7,13 @@ burned-in times by construction.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from reelcrew.assemble.fonts import Font
+from reelcrew.assemble.words import Word, time_words
 from reelcrew.settings import SubtitleStyle
 
 CLOSING = set("，。！？、；：”’）》」』】…,.!?;:)]}%")
@@ -25,6 +26,12 @@ class Cue:
     start: float
     end: float
     text: str  # with the line breaks it is drawn with
+    words: list[list[Word]] = field(default_factory=list)  # per line, timed (karaoke and pop)
+
+    def timed_words(self) -> list[list[Word]]:
+        if not self.words:
+            self.words = time_words(self.text.split("\n"), self.start, self.end)
+        return self.words
 
 
 def wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
@@ -91,6 +98,52 @@ def draw_text_image(text: str, font: ImageFont.FreeTypeFont, style: SubtitleStyl
     if opacity < 1:
         alpha = image.getchannel("A").point(lambda a: int(a * opacity))
         image.putalpha(alpha)
+    return image
+
+
+@dataclass
+class WordBox:
+    word: Word
+    x: float  # left edge of the word's text in the image
+    y: float  # top (ascender line) of its line
+    width: float
+
+
+def layout_words(cue: Cue, font: ImageFont.FreeTypeFont, stroke: int,
+                 pad: int) -> tuple[tuple[int, int], list[WordBox]]:
+    """Where each word of a cue sits in its image: lines centred, words at their place in the line's text.
+
+    Every karaoke state of a cue is drawn from this one layout, so two states differ only in the
+    words whose colour changed.
+    """
+    lines = cue.text.split("\n")
+    ascent, descent = font.getmetrics()
+    spacing = font.size // 5
+    widths = [font.getlength(line) for line in lines]
+    size = (int(max(widths) + 2 * (pad + stroke)) + 1,
+            int(len(lines) * (ascent + descent) + (len(lines) - 1) * spacing + 2 * (pad + stroke)) + 1)
+    boxes: list[WordBox] = []
+    for j, (line, words) in enumerate(zip(lines, cue.timed_words())):
+        x0 = (size[0] - widths[j]) / 2
+        y = pad + stroke + j * (ascent + descent + spacing)
+        cursor = 0
+        for word in words:
+            at = line.find(word.text, cursor)
+            at = cursor if at < 0 else at
+            boxes.append(WordBox(word, x0 + font.getlength(line[:at]), y, font.getlength(word.text)))
+            cursor = at + len(word.text)
+    return size, boxes
+
+
+def draw_words_image(size: tuple[int, int], boxes: list[WordBox], font: ImageFont.FreeTypeFont, style: SubtitleStyle,
+                     stroke: int, highlighted: int) -> Image.Image:
+    """One karaoke state: the first `highlighted` words in the highlight colour, the rest in the text colour."""
+    image = Image.new("RGBA", size, _rgba(style.box_color) or (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for k, box in enumerate(boxes):
+        colour = style.highlight_color if k < highlighted else style.color
+        draw.text((box.x, box.y), box.word.text, font=font, fill=_rgba(colour), stroke_width=stroke,
+                  stroke_fill=_rgba(style.stroke_color), anchor="la")
     return image
 
 

@@ -8,17 +8,34 @@ from typing import Any
 
 from PIL import Image
 
+from reelcrew.assemble.ass import write_ass
 from reelcrew.assemble.captions import draw_text_image, load_font, wrap, write_srt
 from reelcrew.assemble.fonts import find_font
+from reelcrew.assemble.hooks import load_edit
 from reelcrew.assemble.render import CutClip, CutResult, CutSpec, render_cut
 from reelcrew.files import part_path, write_json_atomic
-from reelcrew.models import SeoPackage
+from reelcrew.models import Production, Script, SeoPackage
 from reelcrew.settings import Settings, SubtitleStyle
 
 
-def spec_from_settings(settings: Settings, clips: list[CutClip], width: int, height: int) -> CutSpec:
+def spec_from_settings(settings: Settings, clips: list[CutClip], width: int, height: int,
+                       title: str | None = None) -> CutSpec:
     return CutSpec(clips=clips, width=width, height=height, subtitles=settings.subtitles, watermark=settings.watermark,
-                   transitions=settings.transitions, music=settings.music, render=settings.render)
+                   transitions=settings.transitions, music=settings.music, render=settings.render,
+                   cards=settings.cards, title=title)
+
+
+def write_sidecars(result: CutResult, spec: CutSpec, video: Path) -> None:
+    """final.srt and final.ass beside the video, from the cues that were burned in."""
+    write_srt(result.cues, video.with_suffix(".srt"))
+    write_ass(result.cues, video.with_suffix(".ass"), spec.subtitles, result.font, result.font_size,
+              spec.width, spec.height)
+
+
+def render_with_edit(spec: CutSpec, final: Path, settings: Settings, data: dict[str, Any]) -> CutResult:
+    """Render the cut, through the user's edit function when render.edit names one."""
+    edit = load_edit(settings.render.edit)
+    return render_cut(spec, final, edit, {**data, "settings": settings}, settings.render.edit or "")
 
 
 def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: int, height: int,
@@ -47,16 +64,18 @@ def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: i
 
 
 def assemble_production(folder: Path, clips: list[CutClip], settings: Settings, width: int, height: int,
-                        seo: SeoPackage | None, facts: dict[str, Any]) -> dict[str, Any]:
-    spec = spec_from_settings(settings, clips, width, height)
+                        seo: SeoPackage | None, facts: dict[str, Any], script: Script | None = None,
+                        production: Production | None = None) -> dict[str, Any]:
+    spec = spec_from_settings(settings, clips, width, height, seo.title if seo else None)
     final = folder / "final.mp4"
-    result = render_cut(spec, final)
-    write_srt(result.cues, folder / "final.srt")
+    result = render_with_edit(spec, final, settings, {"script": script, "seo": seo, "production": production})
+    write_sidecars(result, spec, final)
     title = seo.title if seo and settings.render.thumbnail_title else None
     make_thumbnail(clips, result, folder / "thumbnail.jpg", width, height, title)
     metadata = {"seo": seo.model_dump(mode="json") if seo else None,
                 "video": {"file": "final.mp4", "duration": round(result.duration, 3), "width": width, "height": height,
-                          "clips": len(clips), "subtitles": "final.srt", "thumbnail": "thumbnail.jpg"},
+                          "clips": len(clips), "subtitles": "final.srt", "styled_subtitles": "final.ass",
+                          "thumbnail": "thumbnail.jpg", "render_path": result.path},
                 **facts}
     write_json_atomic(folder / "metadata.json", metadata)
-    return {"final": str(final), "duration": result.duration, "cues": len(result.cues)}
+    return {"final": str(final), "duration": result.duration, "cues": len(result.cues), "path": result.path}

@@ -1,35 +1,48 @@
-"""The final cut as one composition of layers, rendered in a single ffmpeg pass.
+"""The final cut: a moviepy composition, rendered by the streaming ffmpeg path whenever it can be.
 
-The composition is moviepy's model: clips laid end to end (or crossfaded), image layers
-(captions, watermark) with a start, an end, a position and an opacity, an audio mix. It is
-compiled into one ffmpeg filtergraph instead of being composited frame by frame in Python:
-measured on this machine, per-frame Python compositing costs 1.7-4x the time of the same
-graph in ffmpeg (see ../shared/research/assembly-perf.md and docs/benchmarks.md). The layers
-are drawn once with Pillow (fonts checked for coverage first), so no text reaches ffmpeg.
+`render_cut` builds the cut as moviepy objects (composition.py), hands it to the user's edit function if
+one is configured, then compiles it (compiler.py). A composition of the node types reelcrew builds is
+rendered by the fast path: each clip's stretch decoded by its own ffmpeg (with its xfade), raw frames
+spliced into one x264 encoder that draws the Pillow-made layers; measured on this machine that path is
+4-6x faster than compositing frame by frame in Python (docs/benchmarks.md). Anything else (a custom
+effect, a frame function) is rendered by moviepy's own writer, with the clips' frames still coming from
+the same ffmpeg segment decoders, so both paths show the same video. One log line says which path and why.
 """
 
 from __future__ import annotations
 
+import bisect
+import logging
 import os
 import subprocess
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-from PIL import Image
+import numpy as np
 from pydantic import BaseModel
 
-from reelcrew.assemble.captions import Cue, caption_position, chunk_cues, draw_text_image, load_font
-from reelcrew.assemble.fonts import find_font
+from reelcrew.assemble.captions import Cue
+from reelcrew.assemble.compiler import (NotCompilable, Plan, Segment, audio_graph, audio_parts, compile_video,
+                                        describe_path, own_audio_parts, plan_fades, segment_plan, write_overlays)
+from reelcrew.assemble.composition import build_composition, incoming
+from reelcrew.assemble.fonts import Font
+from reelcrew.assemble.nodes import FrameReader, SourceClip, _fit_filter
 from reelcrew.errors import AssemblyError
 from reelcrew.files import part_path
 from reelcrew.media import MediaError, MediaInfo, ffmpeg_exe, probe
-from reelcrew.settings import MusicStyle, RenderStyle, SubtitleStyle, TransitionStyle, WatermarkStyle
+from reelcrew.settings import (CardStyle, MusicStyle, RenderStyle, SubtitleStyle, TransitionStyle,
+                               WatermarkStyle)
+
+log = logging.getLogger("reelcrew.assemble")
 
 
 class CutClip(BaseModel):
     path: Path
     caption: str = ""
+    transition: str | None = None  # the transition into this clip; None: transitions.kind
 
 
 class CutSpec(BaseModel):
@@ -41,15 +54,8 @@ class CutSpec(BaseModel):
     transitions: TransitionStyle = TransitionStyle()
     music: MusicStyle = MusicStyle()
     render: RenderStyle = RenderStyle()
-
-
-@dataclass
-class Layer:
-    image: Path
-    x: int
-    y: int
-    start: float | None = None  # None: the whole video
-    end: float | None = None
+    cards: CardStyle = CardStyle()
+    title: str | None = None  # the title card's text (the SEO title)
 
 
 @dataclass
@@ -57,6 +63,10 @@ class CutResult:
     duration: float
     cues: list[Cue]
     infos: list[MediaInfo]
+    path: str = "fast"  # "fast" or "moviepy"
+    reason: str | None = None  # why moviepy rendered it
+    font: Font | None = None
+    font_size: int = 0
 
 
 def _probe_all(clips: list[CutClip]) -> list[MediaInfo]:
@@ -72,197 +82,34 @@ def _probe_all(clips: list[CutClip]) -> list[MediaInfo]:
     return infos
 
 
-def timeline(infos: list[MediaInfo], fade: float) -> list[tuple[float, float]]:
-    """Where each clip sits in the cut, crossfades overlapping neighbours by `fade` seconds."""
-    spans, t = [], 0.0
-    for info in infos:
-        spans.append((t, t + info.duration))
-        t += info.duration - fade
-    return spans
-
-
-def _caption_layers(spec: CutSpec, spans: list[tuple[float, float]], fade: float, work: Path) -> tuple[list[Layer], list[Cue]]:
-    texts = [c.caption.strip() for c in spec.clips]
-    if not any(texts):
-        return [], []
-    style = spec.subtitles
-    font = find_font("".join(texts), style.font)
-    scale = min(spec.width, spec.height) / 720
-    pil_font = load_font(font, max(12, round(style.size * scale)))
-    stroke, pad = round(style.stroke_width * scale), round(style.size * scale * 0.3)
-    layers, cues = [], []
-    for i, (text, (start, end)) in enumerate(zip(texts, spans)):
-        if not text:
-            continue
-        start += fade / 2 if i else 0.0  # captions change mid-transition, never overlap
-        end -= fade / 2 if i < len(spans) - 1 else 0.0
-        for cue in chunk_cues(text, start, end, pil_font, spec.width * style.max_width - 2 * pad, style.max_lines):
-            image = draw_text_image(cue.text, pil_font, style, stroke, pad)
-            path = work / f"cap{len(layers):03d}.png"
-            image.save(path)
-            x, y = caption_position(image, spec.width, spec.height, style)
-            layers.append(Layer(path, x, y, cue.start, cue.end))
-            cues.append(cue)
-    return layers, cues
-
-
-def _watermark_layer(spec: CutSpec, work: Path) -> Layer | None:
-    wm = spec.watermark
-    if wm.image:
-        src = Path(wm.image).expanduser()
-        if not src.exists():
-            raise AssemblyError(f"watermark image {src} does not exist", "fix watermark.image in config/pipeline.yaml")
-        logo = Image.open(src).convert("RGBA")
-        width = max(8, int(spec.width * wm.scale))
-        logo = logo.resize((width, max(1, logo.height * width // logo.width)), Image.LANCZOS)
-        logo.putalpha(logo.getchannel("A").point(lambda a: int(a * wm.opacity)))
-    elif wm.text:
-        font = find_font(wm.text, None)
-        size = max(12, round(28 * min(spec.width, spec.height) / 720))
-        style = SubtitleStyle(color="#FFFFFF", stroke_color="#000000", box_color=None)
-        logo = draw_text_image(wm.text, load_font(font, size), style, max(1, size // 14), 2, wm.opacity)
-    else:
-        return None
-    path = work / "watermark.png"
-    logo.save(path)
-    m = wm.margin
-    x = m if "left" in wm.corner else spec.width - logo.width - m
-    y = m if "top" in wm.corner else spec.height - logo.height - m
-    return Layer(path, x, y)
-
-
-def _fit(spec: CutSpec, info: MediaInfo) -> str:
-    """Scale to the target (cover crops, contain pads), square pixels, target fps, yuv420p; no-ops skipped."""
-    W, H = spec.width, spec.height
-    steps = []
-    if (info.width, info.height) != (W, H):
-        steps.append(f"scale={W}:{H}:force_original_aspect_ratio=increase,crop={W}:{H}" if spec.render.fit == "cover"
-                     else f"scale={W}:{H}:force_original_aspect_ratio=decrease,pad={W}:{H}:(ow-iw)/2:(oh-ih)/2")
-    steps.append("setsar=1")
-    if abs(info.fps - spec.render.fps) > 0.01:
-        steps.append(f"fps={spec.render.fps}")
-    steps.append("format=yuv420p")
-    return ",".join(steps)
-
-
-def _fade(spec: CutSpec, n: int) -> float:
-    return spec.transitions.duration if spec.transitions.kind == "crossfade" and n > 1 else 0.0
-
-
-def _audio_graph(spec: CutSpec, infos: list[MediaInfo], first_input: int) -> tuple[list[str], int, list[str], str]:
-    """Input args, their count, filter chains and output label of the soundtrack (clips' audio, fades, music)."""
-    rate, n, fade = spec.render.audio_rate, len(infos), _fade(spec, len(infos))
-    args: list[str] = []
-    graph: list[str] = []
-    inputs = 0
-    for i, info in enumerate(infos):
-        d = f"{info.duration:.4f}"
-        if info.has_audio:
-            args += ["-vn", "-i", str(spec.clips[i].path)]
-            inputs += 1
-            graph.append(f"[{first_input + inputs - 1}:a]aresample={rate},"
-                         f"aformat=sample_fmts=fltp:channel_layouts=stereo,apad,atrim=duration={d},"
-                         f"asetpts=PTS-STARTPTS[a{i}]")
-        else:  # a clip with no sound gets silence of its length
-            graph.append(f"anullsrc=r={rate}:cl=stereo,atrim=duration={d},aformat=sample_fmts=fltp[a{i}]")
-    if fade:
-        a = "a0"
-        for i in range(1, n):
-            graph.append(f"[{a}][a{i}]acrossfade=d={fade}:c1=tri:c2=tri[ax{i}]")
-            a = f"ax{i}"
-    else:
-        graph.append("".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1[ax]")
-        a = "ax"
-    total = sum(info.duration for info in infos) - fade * (n - 1)
-    music = spec.music
-    if music.file:
-        src = Path(music.file).expanduser()
-        if not src.exists():
-            raise AssemblyError(f"music file {src} does not exist", "fix music.file in config/pipeline.yaml")
-        args += ["-stream_loop", "-1", "-i", str(src)]
-        inputs += 1
-        fade_out = max(0.0, total - music.fade)
-        graph.append(f"[{first_input + inputs - 1}:a]aresample={rate},"
-                     f"aformat=sample_fmts=fltp:channel_layouts=stereo,atrim=duration={total:.4f},"
-                     f"afade=t=in:d={music.fade},afade=t=out:st={fade_out:.3f}:d={music.fade},volume={music.volume}[mus]")
-        graph.append(f"[{a}][mus]amix=inputs=2:duration=first:normalize=0[mix]")
-        a = "mix"
-    if music.normalize_loudness:
-        graph.append(f"[{a}]loudnorm=I=-14:TP=-1.5:LRA=11,aresample={rate}[loud]")
-        a = "loud"
-    return args, inputs, graph, a
-
-
-def _overlays(graph: list[str], video: str, layers: list[Layer], first_input: int) -> tuple[list[str], str]:
-    args: list[str] = []
-    for k, layer in enumerate(layers):
-        args += ["-i", str(layer.image)]
-        enable = f":enable='between(t,{layer.start:.3f},{layer.end:.3f})'" if layer.start is not None else ""
-        graph.append(f"[{video}][{first_input + k}:v]overlay=x={layer.x}:y={layer.y}:eof_action=repeat{enable}[ov{k}]")
-        video = f"ov{k}"
-    return args, video
-
-
-def _encode_args(spec: CutSpec, total: float, output: Path) -> list[str]:
-    return ["-c:v", "libx264", "-preset", spec.render.preset, "-crf", str(spec.render.crf), "-pix_fmt", "yuv420p",
-            "-r", str(spec.render.fps), "-c:a", "aac", "-b:a", "128k", "-ar", str(spec.render.audio_rate),
-            "-movflags", "+faststart", "-t", f"{total:.4f}", "-f", "mp4", str(output)]
-
-
-def segments(infos: list[MediaInfo], fade: float, fps: int) -> list[tuple[int, int]]:
-    """(first frame, frame count) of each clip's stretch of the cut; a crossfade belongs to the later clip."""
-    starts = [0.0]
-    for i in range(1, len(infos)):
-        starts.append(starts[-1] + infos[i - 1].duration - fade)
-    ends = starts[1:] + [starts[-1] + infos[-1].duration]
-    return [(round(a * fps), round(b * fps) - round(a * fps)) for a, b in zip(starts, ends)]
-
-
-def segment_command(spec: CutSpec, infos: list[MediaInfo], i: int, frames: int) -> list[str]:
-    """Decode clip i (and, under a crossfade, the previous clip's tail) to raw frames on stdout."""
-    fade, n = _fade(spec, len(infos)), len(infos)
-    fit, fit_prev = _fit(spec, infos[i]), _fit(spec, infos[i - 1])
-    args = [ffmpeg_exe(), "-hide_banner", "-v", "error", "-nostdin", "-threads", "1", "-i", str(spec.clips[i].path)]
-    body_end = infos[i].duration - (fade if i < n - 1 else 0.0)
-    if fade and i > 0:
-        args += ["-threads", "1", "-ss", f"{infos[i - 1].duration - fade:.4f}", "-i", str(spec.clips[i - 1].path)]
-        graph = (f"[0:v]{fit},split[h][b];[1:v]{fit_prev},trim=duration={fade},setpts=PTS-STARTPTS[t];"
+def segment_command(seg: Segment, width: int, height: int, fps: int, pix_fmt: str = "yuv420p") -> list[str]:
+    """Decode one segment (a clip with the transition into it, or black) to raw frames on stdout."""
+    args = [ffmpeg_exe(), "-hide_banner", "-v", "error", "-nostdin", "-threads", "1"]
+    out = ["-frames:v", str(seg.frames), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+    if seg.node is None:
+        return args + ["-f", "lavfi", "-i", f"color=c=black:s={width}x{height}:r={fps}"] + out
+    node = seg.node
+    fit = _fit_filter(node.info, width, height, fps, node.fit)
+    args += (["-ss", f"{node.in_point:.4f}"] if node.in_point > 0 else []) + ["-i", str(node.path)]
+    hold = "tpad=stop_mode=clone:stop=-1"  # a clip a frame short of its slot holds its last frame
+    if seg.fade and seg.prev is not None:
+        fade = f"{seg.fade:.4f}"
+        fit_prev = _fit_filter(seg.prev.info, width, height, fps, seg.prev.fit)
+        args += ["-threads", "1", "-ss", f"{seg.prev_at:.4f}", "-i", str(seg.prev.path)]
+        graph = (f"[0:v]{fit},split[h][b];[1:v]{fit_prev},{hold},trim=duration={fade},setpts=PTS-STARTPTS[t];"
                  f"[h]trim=duration={fade},setpts=PTS-STARTPTS[h2];"
-                 f"[t][h2]xfade=transition=fade:duration={fade}:offset=0[x];"
-                 f"[b]trim=start={fade}:end={body_end:.4f},setpts=PTS-STARTPTS[b2];"
-                 f"[x][b2]concat=n=2:v=1:a=0,tpad=stop_mode=clone:stop_duration=1[out]")
+                 f"[t][h2]xfade=transition={seg.kind}:duration={fade}:offset=0[x];"
+                 f"[b]trim=start={fade},setpts=PTS-STARTPTS[b2];"
+                 f"[x][b2]concat=n=2:v=1:a=0,{hold}[out]")
     else:
-        graph = f"[0:v]{fit},trim=end={body_end:.4f},setpts=PTS-STARTPTS,tpad=stop_mode=clone:stop_duration=1[out]"
-    return args + ["-filter_complex", graph, "-map", "[out]", "-frames:v", str(frames),
-                   "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
+        graph = f"[0:v]{fit},setpts=PTS-STARTPTS,{hold}[out]"
+    return args + ["-filter_complex", graph, "-map", "[out]"] + out
 
 
-def single_pass_command(spec: CutSpec, infos: list[MediaInfo], layers: list[Layer], output: Path) -> list[str]:
-    """The same cut as one ffmpeg command with every clip open at once: the benchmark's baseline.
-
-    Fast, but an xfade chain buffers the later clips' frames, so its memory grows with the clip
-    count (2.5 GB for 24 clips here); `render_cut` streams clip by clip instead.
-    """
-    fade, n = _fade(spec, len(infos)), len(infos)
-    args = [ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-nostdin"]
-    graph: list[str] = []
-    for i, info in enumerate(infos):
-        args += ["-threads", "1", "-i", str(spec.clips[i].path)]
-        graph.append(f"[{i}:v]{_fit(spec, info)},trim=duration={info.duration:.4f},setpts=PTS-STARTPTS[v{i}]")
-    v, offset = "v0", 0.0
-    for i in range(1, n):
-        if fade:
-            offset += infos[i - 1].duration - fade
-            graph.append(f"[{v}][v{i}]xfade=transition=fade:duration={fade}:offset={offset:.4f}[vx{i}]")
-            v = f"vx{i}"
-    if not fade:
-        graph.append("".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[vx]")
-        v = "vx"
-    audio_args, audio_inputs, audio_graph, a = _audio_graph(spec, infos, n)
-    layer_args, v = _overlays(graph, v, layers, n + audio_inputs)
-    total = sum(info.duration for info in infos) - fade * (n - 1)
-    return (args + audio_args + layer_args + ["-filter_complex", ";".join(graph + audio_graph), "-map", f"[{v}]",
-                                              "-map", f"[{a}]"] + _encode_args(spec, total, output))
+def _encode_args(style: RenderStyle, total: float, output: Path) -> list[str]:
+    return ["-c:v", "libx264", "-preset", style.preset, "-crf", str(style.crf), "-pix_fmt", "yuv420p",
+            "-r", str(style.fps), "-c:a", "aac", "-b:a", "128k", "-ar", str(style.audio_rate),
+            "-movflags", "+faststart", "-t", f"{total:.4f}", "-f", "mp4", str(output)]
 
 
 def _pipe_to_pipe(src, dst) -> None:
@@ -287,52 +134,53 @@ def _pipe_to_pipe(src, dst) -> None:
                 view = view[os.write(dst_fd, view):]
 
 
-def _stream_render(spec: CutSpec, infos: list[MediaInfo], layers: list[Layer], output: Path, work: Path) -> None:
-    """Clip by clip into one encoder: at most two clips are decoded at a time, so memory stays flat.
+def _stream_render(plan: Plan, soundtrack: Path, style: RenderStyle, output: Path, work: Path) -> None:
+    """Segment by segment into one encoder: at most two decoders at a time, so memory stays flat.
 
-    The soundtrack is mixed first (audio is cheap), then each clip's stretch is decoded to raw frames
-    and piped into a single x264 encoder that also draws the overlays: still exactly one encode.
+    Each stretch is decoded to raw frames and piped into a single x264 encoder that also draws the
+    overlays: exactly one encode. The next segment's decoder starts (and seeks) while this one streams.
     """
-    fade, fps, n = _fade(spec, len(infos)), spec.render.fps, len(infos)
-    total = sum(info.duration for info in infos) - fade * (n - 1)
-    audio_args, _, audio_graph, a = _audio_graph(spec, infos, 0)
-    soundtrack = work / "soundtrack.wav"
-    mixed = subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-nostdin", *audio_args,
-                            "-filter_complex", ";".join(audio_graph), "-map", f"[{a}]", "-c:a", "pcm_f32le",
-                            "-t", f"{total:.4f}", str(soundtrack)], capture_output=True, text=True)
-    if mixed.returncode != 0:
-        raise AssemblyError(f"mixing the soundtrack failed: {mixed.stderr.strip()[-600:]}",
-                            "check the clips' audio and music.file; nothing was written")
     graph: list[str] = []
-    layer_args, v = _overlays(graph, "0:v", layers, 2)
+    layer_args: list[str] = []
+    video = "0:v"
+    for k, overlay in enumerate(write_overlays(plan, work)):
+        layer_args += overlay.args
+        enable = ""
+        if overlay.start > 1e-3 or overlay.end is not None:
+            end = overlay.end if overlay.end is not None else plan.duration + 1
+            enable = f":enable='between(t,{overlay.start:.4f},{end - 1e-4:.4f})'"
+        graph.append(f"[{video}][{k + 2}:v]overlay=x={overlay.x}:y={overlay.y}:eof_action=repeat{enable}[ov{k}]")
+        video = f"ov{k}"
     encoder = [ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-               "-s", f"{spec.width}x{spec.height}", "-r", str(fps), "-i", "pipe:0", "-i", str(soundtrack), *layer_args]
-    encoder += (["-filter_complex", ";".join(graph), "-map", f"[{v}]"] if graph else ["-map", "0:v"])
-    encoder += ["-map", "1:a", *_encode_args(spec, total, output)]
-    with open(work / "encoder.log", "w+") as log:
-        enc = subprocess.Popen(encoder, stdin=subprocess.PIPE, stderr=log)
+               "-s", f"{plan.width}x{plan.height}", "-r", str(plan.fps), "-i", "pipe:0", "-i", str(soundtrack),
+               *layer_args]
+    encoder += (["-filter_complex", ";".join(graph), "-map", f"[{video}]"] if graph else ["-map", "0:v"])
+    encoder += ["-map", "1:a", *_encode_args(style, plan.duration, output)]
+    with open(work / "encoder.log", "w+") as enc_log:
+        enc = subprocess.Popen(encoder, stdin=subprocess.PIPE, stderr=enc_log)
         problem = None
-        plan = segments(infos, fade, fps)
-        start = lambda i: subprocess.Popen(segment_command(spec, infos, i, plan[i][1]),  # noqa: E731
+        segs = plan.segments
+        start = lambda i: subprocess.Popen(segment_command(segs[i], plan.width, plan.height, plan.fps),  # noqa: E731
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        decoder = start(0)
+        decoder = start(0) if segs else None
         try:
-            for i in range(len(plan)):
-                # the next clip's decoder starts (and seeks) while this one streams: no gap for the encoder
-                following = start(i + 1) if i + 1 < len(plan) else None
+            for i in range(len(segs)):
+                following = start(i + 1) if i + 1 < len(segs) else None
                 _pipe_to_pipe(decoder.stdout, enc.stdin)
                 if decoder.wait() != 0:
-                    problem = f"decoding {spec.clips[i].path} failed: {decoder.stderr.read().decode(errors='replace')[-400:]}"
+                    name = segs[i].node.path if segs[i].node else "black"
+                    problem = f"decoding {name} failed: {decoder.stderr.read().decode(errors='replace')[-400:]}"
                     if following:
                         following.kill()
+                        following.wait()
                     break
                 decoder = following
         except BrokenPipeError:
             problem = "the encoder stopped early"
         finally:
-            for proc in (decoder,):
-                if proc and proc.poll() is None:
-                    proc.kill()
+            if decoder and decoder.poll() is None:
+                decoder.kill()
+                decoder.wait()
             try:
                 enc.stdin.close()
             except BrokenPipeError:
@@ -340,37 +188,182 @@ def _stream_render(spec: CutSpec, infos: list[MediaInfo], layers: list[Layer], o
             if problem:
                 enc.kill()
             enc.wait()
-        log.seek(0)
+        enc_log.seek(0)
         if problem or enc.returncode != 0:
-            raise AssemblyError(f"rendering {output.name} failed: {problem or log.read().strip()[-800:]}",
+            raise AssemblyError(f"rendering {output.name} failed: {problem or enc_log.read().strip()[-800:]}",
                                 "check the clips and settings named above; nothing was written")
 
 
-def render_cut(spec: CutSpec, output: Path) -> CutResult:
-    """Render to a temporary name and rename when complete: a failed render leaves no output."""
+class LinkedFrames:
+    """The moviepy path's frames for SourceClips: the fast path's segment decoders, read in rgb24."""
+
+    def __init__(self, segments: list[Segment], width: int, height: int, fps: int):
+        self.segments, self.width, self.height, self.fps = segments, width, height, fps
+        self.firsts = [s.first for s in segments]
+        self.readers: dict[int, FrameReader] = {}
+        self.black = np.zeros((height, width, 3), np.uint8)
+
+    def frame(self, node: SourceClip, t: float) -> np.ndarray:
+        index = round((node.start + t) * self.fps)
+        k = max(0, bisect.bisect_right(self.firsts, index) - 1)
+        seg = self.segments[k]
+        if seg.node is None:
+            return self.black
+        for old in [j for j in self.readers if j < k]:  # moviepy renders in order: earlier stretches are done
+            self.readers.pop(old).close()
+        if k not in self.readers:
+            self.readers[k] = FrameReader(segment_command(seg, self.width, self.height, self.fps, "rgb24"),
+                                          self.width, self.height)
+        return self.readers[k].get(min(index - seg.first, seg.frames - 1))
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
+
+
+def _source_nodes(comp: Any) -> list[SourceClip]:
+    layers = list(getattr(comp, "clips", []) or [])
+    if not getattr(comp, "created_bg", True):
+        layers.insert(0, comp.bg)
+    return [c for c in layers if isinstance(c, SourceClip) and c.is_pristine()]
+
+
+def _moviepy_render(comp: Any, soundtrack: Path, style: RenderStyle, output: Path, work: Path) -> None:
+    """moviepy's own writer; reelcrew's clips still decode through the fast path's segment commands."""
+    sources = _source_nodes(comp)
+    width, height = comp.size
+    linked = None
+    if sources:
+        try:
+            linked = LinkedFrames(segment_plan(sources, style.fps, comp.duration), width, height, style.fps)
+        except NotCompilable:
+            linked = None  # clips overlapping in ways a segment plan cannot express: each decodes on its own
+        for node in sources:
+            node.plan = linked
+    try:
+        comp.write_videofile(str(output), fps=style.fps, codec="libx264", preset=style.preset, audio=str(soundtrack),
+                             audio_codec="aac", audio_bitrate="128k", audio_fps=style.audio_rate, threads=2,
+                             ffmpeg_params=["-crf", str(style.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                                            "-t", f"{comp.duration:.4f}", "-f", "mp4"],
+                             logger=None, temp_audiofile_path=str(work))
+    except Exception as exc:  # moviepy raises OSError with ffmpeg's log, or whatever a frame function raised
+        log.error("moviepy render failed\n%s", traceback.format_exc())
+        raise AssemblyError(f"rendering {output.name} with moviepy failed: {str(exc).strip().splitlines()[-1][:300]}",
+                            "check the edit function's clips (the traceback is in the log); nothing was written"
+                            ) from None
+    finally:
+        if linked is not None:
+            linked.close()
+        for node in sources:
+            node.plan = None
+
+
+def mix_soundtrack(comp: Any, style: RenderStyle, loudness: bool, work: Path) -> Path:
+    """The whole soundtrack as one wav: ffmpeg mixes reelcrew's parts; moviepy writes anything else."""
+    wav = work / "soundtrack.wav"
+    duration = comp.duration
+    try:
+        parts = audio_parts(comp.audio)
+    except NotCompilable as why:
+        log.info("soundtrack mixed by moviepy: %s", why)
+        plan_fades(own_audio_parts(comp.audio))  # the clips' sounds still cross-fade under their transitions
+        raw = work / "soundtrack-moviepy.wav"
+        comp.audio.write_audiofile(str(raw), fps=style.audio_rate, nbytes=2, codec="pcm_s16le", logger=None)
+        args = ["-i", str(raw)]
+        graph = f"[0:a]apad,atrim=duration={duration:.4f}" + (",loudnorm=I=-14:TP=-1.5:LRA=11" if loudness else "") + \
+            f",aresample={style.audio_rate}[out]"
+        out = "out"
+    else:
+        plan_fades(parts)
+        args, graph, out = audio_graph(parts, duration, style.audio_rate, loudness)
+    mixed = subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-nostdin", *args, "-filter_complex",
+                            graph, "-map", f"[{out}]", "-c:a", "pcm_f32le", "-t", f"{duration:.4f}", str(wav)],
+                           capture_output=True, text=True)
+    if mixed.returncode != 0:
+        raise AssemblyError(f"mixing the soundtrack failed: {mixed.stderr.strip()[-600:]}",
+                            "check the clips' audio and music.file; nothing was written")
+    return wav
+
+
+def apply_edit(edit: Callable, name: str, composition: Any, data: dict[str, Any]) -> Any:
+    """Call the user's edit function; a failure is this production's failure, with the traceback in the log."""
+    from moviepy import VideoClip
+
+    try:
+        result = edit(composition, data)
+    except Exception as exc:
+        log.error("edit function %s raised\n%s", name, traceback.format_exc())
+        raise AssemblyError(f"the edit function {name} raised {type(exc).__name__}: {str(exc)[:200]}",
+                            "fix the edit function (its traceback is in the log) or remove render.edit") from None
+    if not isinstance(result, VideoClip) or result.duration is None:
+        raise AssemblyError(f"the edit function {name} returned {type(result).__name__}, not a composition with a "
+                            "duration", "return the composition (a CompositeVideoClip) from the edit function")
+    return result
+
+
+def render_cut(spec: CutSpec, output: Path, edit: Callable | None = None, data: dict[str, Any] | None = None,
+               edit_name: str = "") -> CutResult:
+    """Build, edit, compile and render; to a temporary name renamed when complete (a failure leaves no output)."""
     if not spec.clips:
-        raise AssemblyError("nothing to assemble: no clips", "generate the clips first (`reelcrew run ... --until clips`)")
+        raise AssemblyError("nothing to assemble: no clips",
+                            "generate the clips first (`reelcrew run ... --until clips`)")
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AssemblyError(f"cannot write to {output.parent}: {exc.strerror}", "choose a writable output folder") from exc
+        raise AssemblyError(f"cannot write to {output.parent}: {exc.strerror}",
+                            "choose a writable output folder") from exc
     infos = _probe_all(spec.clips)
-    fade = _fade(spec, len(infos))
-    if fade and min(i.duration for i in infos) <= 2 * fade:
-        raise AssemblyError(f"crossfade of {fade}s is too long for clips this short", "shorten transitions.duration")
-    spans = timeline(infos, fade)
+    for i, info in enumerate(infos):
+        fades = incoming(spec, i)[1] + (incoming(spec, i + 1)[1] if i + 1 < len(infos) else 0.0)
+        if fades and info.duration <= fades + 1e-3:
+            raise AssemblyError(f"a transition of {spec.transitions.duration}s is too long for clips this short",
+                                "shorten transitions.duration")
+    built = build_composition(spec, infos)
+    comp = built.composition
+    if edit is not None:
+        comp = apply_edit(edit, edit_name or getattr(edit, "__name__", "edit"), comp,
+                          {**(data or {}), "cues": built.cues})
+    reason = None
+    try:
+        plan = compile_video(comp)
+    except NotCompilable as why:
+        plan, reason = None, str(why)
+    if reason is None and spec.render.engine == "moviepy":
+        reason = "render.engine is moviepy"
+    log.info("rendering %s on the %s", output.name, describe_path(reason))
     tmp = part_path(output, ".mp4")
-    with tempfile.TemporaryDirectory(prefix="reelcrew-cut-") as work_dir:
-        work = Path(work_dir)
-        layers, cues = _caption_layers(spec, spans, fade, work)
-        mark = _watermark_layer(spec, work)
-        if mark:
-            layers.append(mark)
-        try:
-            _stream_render(spec, infos, layers, tmp, work)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    try:
+        with tempfile.TemporaryDirectory(prefix="reelcrew-cut-") as work_dir:
+            work = Path(work_dir)
+            soundtrack = mix_soundtrack(comp, spec.render, spec.music.normalize_loudness, work)
+            if plan is not None and reason is None:
+                _stream_render(plan, soundtrack, spec.render, tmp, work)
+            else:
+                _moviepy_render(comp, soundtrack, spec.render, tmp, work)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        _close(comp)
     os.replace(tmp, output)
-    return CutResult(duration=spans[-1][1], cues=cues, infos=infos)
+    return CutResult(duration=comp.duration, cues=built.cues, infos=infos, path="fast" if reason is None else "moviepy",
+                     reason=reason, font=built.font, font_size=built.font_size)
+
+
+def _close(comp: Any) -> None:
+    """Stop any reader a node opened (moviepy path); nodes never opened one on the fast path."""
+    from reelcrew.assemble.compiler import _layers
+
+    try:
+        layers = _layers(comp) if hasattr(comp, "clips") else []
+    except Exception:
+        layers = []
+    for layer in layers:
+        if isinstance(layer, SourceClip):
+            layer.close()
+    audio = getattr(comp, "audio", None)
+    for part in getattr(audio, "clips", []) or []:
+        if hasattr(part, "close"):
+            part.close()
