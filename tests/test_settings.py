@@ -46,6 +46,9 @@ def test_a_wheel_install_finds_its_config_crews_and_env_template(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target), "HOME": str(tmp_path / "home")}
+    shipped = {p.relative_to(target) for p in (target / "reelcrew").rglob("*.py")}
+    written = {p.relative_to(ROOT / "src") for p in (ROOT / "src" / "reelcrew").rglob("*.py")}
+    assert written <= shipped, f"modules missing from the wheel (add their package to pyproject): {written - shipped}"
     probe = ("import reelcrew, reelcrew.settings as s; "
              "print(reelcrew.__file__); print(s.DEFAULT_CONFIG); print(s.DEFAULT_CREWS_DIR); "
              "print(s.load_settings().prices['veo-3.1-fast-generate-001']['720p'])")
