@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOPIC ?= how tea is made
 
-.PHONY: demo test setup fonts bench clean
+.PHONY: demo test test-fast setup fonts bench clean
 
 setup: $(STAMP) fonts
 
@@ -29,8 +29,13 @@ fonts:
 demo: setup
 	$(BIN)/python run_integrated_pipeline.py --mock --yes --topic "$(TOPIC)" --scenes 4
 
+# The whole suite: what CI runs.
 test: setup
 	$(BIN)/python -m pytest
+
+# For iteration: everything but the tests marked slow, servers or browser (see README, "Tests").
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not servers and not browser"
 
 bench: setup
 	$(BIN)/python bench/bench_assembly.py

@@ -12,6 +12,7 @@ from collections import deque
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
 from tests.video_helpers import jobs, prompts, stack
+from tests.waiting import wait_until
 
 
 def statuses(clips):
@@ -63,9 +64,9 @@ def test_poll_503_is_retried_and_clip_finishes(real_env, fake, tmp_path):
 
 def test_submit_503_is_retried_but_ambiguous_submit_is_recorded_not_resent(real_env, fake, tmp_path):
     fake.script.submit_faults = deque(["503", "late"])
-    fake.script.late_seconds = 3.0  # longer than SUBMIT_TIMEOUT=2: accepted, but the client never hears
+    fake.script.late_seconds = 600  # accepted, but answered only when the fake stops: the client never hears
     out = tmp_path / "out"
-    settings, store, gen = stack(out, veo3_max_concurrent=1)
+    settings, store, gen = stack(out, veo3_max_concurrent=1, submit_timeout=5)
     clips = gen.run(jobs(store, settings, prompts(1), out))
     assert statuses(clips) == [ClipStatus.ambiguous]
     assert "not resubmitted" in clips[0].error and "reelcrew retry" in clips[0].error
@@ -166,17 +167,13 @@ def test_restart_reattaches_in_flight_operations_instead_of_resubmitting(real_en
     from tests.conftest import ROOT
 
     code = WORKER.format(root=str(ROOT), out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     from reelcrew.store import Store
 
-    deadline = time.time() + 60
-    ledger = None
-    while time.time() < deadline:  # kill once both receipts are committed (outside the submit window)
-        if ledger is None and (out / "reelcrew.db").exists():
-            ledger = Store(f"sqlite:///{out / 'reelcrew.db'}")
-        if ledger is not None and len(ledger.receipts()) >= 2:
-            break
-        time.sleep(0.05)
+    ledger = wait_until(lambda: (out / "reelcrew.db").exists() and Store(f"sqlite:///{out / 'reelcrew.db'}"),
+                        "the worker to open its ledger", proc=proc)
+    # kill once both receipts are committed (outside the submit window)
+    wait_until(lambda: len(ledger.receipts()) >= 2, "two receipts in the ledger", proc=proc)
     proc.kill()
     proc.wait()
     assert fake.accepted == 2
