@@ -30,6 +30,7 @@ def summary(result):
     return json.loads(result.stdout)["productions"]
 
 
+@pytest.mark.slow
 def test_until_prompts_writes_valid_stage_files_in_json_summary(tmp_path):
     result = cli("--mock", "--topic", "how tea is made", "--scenes", "5", "--until", "prompts", "--json", "-o", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
@@ -40,6 +41,7 @@ def test_until_prompts_writes_valid_stage_files_in_json_summary(tmp_path):
     assert {p.name for p in folder.iterdir()} >= {"script.json", "seo.json", "prompts.json"}
 
 
+@pytest.mark.slow
 def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
     topics = tmp_path / "topics.txt"
     topics.write_text("茶是怎么制作的\n# a comment\n熊猫为什么爱吃竹子\n", encoding="utf-8")
@@ -61,7 +63,8 @@ def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("args,env,needle", [
     (["--topic", "  "], {}, "topic is empty"),
-    (["--topic", "tea"], {"REELCREW_LLM": "gemini", "VEO3_MOCK_MODE": "true"}, "GEMINI_API_KEY"),
+    pytest.param(["--topic", "tea"], {"REELCREW_LLM": "gemini", "VEO3_MOCK_MODE": "true"}, "GEMINI_API_KEY",
+                 marks=pytest.mark.slow),  # loads CrewAI's Gemini provider before it can refuse
     (["--mock", "--topic", "tea", "--aspect", "4:3"], {}, "4:3"),
     (["--mock", "--topics-file", "empty.txt"], {}, "has no topics"),
     (["--mock", "--topics-file", "missing.txt"], {}, "does not exist"),
@@ -78,6 +81,7 @@ def test_bad_input_exits_2_with_a_message_naming_the_fix(tmp_path, args, env, ne
     assert needle in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_broken_crew_yaml_exits_2_naming_the_file(tmp_path):
     import shutil
 
@@ -88,6 +92,7 @@ def test_broken_crew_yaml_exits_2_naming_the_file(tmp_path):
     assert result.returncode == 2 and "scriptwriter/agents.yaml" in result.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_ledger_exits_2_and_keeps_finished_files(tmp_path):
     out = tmp_path / "o"
     assert cli("--mock", "--topic", "tea", "--scenes", "1", "--until", "prompts", "-o", str(out)).returncode == 0
@@ -99,6 +104,7 @@ def test_corrupt_ledger_exits_2_and_keeps_finished_files(tmp_path):
     assert list(out.glob("*/prompts.json"))
 
 
+@pytest.mark.slow
 def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
     result = cli("--topic", "tea", "--scenes", "3", "--yes", "--budget-usd", "1.00", "--json")
     assert result.returncode == 1
@@ -106,6 +112,7 @@ def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
     assert fake.submit_attempts == 0
 
 
+@pytest.mark.slow
 def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--until", "clips", "--json")
     assert first.returncode == 0, first.stderr
@@ -120,6 +127,7 @@ def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, f
     assert fake.accepted == 5
 
 
+@pytest.mark.slow
 def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     folder = Path(summary(first)[0]["folder"])
@@ -133,6 +141,7 @@ def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp
     assert fake.accepted == 2  # downloaded again from its operation, not paid again
 
 
+@pytest.mark.slow
 def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tmp_path):
     fake.script.latency = 0.3
     args = [*RUN, "--topic", "tea", "--topic", "coffee", "--scenes", "3", "--yes", "--until", "clips", "--json"]
@@ -143,6 +152,7 @@ def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tm
     assert fake.accepted == 6 and max(fake.accepted_by_prompt.values()) == 1
 
 
+@pytest.mark.slow
 def test_kill_nine_at_random_moments_then_resume_pays_each_clip_once(real_env, fake, tmp_path):
     fake.script.latency = 0.4
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
@@ -166,6 +176,7 @@ def test_kill_nine_at_random_moments_then_resume_pays_each_clip_once(real_env, f
     assert not list(out.rglob("*.part*"))
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_logs_output_files_or_the_terminal(real_env, fake, tmp_path):
     secret = "AIzaSECRET-test-key-1234567890abcdef"
     result = cli("--topic", "tea", "--scenes", "1", "--yes", "--json", env={"GEMINI_API_KEY": secret,
@@ -201,6 +212,7 @@ def test_an_older_ledger_is_migrated_on_open(tmp_path):
     assert con.execute("SELECT value FROM schema_info").fetchone()[0] == str(SCHEMA_VERSION)
 
 
+@pytest.mark.slow
 def test_retry_regenerates_a_filtered_clip_with_an_edited_prompt_and_recuts(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     prod = summary(first)[0]
@@ -228,6 +240,7 @@ def test_doctor_and_config_init_in_mock_mode(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, fake, tmp_path):
     from reelcrew.store import Store
 

@@ -142,5 +142,6 @@ def test_rate_gate_admits_rpm_submits_per_window_then_waits_for_the_window(tmp_p
     gate.acquire()
     gate.acquire()
     gate.acquire()  # the third must wait until the first leaves the window
-    assert time.monotonic() - start >= 1.5 - 0.01
+    waited = time.monotonic() - start
+    assert 1.5 - 0.01 <= waited < 30  # the window asked for, not a minute
 

@@ -9,6 +9,8 @@ import textwrap
 import time
 from collections import deque
 
+import pytest
+
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
 from tests.video_helpers import jobs, prompts, stack
@@ -19,6 +21,7 @@ def statuses(clips):
     return [c.status for c in clips]
 
 
+@pytest.mark.slow
 def test_seed_disaster_twelve_clips_all_done_with_exactly_twelve_paid_submits(real_env, fake, tmp_path):
     fake.script.quota_limit, fake.script.quota_window, fake.script.retry_delay = 2, 0.4, "0.1s"
     out = tmp_path / "out"
@@ -134,6 +137,17 @@ def test_concurrency_never_exceeds_the_limit_as_seen_by_the_server(real_env, fak
     assert fake.max_in_flight == 2
 
 
+def test_rate_gate_spaces_submits_by_its_window_as_the_server_sees_them(real_env, fake, tmp_path):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_rpm=2, veo3_rate_window_seconds=3, veo3_max_concurrent=4)
+    clips = gen.run(jobs(store, settings, prompts(4), out))
+    assert statuses(clips) == [ClipStatus.done] * 4
+    t = sorted(fake.attempt_times)
+    assert len(t) == 4  # the gate held them back: no 429 was needed
+    # two per 3 s window; the slack is for the moments between leaving the gate and reaching the server
+    assert t[2] - t[0] >= 2.0 and t[3] - t[1] >= 2.0
+    assert t[3] - t[0] < 30  # and the window was the 3 s asked for, not Veo's minute
+
 WORKER = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -146,6 +160,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_sharing_one_ledger_respect_one_limit_and_never_double_submit(real_env, fake, tmp_path):
     fake.script.latency = 0.3
     out = tmp_path / "out"
@@ -161,6 +176,7 @@ def test_two_processes_sharing_one_ledger_respect_one_limit_and_never_double_sub
     assert fake.max_in_flight <= 2
 
 
+@pytest.mark.slow
 def test_restart_reattaches_in_flight_operations_instead_of_resubmitting(real_env, fake, tmp_path):
     fake.script.latency = 60  # still running when the first process dies
     out = tmp_path / "out"
