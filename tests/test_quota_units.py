@@ -12,7 +12,8 @@ from reelcrew.video import quota
 from reelcrew.video.quota import RateGate, classify_429, next_quota_reset
 
 HELP = {"@type": "type.googleapis.com/google.rpc.Help",
-        "links": [{"description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}
+        "links": [{"description": "Learn more about Gemini API quotas",
+                   "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}
 
 
 def quota_429(violations: list[dict] | None, retry_delay: str | None = None, help_link: bool = True) -> dict:
@@ -25,8 +26,9 @@ def quota_429(violations: list[dict] | None, retry_delay: str | None = None, hel
     if retry_delay is not None:
         details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
     return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
-                      "message": "You exceeded your current quota, please check your plan and billing details. For more "
-                                 "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+                      "message": "You exceeded your current quota, please check your plan and billing details. "
+                                 "For more information on this error, head to: "
+                                 "https://ai.google.dev/gemini-api/docs/rate-limits.",
                       "details": details}}
 
 
@@ -61,15 +63,18 @@ def test_a_body_naming_both_windows_is_a_day_whatever_the_order():
 
 
 def test_bare_429_without_details_is_bare_with_no_delay():
-    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Resource has been exhausted (e.g. check quota)."}}
+    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "Resource has been exhausted (e.g. check quota)."}}
     signal = classify_429(body)
     assert (signal.kind, signal.retry_after) == ("bare", None)
 
 
 def test_vertex_shared_capacity_429_is_bare():
-    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Resource exhausted. Please try again later. "
-                      "Please refer to https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
-                      "errors": [{"message": "Resource exhausted.", "domain": "global", "reason": "rateLimitExceeded"}]}}
+    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "Resource exhausted. Please try again later. Please refer to https://"
+                                 "cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
+                      "errors": [{"message": "Resource exhausted.", "domain": "global",
+                                  "reason": "rateLimitExceeded"}]}}
     assert classify_429(body).kind == "bare"
 
 
@@ -82,7 +87,8 @@ def test_retry_info_alone_is_a_short_window_whose_delay_is_honoured():
     assert (signal.kind, signal.retry_after) == ("minute", 38.0)
 
 
-@pytest.mark.parametrize("details", [None, "upstream connect error", [], {"error": "quota"}, {"error": {"details": "x"}}])
+@pytest.mark.parametrize("details", [None, "upstream connect error", [], {"error": "quota"},
+                                     {"error": {"details": "x"}}])
 def test_bodies_that_are_not_google_json_are_bare(details):
     assert classify_429(details).kind == "bare"
 

@@ -63,14 +63,16 @@ def test_captions_change_mid_transition_and_never_overlap(tmp_path):
 
 
 def test_a_clip_without_a_caption_shows_none_and_keeps_the_others_in_place(tmp_path):
-    spec = CutSpec(clips=[CutClip(path=tmp_path / f"{i}.mp4", caption=text) for i, text in enumerate(["one", "", "three"])])
+    texts = ["one", "", "three"]
+    spec = CutSpec(clips=[CutClip(path=tmp_path / f"{i}.mp4", caption=text) for i, text in enumerate(texts)])
     _, cues = _caption_layers(spec, timeline(infos(8, 8, 8), 0.0), 0.0, tmp_path)
     assert [(c.start, c.end, c.text) for c in cues] == [(0.0, 8.0, "one"), (16.0, 24.0, "three")]
 
 
 def test_a_long_caption_is_split_in_time_within_its_clip(tmp_path):
     long = "This caption is deliberately long so that it needs more than two lines of text " * 3
-    spec = CutSpec(clips=[CutClip(path=tmp_path / "a.mp4", caption="short"), CutClip(path=tmp_path / "b.mp4", caption=long)])
+    spec = CutSpec(clips=[CutClip(path=tmp_path / "a.mp4", caption="short"),
+                          CutClip(path=tmp_path / "b.mp4", caption=long)])
     _, cues = _caption_layers(spec, timeline(infos(8, 8), 0.0), 0.0, tmp_path)
     later = cues[1:]
     assert len(later) >= 2

@@ -184,7 +184,8 @@ class FakeGoogle:
                     else f"models/{model}/operations/{op_id}")
             makes_video = not any(marker in prompt for marker in NO_VIDEO_MARKERS)
             self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
-                              "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id, "vertex": vertex,
+                              "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id,
+                              "vertex": vertex,
                               "render": RENDERS.start(video_shape(prompt, params)) if makes_video else None}
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
             delay = s.late_seconds if fault == "late" else 0
