@@ -29,8 +29,13 @@ fonts:
 demo: setup
 	$(BIN)/python run_integrated_pipeline.py --mock --yes --topic "$(TOPIC)" --scenes 4
 
+# The whole suite: what CI runs.
 test: setup
 	$(BIN)/python -m pytest
+
+# For iteration: everything but the tests marked slow, servers or browser (see README, "Tests").
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not servers and not browser"
 
 # Lint (pyflakes, pycodestyle at 120 columns, isort, bugbear, pyupgrade) and types; CI runs it with the tests.
 check: setup

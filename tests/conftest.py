@@ -15,9 +15,11 @@ from tests.fakes.google_server import FakeGoogle, Script  # noqa: E402
 
 SETTING_PREFIXES = ("REELCREW_", "VEO3_", "GEMINI_", "GOOGLE_", "POLLING_", "OPERATION_", "DOWNLOAD_", "SUBMIT_", "GCS_")
 
-FAST = {  # real mode, but with the waits of a test
+# Real mode, but with the waits of a test. Short sleeps between tries; generous timeouts, because a timeout
+# that fires on a busy machine turns a passing test into a failing one (a timed-out submit is "ambiguous").
+FAST = {
     "POLLING_INTERVAL": "0.05", "VEO3_RETRY_WAIT_BASE": "0.05", "VEO3_QUOTA_WAIT_TIME": "0.3",
-    "SUBMIT_TIMEOUT": "2", "OPERATION_TIMEOUT": "20", "DOWNLOAD_TIMEOUT": "10", "VEO3_RPM": "1000",
+    "SUBMIT_TIMEOUT": "30", "OPERATION_TIMEOUT": "120", "DOWNLOAD_TIMEOUT": "60", "VEO3_RPM": "1000",
 }
 
 

@@ -13,15 +13,19 @@ from pathlib import Path
 
 import pytest
 
+import pytest
+
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
 from tests.video_helpers import jobs, prompts, stack
+from tests.waiting import wait_until
 
 
 def statuses(clips):
     return [c.status for c in clips]
 
 
+@pytest.mark.slow
 def test_seed_disaster_twelve_clips_all_done_with_exactly_twelve_paid_submits(real_env, fake, tmp_path):
     fake.script.quota_limit, fake.script.quota_window, fake.script.retry_delay = 2, 0.4, "0.1s"
     out = tmp_path / "out"
@@ -67,9 +71,9 @@ def test_poll_503_is_retried_and_clip_finishes(real_env, fake, tmp_path):
 
 def test_submit_503_is_retried_but_ambiguous_submit_is_recorded_not_resent(real_env, fake, tmp_path):
     fake.script.submit_faults = deque(["503", "late"])
-    fake.script.late_seconds = 3.0  # longer than SUBMIT_TIMEOUT=2: accepted, but the client never hears
+    fake.script.late_seconds = 600  # accepted, but answered only when the fake stops: the client never hears
     out = tmp_path / "out"
-    settings, store, gen = stack(out, veo3_max_concurrent=1)
+    settings, store, gen = stack(out, veo3_max_concurrent=1, submit_timeout=5)
     clips = gen.run(jobs(store, settings, prompts(1), out))
     assert statuses(clips) == [ClipStatus.ambiguous]
     assert "not resubmitted" in clips[0].error and "reelcrew retry" in clips[0].error
@@ -137,6 +141,17 @@ def test_concurrency_never_exceeds_the_limit_as_seen_by_the_server(real_env, fak
     assert fake.max_in_flight == 2
 
 
+def test_rate_gate_spaces_submits_by_its_window_as_the_server_sees_them(real_env, fake, tmp_path):
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_rpm=2, veo3_rate_window_seconds=3, veo3_max_concurrent=4)
+    clips = gen.run(jobs(store, settings, prompts(4), out))
+    assert statuses(clips) == [ClipStatus.done] * 4
+    t = sorted(fake.attempt_times)
+    assert len(t) == 4  # the gate held them back: no 429 was needed
+    # two per 3 s window; the slack is for the moments between leaving the gate and reaching the server
+    assert t[2] - t[0] >= 2.0 and t[3] - t[1] >= 2.0
+    assert t[3] - t[0] < 30  # and the window was the 3 s asked for, not Veo's minute
+
 WORKER = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -149,6 +164,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_sharing_one_ledger_respect_one_limit_and_never_double_submit(real_env, fake, tmp_path):
     fake.script.latency = 0.3
     out = tmp_path / "out"
@@ -164,23 +180,20 @@ def test_two_processes_sharing_one_ledger_respect_one_limit_and_never_double_sub
     assert fake.max_in_flight <= 2
 
 
+@pytest.mark.slow
 def test_restart_reattaches_in_flight_operations_instead_of_resubmitting(real_env, fake, tmp_path):
     fake.script.latency = 60  # still running when the first process dies
     out = tmp_path / "out"
     from tests.conftest import ROOT
 
     code = WORKER.format(root=str(ROOT), out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     from reelcrew.store import Store
 
-    deadline = time.time() + 60
-    ledger = None
-    while time.time() < deadline:  # kill once both receipts are committed (outside the submit window)
-        if ledger is None and (out / "reelcrew.db").exists():
-            ledger = Store(f"sqlite:///{out / 'reelcrew.db'}")
-        if ledger is not None and len(ledger.receipts()) >= 2:
-            break
-        time.sleep(0.05)
+    ledger = wait_until(lambda: (out / "reelcrew.db").exists() and Store(f"sqlite:///{out / 'reelcrew.db'}"),
+                        "the worker to open its ledger", proc=proc)
+    # kill once both receipts are committed (outside the submit window)
+    wait_until(lambda: len(ledger.receipts()) >= 2, "two receipts in the ledger", proc=proc)
     proc.kill()
     proc.wait()
     assert fake.accepted == 2

@@ -20,7 +20,8 @@ def prompts(n: int, prefix: str = "a red fox runs through snow", duration: int =
 def stack(out: Path, **overrides):
     settings = load_settings(reelcrew_output_dir=out, **overrides)
     store = Store(settings.db_url)
-    gate = RateGate(out / ".quota" / "rate.sqlite", settings.veo3_rpm, settings.veo3_rpd)
+    gate = RateGate(out / ".quota" / "rate.sqlite", settings.veo3_rpm, settings.veo3_rpd,
+                    settings.veo3_rate_window_seconds)
     return settings, store, ClipGenerator(settings, store, make_backend(settings), gate)
 
 

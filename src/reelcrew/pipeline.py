@@ -251,7 +251,8 @@ class Pipeline:
             if not self.progress.confirm(usd, count, seconds):
                 raise BudgetError("not confirmed: nothing was submitted", "run again and answer yes, or pass --yes")
         backend = make_backend(s)
-        gate = None if mock else RateGate(self.out / ".quota" / "rate.sqlite", s.veo3_rpm, s.veo3_rpd)
+        gate = None if mock else RateGate(self.out / ".quota" / "rate.sqlite", s.veo3_rpm, s.veo3_rpd,
+                                        s.veo3_rate_window_seconds)
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self.progress.stage(prod.id, "clips")

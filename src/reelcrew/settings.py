@@ -151,6 +151,7 @@ class Settings(BaseSettings):
     veo3_debug_mode: bool = False
     veo3_max_concurrent: int = Field(2, ge=1)
     veo3_rpm: int = Field(10, ge=1)
+    veo3_rate_window_seconds: float = Field(60, gt=0, description="the window VEO3_RPM counts in; tests shorten it")
     veo3_rpd: int = Field(0, ge=0, description="0 = no daily cap of our own")
     gcs_output_bucket: str | None = None
     polling_interval: float = Field(15, ge=0)

@@ -10,6 +10,10 @@ operations in flight so tests can prove no clip was paid twice and no limit was 
 Vertex project paths (`/v1beta1/projects/P/locations/L/publishers/google/models/M:...`) demand a bearer token
 that the fake's own `/token` endpoint issued, for a JWT signed by a service account from `service_account()`,
 as google-auth does it; every request is logged in `requests` (path and which credential it carried).
+Videos are rendered when a submit is accepted, in background threads, once per distinct clip for the
+whole test session; an operation reports done only when its video is ready (as Veo does). So a poll or a
+download only sends bytes already in memory: a slow render, on a busy machine, looks like Veo latency
+and can never make a download time out.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,6 +39,49 @@ from reelcrew.video.mockclip import render_mock_clip
 MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001",
           "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "gemini-3.5-flash"}
 THOUGHT_SIGNATURE = base64.b64encode(b"fake-thought-signature").decode()  # opaque to clients, as Google's are
+NO_VIDEO_MARKERS = ("NEVERDONE", "UNSAFE", "FAILOP")  # prompts whose operation never yields a video
+
+
+class VideoRenders:
+    """Each distinct clip's MP4 bytes, rendered once per process in the background and kept for reuse.
+
+    A module-level cache: the suite asks for the same shapes in many tests (the same prompts, durations
+    and aspects), and rendering is the fake's only slow work.
+    """
+
+    def __init__(self, workers: int = 2):
+        self._lock = threading.Lock()
+        self._renders: dict[tuple, Future] = {}
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fake-render")
+        self._dir = Path(tempfile.mkdtemp(prefix="fake-google-"))
+
+    def start(self, shape: tuple) -> Future:
+        """The render of this shape, started now unless it was already started or done."""
+        with self._lock:
+            if shape not in self._renders:
+                self._renders[shape] = self._pool.submit(self._render, shape)
+            return self._renders[shape]
+
+    def _render(self, shape: tuple) -> bytes:
+        prompt, duration, aspect, resolution = shape
+        dest = self._dir / f"{uuid.uuid4().hex}.mp4"
+        try:
+            render_mock_clip(VideoPrompt(index=1, scene_index=1, prompt=prompt, duration=duration,
+                                         aspect_ratio=aspect, resolution=resolution), dest)
+            return dest.read_bytes()
+        finally:
+            dest.unlink(missing_ok=True)
+
+
+RENDERS = VideoRenders()
+
+
+def video_shape(prompt: str, params: dict) -> tuple:
+    """What makes one clip's bytes differ from another's."""
+    return (prompt, int(params.get("durationSeconds", 8)), params.get("aspectRatio", "16:9"),
+            params.get("resolution", "720p"))
+
+
 FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. You will not be charged for this "
                  "request. Try rephrasing the prompt. Support codes: 42237218")
 
@@ -70,8 +118,7 @@ class FakeGoogle:
         self.requests: list[dict] = []  # method, path, token (bearer), api_key (x-goog-api-key sent)
         self.tokens_issued: list[str] = []
         self._signers: dict[str, object] = {}  # service-account email → its public key
-        self.videos_dir = Path(tempfile.mkdtemp(prefix="fake-google-"))
-        self._video_cache: dict[tuple, bytes] = {}
+        self.closing = threading.Event()  # set on stop: releases "late" submits still holding their answer
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -82,6 +129,7 @@ class FakeGoogle:
         return self
 
     def __exit__(self, *exc):
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -92,19 +140,19 @@ class FakeGoogle:
 
     # -- state ---------------------------------------------------------------------------------
     def in_flight(self, now: float) -> int:
-        return sum(1 for op in self.ops.values() if not op["never"] and op["done_at"] > now
-                   or op["never"])
+        return sum(1 for op in self.ops.values() if not self.is_done(op, now))
 
-    def video_bytes(self, op: dict) -> bytes:
-        params = op["params"]
-        shape = (op["prompt"], int(params.get("durationSeconds", 8)), params.get("aspectRatio", "16:9"),
-                 params.get("resolution", "720p"))
-        if shape not in self._video_cache:
-            dest = self.videos_dir / f"{uuid.uuid4().hex}.mp4"
-            render_mock_clip(VideoPrompt(index=1, scene_index=1, prompt=shape[0], duration=shape[1],
-                                         aspect_ratio=shape[2], resolution=shape[3]), dest)
-            self._video_cache[shape] = dest.read_bytes()
-        return self._video_cache[shape]
+    @staticmethod
+    def is_done(op: dict, now: float) -> bool:
+        """Done once its latency has passed and its video (if it makes one) is rendered."""
+        if op["never"] or now < op["done_at"]:
+            return False
+        return op["render"] is None or op["render"].done()
+
+    @staticmethod
+    def video_bytes(op: dict) -> bytes:
+        """Only asked for once the operation is done, so the render has finished: no waiting here."""
+        return op["render"].result(timeout=0)
 
     def _submit(self, model: str, body: dict, vertex: bool, scope: str = "") -> tuple[int, dict, float]:
         s = self.script
@@ -144,9 +192,11 @@ class FakeGoogle:
             op_id = uuid.uuid4().hex[:12]
             name = (f"{scope}publishers/google/models/{model}/operations/{op_id}" if vertex
                     else f"models/{model}/operations/{op_id}")
+            makes_video = not any(marker in prompt for marker in NO_VIDEO_MARKERS)
             self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
                               "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id,
-                              "vertex": vertex, "scope": scope}
+                              "vertex": vertex, "scope": scope,
+                              "render": RENDERS.start(video_shape(prompt, params)) if makes_video else None}
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
             delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else 0
         return 200, {"name": name}, delay
@@ -208,8 +258,11 @@ class FakeGoogle:
             op = self.ops.get(name)
             if op is None:
                 return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"operation {name} not found"}}
-            if op["never"] or time.time() < op["done_at"]:
+            if not self.is_done(op, time.time()):
                 return 200, {"name": name, "done": False}
+            if op["render"] is not None and op["render"].exception() is not None:
+                return 200, {"name": name, "done": True,
+                             "error": {"code": 13, "message": f"fake render failed: {op['render'].exception()}"}}
             if "UNSAFE" in op["prompt"]:
                 payload = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [FILTER_REASON]}
                 return 200, {"name": name, "done": True, "response": (payload if op["vertex"] else {
@@ -321,8 +374,8 @@ class FakeGoogle:
                     if delay < 0:  # "reset": accepted, then the connection drops before any answer
                         self.close_connection = True
                         return None
-                    if delay:
-                        time.sleep(delay)
+                    if delay:  # accepted, answered late (or never, if the test ends first)
+                        fake.closing.wait(delay)
                     return self._send(code, payload)
                 if verb == "fetchPredictOperation":
                     code, payload = fake._operation(body.get("operationName", ""))

@@ -54,6 +54,8 @@ def classify_429(details: object) -> QuotaSignal:
             match = re.fullmatch(r"\s*([\d.]+)s\s*", str(item.get("retryDelay", "")))
             if match:
                 retry_after = float(match.group(1))
+    if kind == "bare" and retry_after is not None:  # only RetryInfo: a short window whose end Google told us
+        kind = "minute"
     return QuotaSignal(kind, retry_after)
 
 
@@ -125,14 +127,20 @@ class Breaker:
 
 
 class RateGate:
-    """Requests per minute (and per day) across every process on this machine."""
+    """Requests per minute (and per day) across every process on this machine.
 
-    def __init__(self, path: Path, rpm: int, rpd: int = 0):
+    `window` is the seconds `rpm` counts in: 60 for Veo (VEO3_RATE_WINDOW_SECONDS), a few seconds in a
+    test, so a test of the per-minute gate does not wait a real minute.
+    """
+
+    def __init__(self, path: Path, rpm: int, rpd: int = 0, window: float = 60.0):
         from pyrate_limiter import Duration, Limiter, Rate, SQLiteBucket
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        rates = [Rate(rpm, Duration.MINUTE)] + ([Rate(rpd, Duration.DAY)] if rpd else [])
-        table = f"veo_rpm{rpm}_rpd{rpd}"  # a changed limit starts a fresh window rather than mis-reading the old one
+        window_ms = max(1, round(window * 1000))
+        rates = [Rate(rpm, window_ms)] + ([Rate(rpd, Duration.DAY)] if rpd else [])
+        # a changed limit or window starts a fresh table rather than mis-reading the old one
+        table = f"veo_rpm{rpm}_rpd{rpd}" + ("" if window_ms == Duration.MINUTE.value else f"_w{window_ms}")
         self.bucket = SQLiteBucket.init_from_file(rates, table=table, db_path=str(path), use_file_lock=True)
         self.limiter = Limiter(self.bucket)
         self._lock = threading.Lock()
