@@ -15,6 +15,7 @@ import pytest
 
 from reelcrew.media import decodes, probe
 from tests.conftest import ROOT
+from tests.video_helpers import ledger
 
 RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
 
@@ -86,9 +87,10 @@ def test_broken_crew_yaml_exits_2_naming_the_file(tmp_path):
 def test_corrupt_ledger_exits_2_and_keeps_finished_files(tmp_path):
     out = tmp_path / "o"
     assert cli("--mock", "--topic", "tea", "--scenes", "1", "--until", "prompts", "-o", str(out)).returncode == 0
-    (out / "reelcrew.db").write_bytes(b"this is not sqlite" * 100)
+    db = Path(ledger().url.removeprefix("sqlite:///"))
+    db.write_bytes(b"this is not sqlite" * 100)
     for suffix in ("-wal", "-shm"):
-        (out / f"reelcrew.db{suffix}").unlink(missing_ok=True)
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
     result = cli("--mock", "--topic", "tea", "-o", str(out))
     assert result.returncode == 2 and "corrupt" in result.stderr and "move that file aside" in result.stderr
     assert list(out.glob("*/prompts.json"))
@@ -224,17 +226,13 @@ def test_doctor_and_config_init_in_mock_mode(tmp_path):
 
 
 def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, fake, tmp_path):
-    from reelcrew.store import Store
-
     fake.script.latency = 120
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
     proc = subprocess.Popen([*RUN, "--topic", "tea", "--scenes", "3", "--yes"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    deadline, ledger = time.time() + 60, None
+    deadline, store = time.time() + 60, ledger()
     while time.time() < deadline:
-        if ledger is None and (out / "reelcrew.db").exists():
-            ledger = Store(f"sqlite:///{out / 'reelcrew.db'}")
-        if ledger is not None and len(ledger.receipts()) >= 2:
+        if len(store.receipts()) >= 2:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -242,7 +240,7 @@ def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, f
     _, stderr = proc.communicate(timeout=30)
     assert time.time() - start < 10 and proc.returncode == 130
     assert "reelcrew resume" in stderr
-    rows = ledger.all_clip_rows()
+    rows = store.all_clip_rows()
     assert all(r["lease_owner"] is None for r in rows if r["operation_name"])
     assert json.loads(cli("status", "--json").stdout)["productions"][0]["status"] == "interrupted"
     for op in fake.ops.values():
@@ -256,10 +254,9 @@ def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, f
 def test_repair_frees_a_clip_stuck_between_intent_and_receipt_and_flags_it(tmp_path):
     from reelcrew.files import HOST
     from reelcrew.models import ClipStatus, VideoPrompt
-    from reelcrew.store import Store
 
     out = tmp_path / "o"
-    store = Store(f"sqlite:///{out / 'reelcrew.db'}")
+    store = ledger()
     clip = store.ensure_clip("p1", VideoPrompt(index=1, scene_index=1, prompt="x"), "veo-3.1-fast-generate-001")
     store.update_clip(clip.key, status=ClipStatus.submitting, lease_owner=f"{HOST}:999999", lease_until=time.time() + 600)
     result = cli("repair", "-o", str(out))

@@ -3,6 +3,10 @@
 The ledger row is the truth. The operation name is committed in its own transaction the
 moment Veo returns it, before anything else; after a crash the row is re-attached by that
 name and polled, never resubmitted. A clip whose key is done is reused, never paid again.
+
+Each attempt at a clip is a claim with its own owner id (`host:pid:random`), so a sibling thread
+never mistakes another's claim for its own; jobs that share a clip key (equal prompt and seed, in
+one production or several) are generated once and the file is copied to every scene that wants it.
 """
 
 from __future__ import annotations
@@ -18,18 +22,17 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
-from sqlalchemy import func, select
 
-from reelcrew.files import owner_alive, part_path, sha256_file
+from reelcrew.files import new_owner, part_path, sha256_file
+from reelcrew.leases import Heartbeat
 from reelcrew.media import MediaError, decodes, probe
 from reelcrew.models import ClipStatus, VideoClip, frame_size, veo_limits
 from reelcrew.settings import Settings
-from reelcrew.store import ME, Store, clips, utc_day
+from reelcrew.store import Spend, Store
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, classify_429, jitter, next_quota_reset
 
 log = logging.getLogger("reelcrew.video")
-IN_FLIGHT = (ClipStatus.submitting.value, ClipStatus.submitted.value)
 FINAL = {ClipStatus.done, ClipStatus.filtered, ClipStatus.failed, ClipStatus.ambiguous}
 
 
@@ -38,6 +41,7 @@ class ClipJob:
     key: str
     dest: Path  # where the production wants the file
     retry_final: bool = False  # `reelcrew retry`: regenerate a failed/filtered/ambiguous clip
+    owner: str = field(default_factory=new_owner)  # this job's claim on the clip: never shared with a sibling
 
 
 @dataclass
@@ -48,18 +52,14 @@ class Budget:
     daily_usd: float | None = None
     run_started: float = field(default_factory=time.time)
 
-    def refusal(self, store: Store, conn, price: float, key: str) -> str | None:
+    def refusal(self, spend: Spend, price: float) -> str | None:
         """Spent + promised (every clip between intent and cost row, priced like this one) + this clip ≤ cap."""
-        in_flight = conn.execute(select(func.count()).select_from(clips).where(
-            clips.c.status.in_(("submitting", "submitted", "downloading")), clips.c.key != key)).scalar_one()
-        if self.run_usd is not None:
-            spent = store.spent_usd(conn, since=self.run_started)
-            if spent + price * (in_flight + 1) > self.run_usd + 1e-9:
-                return f"run budget ${self.run_usd:.2f} reached (spent ${spent:.2f}, {in_flight} in flight)"
-        if self.daily_usd is not None:
-            spent = store.spent_usd(conn, day=utc_day())
-            if spent + price * (in_flight + 1) > self.daily_usd + 1e-9:
-                return f"daily budget ${self.daily_usd:.2f} reached (spent ${spent:.2f} today, {in_flight} in flight)"
+        promised = price * (spend.in_flight + 1)
+        if self.run_usd is not None and spend.run + promised > self.run_usd + 1e-9:
+            return f"run budget ${self.run_usd:.2f} reached (spent ${spend.run:.2f}, {spend.in_flight} in flight)"
+        if self.daily_usd is not None and spend.today + promised > self.daily_usd + 1e-9:
+            return (f"daily budget ${self.daily_usd:.2f} reached (spent ${spend.today:.2f} today, "
+                    f"{spend.in_flight} in flight)")
         return None
 
 
@@ -72,24 +72,48 @@ class ClipGenerator:
         self.on_change = on_change or (lambda clip: None)
         self.lease_ttl = max(60.0, 3 * settings.polling_interval, settings.submit_timeout + 10)
         self.tick = min(max(settings.polling_interval, 0.05), 0.5)  # how often a waiting clip looks again
+        self.heartbeat = Heartbeat(store, self.lease_ttl)
         self._stop = threading.Event()
 
     # -- public --------------------------------------------------------------------------
     def run(self, jobs: list[ClipJob]) -> list[VideoClip]:
-        """Generate every job; Ctrl-C or SIGTERM stops at once, leaving receipts for `reelcrew resume`."""
+        """Generate every job; Ctrl-C or SIGTERM stops at once, leaving receipts for `reelcrew resume`.
+
+        Jobs with the same clip key are one piece of work: generated (and paid) once, then the file is
+        copied to each job's destination. The answer has one clip per job, in order."""
         if not jobs:
             return []
+        groups: dict[str, list[ClipJob]] = {}
+        for job in jobs:
+            groups.setdefault(job.key, []).append(job)
         # Twice the Veo limit in threads, so downloads overlap the next submits; the ledger enforces the limit.
-        workers = min(len(jobs), 2 * self.s.veo3_max_concurrent)
+        workers = min(len(groups), 2 * self.s.veo3_max_concurrent)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clip")
-        futures = [pool.submit(self._safe_one, job) for job in jobs]
+        futures = {key: pool.submit(self._safe_group, group) for key, group in groups.items()}
         try:
-            return [f.result() for f in futures]
+            done = {key: f.result() for key, f in futures.items()}
+            return [done[job.key][id(job)] for job in jobs]
         except KeyboardInterrupt:
             self.stop()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.heartbeat.stop()
+
+    def _safe_group(self, group: list[ClipJob]) -> dict[int, VideoClip]:
+        """The first job generates the clip; the others reuse its file (no second claim, no second payment)."""
+        first, *others = group
+        if any(job.retry_final for job in group):
+            first.retry_final = True
+        results = {id(first): self._safe_one(first)}
+        for job in others:
+            clip = self.store.clip(job.key)
+            if clip.status == ClipStatus.done and not self._reuse(clip, job):
+                clip = self._safe_one(job)  # the file vanished meanwhile: fetch it again (never a new payment)
+            else:
+                clip = self._changed(job.key)
+            results[id(job)] = clip
+        return results
 
     def stop(self) -> None:
         """Workers finish their current step (never mid-receipt), release their leases and return."""
@@ -103,9 +127,10 @@ class ClipGenerator:
             return self.generate(job)
         except Exception as exc:  # never lose the batch to one clip
             log.exception("clip %s crashed", job.key)
-            self.store.update_clip(job.key, status=ClipStatus.failed, error=f"internal error: {exc}",
-                                   lease_owner=None, lease_until=0.0)
+            self.store.release_clip(job.key, job.owner, ClipStatus.failed, error=f"internal error: {exc}")
             return self._changed(job.key)
+        finally:
+            self.heartbeat.drop(job.owner)
 
     def _changed(self, key: str) -> VideoClip:
         clip = self.store.clip(key)
@@ -114,10 +139,8 @@ class ClipGenerator:
 
     # -- one clip ---------------------------------------------------------------------------
     def generate(self, job: ClipJob) -> VideoClip:
-        clip = self.store.clip(job.key)
-        if job.retry_final and clip.status in FINAL - {ClipStatus.done}:
-            self.store.update_clip(job.key, status=ClipStatus.pending, error=None, retries=0,
-                                   possible_duplicate=clip.status == ClipStatus.ambiguous, operation_name=None)
+        if job.retry_final:
+            self.store.reset_clip(job.key)
         while True:
             clip = self.store.clip(job.key)
             if self._stop.is_set():
@@ -126,16 +149,18 @@ class ClipGenerator:
                 return self._changed(job.key)
             if clip.status in FINAL - {ClipStatus.done}:
                 return self._changed(job.key)
-            mode, wait = self._claim(clip)
+            mode, wait = self._claim(clip, job.owner)
             if mode == "attach":
+                self.heartbeat.hold(job.owner)
                 self._follow(job)
             elif mode == "submit":
+                self.heartbeat.hold(job.owner)
                 if not self._submit(job):
                     continue
                 self._follow(job)
             elif mode == "paused":
                 return self._changed(job.key)
-            else:
+            elif mode == "wait":
                 self._sleep(wait)
 
     def _reuse(self, clip: VideoClip, job: ClipJob) -> bool:
@@ -151,39 +176,17 @@ class ClipGenerator:
                                path=None, error="file missing: fetching it again")
         return False
 
-    def _claim(self, clip: VideoClip) -> tuple[str, float]:
-        """Atomically decide what this process does with the clip: submit, attach, wait, or pause."""
+    def _claim(self, clip: VideoClip, owner: str) -> tuple[str, float]:
+        """Ask the ledger what this claim does with the clip: submit, attach, wait, pause, or look again."""
         try:
-            delay = self.breaker.before_submit() if not clip.operation_name else 0.0
+            delay = self.breaker.before_submit(owner) if not clip.operation_name else 0.0
         except QuotaPaused as paused:
-            self.store.update_clip(clip.key, status=ClipStatus.paused, error=str(paused))
+            self.store.release_clip(clip.key, None, ClipStatus.paused, error=str(paused))
             return "paused", 0
-        now = time.time()
-        with self.store.tx() as c:
-            row = c.execute(select(clips).where(clips.c.key == clip.key)).mappings().one()
-            if row["lease_owner"] and row["lease_owner"] != ME and row["lease_until"] > now and owner_alive(row["lease_owner"]):
-                return "wait", self.tick  # another live process has it
-            if row["operation_name"] and row["status"] in ("submitted", "submitting", "paused", "downloading"):
-                self.store.update_clip(clip.key, c, status=ClipStatus.submitted, lease_owner=ME,
-                                       lease_until=now + self.lease_ttl)
-                return "attach", 0
-            if delay > 0:
-                return "wait", min(delay, 1.0)
-            others = c.execute(select(clips.c.status, clips.c.lease_owner).where(
-                clips.c.status.in_(IN_FLIGHT), clips.c.key != clip.key)).all()
-            # a receipt is in flight at Veo whoever holds it; an intent only while its process lives
-            in_flight = sum(1 for status, owner in others if status == "submitted" or owner_alive(owner))
-            if in_flight >= self.s.veo3_max_concurrent:
-                return "wait", self.tick
-            refusal = self.budget.refusal(self.store, c, self._price(clip), clip.key)
-            if refusal:
-                self.store.update_clip(clip.key, c, status=ClipStatus.paused, error=f"not submitted: {refusal}")
-                return "paused", 0
-            stale_intent = row["status"] == "submitting"  # a process died between intent and receipt
-            self.store.update_clip(clip.key, c, status=ClipStatus.submitting, lease_owner=ME,
-                                   lease_until=now + self.lease_ttl,
-                                   possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
-        return "submit", 0
+        price = self._price(clip)
+        mode, wait = self.store.claim_clip(clip.key, owner, self.lease_ttl, self.s.veo3_max_concurrent, delay,
+                                           lambda spend: self.budget.refusal(spend, price), self.budget.run_started)
+        return mode, (self.tick if wait < 0 else wait)
 
     def _price(self, clip: VideoClip) -> float:
         """What Veo charges for this clip when it succeeds (the mock is free)."""
@@ -199,36 +202,33 @@ class ClipGenerator:
         if self.rate is not None:  # None for the mock: it has no real quota (VEO3_MOCK_QUOTA_RATE rehearses 429s)
             self.rate.acquire()
         if self._stop.is_set():  # stopping: the intent is withdrawn, nothing was sent
-            self._release(clip, ClipStatus.pending)
+            self._release(clip, job, ClipStatus.pending)
             return False
         try:
             name = self.backend.submit(clip.prompt, clip.model)
         except errors.ClientError as exc:
-            return self._rejected(clip, exc)
+            return self._rejected(clip, job, exc)
         except errors.ServerError as exc:
             if exc.code == 503 or exc.status == "UNAVAILABLE":  # an explicit "not now": nothing was created
-                return self._failed_attempt(clip, f"Veo unavailable on submit ({exc.code}): {exc.message}")
+                return self._failed_attempt(clip, job, f"Veo unavailable on submit ({exc.code}): {exc.message}")
             return self._ambiguous(clip, f"server error {exc.code} on submit: {exc.message}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
-        with self.store.tx() as c:  # the receipt, in its own transaction, before anything else
-            self.store.update_clip(clip.key, c, status=ClipStatus.submitted, operation_name=name,
-                                   submitted_at=time.time(), lease_owner=ME, lease_until=time.time() + self.lease_ttl,
-                                   error=None)
-            self.store.add_receipt(c, clip.key, name, "accepted", clip.retries + 1, clip.possible_duplicate)
+        # the receipt (journal line and ledger row), in its own transaction, before anything else
+        self.store.record_submit(clip.key, job.owner, name, clip.retries + 1, clip.possible_duplicate, self.lease_ttl)
         self.breaker.success()
         self.store.log("submitted", name, clip.production_id, clip.index, "clips", attempt=clip.retries + 1)
         return True
 
-    def _rejected(self, clip: VideoClip, exc) -> bool:
+    def _rejected(self, clip: VideoClip, job: ClipJob, exc) -> bool:
         if exc.code == 429:
             signal = classify_429(exc.details)
             if signal.kind == "day":
                 until = next_quota_reset(time.time(), self.s.veo3_quota_reset_interval)
                 self.breaker.pause_day(until, "Veo answered 429 with a per-day QuotaFailure")
-                self._release(clip, ClipStatus.pending)
+                self._release(clip, job, ClipStatus.pending)
                 return False  # next claim sees the pause and parks the clip
-            self._release(clip, ClipStatus.pending, error=f"quota 429 ({signal.kind}); waiting")
+            self._release(clip, job, ClipStatus.pending, error=f"quota 429 ({signal.kind}); waiting")
             self.store.log("quota", f"429 {signal.kind}, retry in {signal.retry_after or 'back-off'}",
                            clip.production_id, clip.index, "clips")
             if signal.kind == "minute" and signal.retry_after is not None:
@@ -240,54 +240,54 @@ class ClipGenerator:
         message = exc.message or str(exc)
         if exc.code == 404:
             message = f"model {clip.model} not found or retired ({message}); set VEO3_MODEL to a current model"
-        self._release(clip, ClipStatus.failed, error=f"Veo refused the request ({exc.code} {exc.status}): {message}")
+        self._release(clip, job, ClipStatus.failed, error=f"Veo refused the request ({exc.code} {exc.status}): {message}")
         return False
 
-    def _failed_attempt(self, clip: VideoClip, reason: str) -> bool:
+    def _failed_attempt(self, clip: VideoClip, job: ClipJob, reason: str) -> bool:
         retries = clip.retries + 1
         self.breaker.failure(reason)
         if retries > self.s.veo3_max_retries:
-            self._release(clip, ClipStatus.failed, error=f"{reason} (gave up after {retries} attempts)", retries=retries)
+            self._release(clip, job, ClipStatus.failed, error=f"{reason} (gave up after {retries} attempts)",
+                          retries=retries)
             return False
-        self._release(clip, ClipStatus.pending, error=reason, retries=retries)
+        self._release(clip, job, ClipStatus.pending, error=reason, retries=retries)
         self._sleep(jitter(self.s.veo3_retry_wait_base * 2 ** (retries - 1)))
         return False
 
     def _ambiguous(self, clip: VideoClip, reason: str) -> bool:
         """Veo may have accepted (and will charge) this submit: record it, never resend it blindly."""
-        with self.store.tx() as c:
-            self.store.add_receipt(c, clip.key, None, "ambiguous", clip.retries + 1, True)
-            self.store.update_clip(clip.key, c, status=ClipStatus.ambiguous, lease_owner=None, lease_until=0.0,
-                                   possible_duplicate=True,
-                                   error=f"{reason}. Veo may have accepted it; not resubmitted to avoid paying twice. "
-                                         f"Run `reelcrew retry {clip.production_id} --clip {clip.index}` to submit again.")
+        self.store.record_ambiguous(
+            clip.key, clip.retries + 1,
+            f"{reason}. Veo may have accepted it; not resubmitted to avoid paying twice. "
+            f"Run `reelcrew retry {clip.production_id} --clip {clip.index}` to submit again.")
         self.breaker.failure(reason)
         return False
 
-    def _release(self, clip: VideoClip, status: ClipStatus, **values) -> None:
-        self.store.update_clip(clip.key, status=status, lease_owner=None, lease_until=0.0, **values)
+    def _release(self, clip: VideoClip, job: ClipJob, status: ClipStatus, **values) -> None:
+        self.store.release_clip(clip.key, job.owner, status, **values)
+        self.heartbeat.drop(job.owner)
 
     # -- after the receipt -------------------------------------------------------------------
     def _follow(self, job: ClipJob) -> None:
         """Poll until done, then download and validate; the operation is never resubmitted here."""
         clip = self.store.clip(job.key)
-        row = self.store.clip_row(job.key)
-        deadline = (row["submitted_at"] or time.time()) + self.s.operation_timeout
-        outcome = self._poll_until_done(clip, deadline)
+        deadline = (clip.submitted_at or time.time()) + self.s.operation_timeout
+        outcome = self._poll_until_done(clip, job, deadline)
         if outcome is None:
             return
         if outcome.filtered:
-            self._release(clip, ClipStatus.filtered, error=f"safety filter: {outcome.filtered}", operation_name=None)
+            self._release(clip, job, ClipStatus.filtered, error=f"safety filter: {outcome.filtered}",
+                          operation_name=None)
             return
         if outcome.error:  # failed generations are not charged: a new attempt is allowed
             retries = clip.retries + 1
             status = ClipStatus.failed if retries > self.s.veo3_max_retries else ClipStatus.pending
-            self._release(clip, status, error=outcome.error, retries=retries, operation_name=None)
+            self._release(clip, job, status, error=outcome.error, retries=retries, operation_name=None)
             return
         self.store.update_clip(clip.key, video_uri=outcome.uri, status=ClipStatus.downloading)
-        self._download(clip, outcome, job.dest)
+        self._download(clip, job, outcome)
 
-    def _poll_until_done(self, clip: VideoClip, deadline: float) -> Outcome | None:
+    def _poll_until_done(self, clip: VideoClip, job: ClipJob, deadline: float) -> Outcome | None:
         failures = 0
         while True:
             try:
@@ -298,23 +298,23 @@ class ClipGenerator:
                 outcome = None
                 log.warning("poll of %s failed (%s); retrying", clip.operation_name, exc)
                 if failures > 50:
-                    self._release(clip, ClipStatus.submitted, error=f"polling keeps failing: {exc}")
+                    self._release(clip, job, ClipStatus.submitted, error=f"polling keeps failing: {exc}")
                     return None
             if outcome and outcome.done:
                 return outcome
             if self._stop.is_set():  # the receipt stays: the next run re-attaches it
-                self._release(clip, ClipStatus.submitted)
+                self._release(clip, job, ClipStatus.submitted)
                 return None
             if time.time() > deadline:
-                self._release(clip, ClipStatus.failed,
+                self._release(clip, job, ClipStatus.failed,
                               error=f"operation {clip.operation_name} did not finish within OPERATION_TIMEOUT "
                                     f"({self.s.operation_timeout:.0f}s); not resubmitted (it may still finish: "
                                     f"`reelcrew repair` re-checks it)")
                 return None
-            self.store.update_clip(clip.key, lease_owner=ME, lease_until=time.time() + self.lease_ttl)
             self._sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
 
-    def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
+    def _download(self, clip: VideoClip, job: ClipJob, outcome: Outcome) -> None:
+        dest = job.dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = part_path(dest)
         problem = "no attempt"
@@ -332,16 +332,11 @@ class ClipGenerator:
                 continue
             digest = sha256_file(tmp)
             os.replace(tmp, dest)
-            usd = self._price(clip)
-            with self.store.tx() as c:
-                current = self.store.clip(clip.key, c)
-                self.store.update_clip(clip.key, c, status=ClipStatus.done, path=str(dest.resolve()), sha256=digest,
-                                       duration=info.duration, cost_usd=usd, error=None, lease_owner=None,
-                                       lease_until=0.0)
-                self.store.record_cost(c, current, info.duration, usd)
+            self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip))
+            self.heartbeat.drop(job.owner)
             self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
             return
-        self._release(clip, ClipStatus.failed,
+        self._release(clip, job, ClipStatus.failed,
                       error=f"download kept failing ({problem}); the operation is kept: `reelcrew repair` fetches it again")
 
     def _validate(self, path: Path, clip: VideoClip):
