@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -209,7 +210,8 @@ class Pipeline:
     def _claim(self, prods: list[Production], until: str, heartbeat: Heartbeat) -> list[Production]:
         """The productions this run works on: not rendered yet, and not held by another live process."""
         mine = []
-        for prod in prods:
+        start = os.getpid() % len(prods) if prods else 0  # concurrent runs of one batch start at different places
+        for prod in prods[start:] + prods[:start]:
             if until == "final" and self._rendered(prod.id):
                 self._notes[prod.id] = f"already rendered: {self.folder(prod.id) / 'final.mp4'}"
                 continue
@@ -222,7 +224,7 @@ class Pipeline:
             self._folders[prod.id] = Path(claim.folder)
             heartbeat.hold(owner)
             mine.append(prod)
-        return mine
+        return sorted(mine, key=prods.index)
 
     def _rendered(self, pid: str) -> bool:
         prod = self.store.production(pid)
