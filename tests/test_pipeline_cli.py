@@ -39,6 +39,7 @@ def test_until_prompts_writes_valid_stage_files_in_json_summary(tmp_path):
     assert {p.name for p in folder.iterdir()} >= {"script.json", "seo.json", "prompts.json"}
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
     topics = tmp_path / "topics.txt"
     topics.write_text("茶是怎么制作的\n# a comment\n熊猫为什么爱吃竹子\n", encoding="utf-8")
@@ -96,6 +97,7 @@ def test_corrupt_ledger_exits_2_and_keeps_finished_files(tmp_path):
     assert list(out.glob("*/prompts.json"))
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
     result = cli("--topic", "tea", "--scenes", "3", "--yes", "--budget-usd", "1.00", "--json")
     assert result.returncode == 1
@@ -103,6 +105,7 @@ def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
     assert fake.submit_attempts == 0
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--until", "clips", "--json")
     assert first.returncode == 0, first.stderr
@@ -117,6 +120,7 @@ def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, f
     assert fake.accepted == 5
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     folder = Path(summary(first)[0]["folder"])
@@ -130,6 +134,7 @@ def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp
     assert fake.accepted == 2  # downloaded again from its operation, not paid again
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tmp_path):
     fake.script.latency = 0.3
     args = [*RUN, "--topic", "tea", "--topic", "coffee", "--scenes", "3", "--yes", "--until", "clips", "--json"]
@@ -140,6 +145,7 @@ def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tm
     assert fake.accepted == 6 and max(fake.accepted_by_prompt.values()) == 1
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_kill_nine_at_random_moments_then_resume_pays_each_clip_once(real_env, fake, tmp_path):
     fake.script.latency = 0.4
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
@@ -178,26 +184,28 @@ def test_secrets_never_reach_logs_output_files_or_the_terminal(real_env, fake, t
     assert '"production_id"' in log and '"attempt": 1' in log  # structured lines with the clip's context
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_an_older_ledger_is_migrated_on_open(tmp_path):
-    import sqlite3
+    from sqlalchemy import text
 
     from reelcrew.store import SCHEMA_VERSION, Store
 
-    db = tmp_path / "old.db"
-    Store(f"sqlite:///{db}")
-    con = sqlite3.connect(db)
-    con.execute("ALTER TABLE events DROP COLUMN attempt")  # what version 1 looked like
-    con.execute("ALTER TABLE productions DROP COLUMN owner")
-    con.execute("UPDATE schema_info SET value='1' WHERE key='version'")
-    con.commit()
-    con.close()
-    store = Store(f"sqlite:///{db}")
+    url = ledger().url
+    old = Store(url)
+    with old.engine.begin() as con:  # what version 1 looked like
+        for statement in ("ALTER TABLE events DROP COLUMN attempt", "ALTER TABLE productions DROP COLUMN owner",
+                          "ALTER TABLE productions DROP COLUMN lease_until", "ALTER TABLE productions DROP COLUMN folder",
+                          "UPDATE schema_info SET value='1' WHERE key='version'"):
+            con.execute(text(statement))
+    old.close()
+    store = Store(url)
     store.log("note", "after upgrade", attempt=2)
     assert store.recent_events()[-1]["attempt"] == 2
-    con = sqlite3.connect(db)
-    assert con.execute("SELECT value FROM schema_info").fetchone()[0] == str(SCHEMA_VERSION)
+    with store.engine.begin() as con:
+        assert con.execute(text("SELECT value FROM schema_info")).scalar() == str(SCHEMA_VERSION)
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_retry_regenerates_a_filtered_clip_with_an_edited_prompt_and_recuts(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     prod = summary(first)[0]
@@ -225,6 +233,7 @@ def test_doctor_and_config_init_in_mock_mode(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, fake, tmp_path):
     fake.script.latency = 120
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
@@ -251,6 +260,7 @@ def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, f
     assert fake.accepted == 3
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_repair_frees_a_clip_stuck_between_intent_and_receipt_and_flags_it(tmp_path):
     from reelcrew.files import HOST
     from reelcrew.models import ClipStatus, VideoPrompt

@@ -9,9 +9,14 @@ import textwrap
 import time
 from collections import deque
 
+import pytest
+
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
 from tests.video_helpers import jobs, ledger, prompts, stack
+
+
+pytestmark = pytest.mark.usefixtures("ledger_db")  # every test here, on SQLite and on PostgreSQL
 
 
 def statuses(clips):
