@@ -172,6 +172,13 @@ def doctor(
         checks.append(("subtitle font", True, f"{font.path} covers {sample!r}"))
     except ReelcrewError as exc:
         checks.append(("subtitle font", False, f"{exc.problem}; {exc.fix}"))
+    try:
+        from reelcrew.store import open_ledger, safe_url
+
+        store = open_ledger(settings)
+        checks.append(("ledger", True, f"{safe_url(store.url)} ({store.in_flight()} operation(s) in flight)"))
+    except ReelcrewError as exc:
+        checks.append(("ledger", False, f"{exc.problem}; {exc.fix}"))
     out = settings.reelcrew_output_dir
     try:
         ensure_writable(out)
