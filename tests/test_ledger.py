@@ -216,3 +216,31 @@ def test_a_lost_ledger_is_rebuilt_from_the_receipts_journal_without_paying_again
     again = cli("--topic", "tea", "--scenes", "3", "--yes", "--json", "-o", str(out))
     assert again.returncode == 0, again.stderr
     assert fake.accepted == 3  # the two journalled operations were re-attached, not paid again
+
+
+def test_claims_have_their_own_owners_and_leases_that_renew_and_expire(tmp_path):
+    from reelcrew.files import new_owner
+    from reelcrew.leases import Heartbeat
+    from reelcrew.models import VideoPrompt
+
+    store = ledger()
+    key = store.ensure_clip("p1", VideoPrompt(index=1, scene_index=1, prompt="x"), "veo-3.1-fast-generate-001").key
+
+    def claim(owner, ttl=60.0):
+        return store.claim_clip(key, owner, ttl, 2, 0.0, lambda spend: None, 0.0)[0]
+
+    remote = "another-host:4242:0badc0de"  # alive as far as we can tell: only its lease expiry frees the clip
+    assert claim(remote, ttl=0.5) == "submit"
+    assert claim(new_owner()) == "wait"  # a claim of this very process is not "mine" either
+    beat = Heartbeat(store, ttl=0.6)
+    beat.hold(remote)
+    first = store.clip(key).lease_until
+    deadline = time.time() + 30
+    while store.clip(key).lease_until <= first and time.time() < deadline:
+        time.sleep(0.05)
+    assert store.clip(key).lease_until > first  # renewed while held
+    beat.drop(remote)
+    beat.stop()
+    time.sleep(0.7)  # the lease (0.6 s) runs out
+    assert claim(new_owner()) == "submit"
+    assert store.clip(key).possible_duplicate  # the remote intent may have reached Veo: flagged, never hidden

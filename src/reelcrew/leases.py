@@ -27,7 +27,7 @@ class Heartbeat:
     def hold(self, owner: str) -> None:
         with self._lock:
             self._owners.add(owner)
-            if self._thread is None:
+            if self._thread is None:  # the thread runs only while some claim is held
                 self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
                 self._thread.start()
 
@@ -44,6 +44,9 @@ class Heartbeat:
         while not self._stop.wait(self.ttl / 3):
             with self._lock:
                 owners = list(self._owners)
+                if not owners:
+                    self._thread = None
+                    return
             if owners:
                 try:
                     self.store.renew_leases(owners, self.ttl)

@@ -98,7 +98,6 @@ class ClipGenerator:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            self.heartbeat.stop()
 
     def _safe_group(self, group: list[ClipJob]) -> dict[int, VideoClip]:
         """The first job generates the clip; the others reuse its file (no second claim, no second payment)."""
