@@ -28,8 +28,7 @@ def clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name, raising=False)
-    for name in ("XDG_DATA_HOME", "CREWAI_STORAGE_DIR"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)  # the state folder (and ledger) comes from HOME
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.chdir(tmp_path)
