@@ -74,6 +74,7 @@ class ClipGenerator:
         self.tick = min(max(settings.polling_interval, 0.05), 0.5)  # how often a waiting clip looks again
         self.heartbeat = Heartbeat(store, self.lease_ttl)
         self._stop = threading.Event()
+        self._current = threading.local()  # .job: the job this worker thread is generating
 
     # -- public --------------------------------------------------------------------------
     def run(self, jobs: list[ClipJob]) -> list[VideoClip]:
@@ -138,6 +139,7 @@ class ClipGenerator:
 
     # -- one clip ---------------------------------------------------------------------------
     def generate(self, job: ClipJob) -> VideoClip:
+        self._current.job = job
         if job.retry_final:
             self.store.reset_clip(job.key)
         while True:
@@ -201,15 +203,15 @@ class ClipGenerator:
         if self.rate is not None:  # None for the mock: it has no real quota (VEO3_MOCK_QUOTA_RATE rehearses 429s)
             self.rate.acquire()
         if self._stop.is_set():  # stopping: the intent is withdrawn, nothing was sent
-            self._release(clip, job, ClipStatus.pending)
+            self._release(clip, ClipStatus.pending)
             return False
         try:
             name = self.backend.submit(clip.prompt, clip.model)
         except errors.ClientError as exc:
-            return self._rejected(clip, job, exc)
+            return self._rejected(clip, exc)
         except errors.ServerError as exc:
             if exc.code == 503 or exc.status == "UNAVAILABLE":  # an explicit "not now": nothing was created
-                return self._failed_attempt(clip, job, f"Veo unavailable on submit ({exc.code}): {exc.message}")
+                return self._failed_attempt(clip, f"Veo unavailable on submit ({exc.code}): {exc.message}")
             return self._ambiguous(clip, f"server error {exc.code} on submit: {exc.message}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
@@ -219,15 +221,15 @@ class ClipGenerator:
         self.store.log("submitted", name, clip.production_id, clip.index, "clips", attempt=clip.retries + 1)
         return True
 
-    def _rejected(self, clip: VideoClip, job: ClipJob, exc) -> bool:
+    def _rejected(self, clip: VideoClip, exc) -> bool:
         if exc.code == 429:
             signal = classify_429(exc.details)
             if signal.kind == "day":
                 until = next_quota_reset(time.time(), self.s.veo3_quota_reset_interval)
                 self.breaker.pause_day(until, "Veo answered 429 with a per-day QuotaFailure")
-                self._release(clip, job, ClipStatus.pending)
+                self._release(clip, ClipStatus.pending)
                 return False  # next claim sees the pause and parks the clip
-            self._release(clip, job, ClipStatus.pending, error=f"quota 429 ({signal.kind}); waiting")
+            self._release(clip, ClipStatus.pending, error=f"quota 429 ({signal.kind}); waiting")
             self.store.log("quota", f"429 {signal.kind}, retry in {signal.retry_after or 'back-off'}",
                            clip.production_id, clip.index, "clips")
             if signal.kind == "minute" and signal.retry_after is not None:
@@ -239,17 +241,16 @@ class ClipGenerator:
         message = exc.message or str(exc)
         if exc.code == 404:
             message = f"model {clip.model} not found or retired ({message}); set VEO3_MODEL to a current model"
-        self._release(clip, job, ClipStatus.failed, error=f"Veo refused the request ({exc.code} {exc.status}): {message}")
+        self._release(clip, ClipStatus.failed, error=f"Veo refused the request ({exc.code} {exc.status}): {message}")
         return False
 
-    def _failed_attempt(self, clip: VideoClip, job: ClipJob, reason: str) -> bool:
+    def _failed_attempt(self, clip: VideoClip, reason: str) -> bool:
         retries = clip.retries + 1
         self.breaker.failure(reason)
         if retries > self.s.veo3_max_retries:
-            self._release(clip, job, ClipStatus.failed, error=f"{reason} (gave up after {retries} attempts)",
-                          retries=retries)
+            self._release(clip, ClipStatus.failed, error=f"{reason} (gave up after {retries} attempts)", retries=retries)
             return False
-        self._release(clip, job, ClipStatus.pending, error=reason, retries=retries)
+        self._release(clip, ClipStatus.pending, error=reason, retries=retries)
         self._sleep(jitter(self.s.veo3_retry_wait_base * 2 ** (retries - 1)))
         return False
 
@@ -262,31 +263,35 @@ class ClipGenerator:
         self.breaker.failure(reason)
         return False
 
-    def _release(self, clip: VideoClip, job: ClipJob, status: ClipStatus, **values) -> None:
-        self.store.release_clip(clip.key, job.owner, status, **values)
-        self.heartbeat.drop(job.owner)
+    def _release(self, clip: VideoClip, status: ClipStatus, **values) -> None:
+        owner = self._owner()
+        self.store.release_clip(clip.key, owner, status, **values)
+        self.heartbeat.drop(owner)
+
+    def _owner(self) -> str:
+        """The claim of the job this worker thread is generating (each thread works on one job at a time)."""
+        return self._current.job.owner
 
     # -- after the receipt -------------------------------------------------------------------
     def _follow(self, job: ClipJob) -> None:
         """Poll until done, then download and validate; the operation is never resubmitted here."""
         clip = self.store.clip(job.key)
         deadline = (clip.submitted_at or time.time()) + self.s.operation_timeout
-        outcome = self._poll_until_done(clip, job, deadline)
+        outcome = self._poll_until_done(clip, deadline)
         if outcome is None:
             return
         if outcome.filtered:
-            self._release(clip, job, ClipStatus.filtered, error=f"safety filter: {outcome.filtered}",
-                          operation_name=None)
+            self._release(clip, ClipStatus.filtered, error=f"safety filter: {outcome.filtered}", operation_name=None)
             return
         if outcome.error:  # failed generations are not charged: a new attempt is allowed
             retries = clip.retries + 1
             status = ClipStatus.failed if retries > self.s.veo3_max_retries else ClipStatus.pending
-            self._release(clip, job, status, error=outcome.error, retries=retries, operation_name=None)
+            self._release(clip, status, error=outcome.error, retries=retries, operation_name=None)
             return
         self.store.update_clip(clip.key, video_uri=outcome.uri, status=ClipStatus.downloading)
-        self._download(clip, job, outcome)
+        self._download(clip, outcome, job.dest)
 
-    def _poll_until_done(self, clip: VideoClip, job: ClipJob, deadline: float) -> Outcome | None:
+    def _poll_until_done(self, clip: VideoClip, deadline: float) -> Outcome | None:
         failures = 0
         while True:
             try:
@@ -297,23 +302,22 @@ class ClipGenerator:
                 outcome = None
                 log.warning("poll of %s failed (%s); retrying", clip.operation_name, exc)
                 if failures > 50:
-                    self._release(clip, job, ClipStatus.submitted, error=f"polling keeps failing: {exc}")
+                    self._release(clip, ClipStatus.submitted, error=f"polling keeps failing: {exc}")
                     return None
             if outcome and outcome.done:
                 return outcome
             if self._stop.is_set():  # the receipt stays: the next run re-attaches it
-                self._release(clip, job, ClipStatus.submitted)
+                self._release(clip, ClipStatus.submitted)
                 return None
             if time.time() > deadline:
-                self._release(clip, job, ClipStatus.failed,
+                self._release(clip, ClipStatus.failed,
                               error=f"operation {clip.operation_name} did not finish within OPERATION_TIMEOUT "
                                     f"({self.s.operation_timeout:.0f}s); not resubmitted (it may still finish: "
                                     f"`reelcrew repair` re-checks it)")
                 return None
             self._sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
 
-    def _download(self, clip: VideoClip, job: ClipJob, outcome: Outcome) -> None:
-        dest = job.dest
+    def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = part_path(dest)
         problem = "no attempt"
@@ -332,10 +336,10 @@ class ClipGenerator:
             digest = sha256_file(tmp)
             os.replace(tmp, dest)
             self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip))
-            self.heartbeat.drop(job.owner)
+            self.heartbeat.drop(self._owner())
             self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
             return
-        self._release(clip, job, ClipStatus.failed,
+        self._release(clip, ClipStatus.failed,
                       error=f"download kept failing ({problem}); the operation is kept: `reelcrew repair` fetches it again")
 
     def _validate(self, path: Path, clip: VideoClip):
