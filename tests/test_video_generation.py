@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
+import pytest
+
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
-from tests.video_helpers import jobs, prompts, stack
+from tests.video_helpers import jobs, ledger, prompts, stack
+
+
+pytestmark = pytest.mark.usefixtures("ledger_db")  # every test here, on SQLite and on PostgreSQL
 
 
 def statuses(clips):
@@ -141,7 +146,7 @@ WORKER = textwrap.dedent("""
     import sys
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from tests.video_helpers import jobs, prompts, stack
+    from tests.video_helpers import jobs, ledger, prompts, stack
     out = Path({out!r})
     settings, store, gen = stack(out, veo3_max_concurrent=2)
     clips = gen.run(jobs(store, settings, prompts(6), out))
@@ -171,14 +176,10 @@ def test_restart_reattaches_in_flight_operations_instead_of_resubmitting(real_en
 
     code = WORKER.format(root=str(ROOT), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    from reelcrew.store import Store
-
+    store = ledger()
     deadline = time.time() + 60
-    ledger = None
     while time.time() < deadline:  # kill once both receipts are committed (outside the submit window)
-        if ledger is None and (out / "reelcrew.db").exists():
-            ledger = Store(f"sqlite:///{out / 'reelcrew.db'}")
-        if ledger is not None and len(ledger.receipts()) >= 2:
+        if len(store.receipts()) >= 2:
             break
         time.sleep(0.05)
     proc.kill()
