@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOPIC ?= how tea is made
 
-.PHONY: demo test test-fast check setup fonts bench clean
+.PHONY: demo test test-fast check setup fonts servers bench clean
 
-setup: $(STAMP) fonts
+setup: $(STAMP) fonts servers
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PY) not found)"; exit 2; }
@@ -25,6 +25,17 @@ fonts:
 	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1)) || \
 	     echo "warning: could not install a CJK font; Chinese subtitles will be refused"; \
 	  else echo "warning: no CJK font found; install fonts-wqy-microhei or fonts-noto-cjk for Chinese subtitles"; fi; }
+
+# The ledger tests also run on a real PostgreSQL (tests/servers.py starts its own throwaway cluster,
+# unprivileged, on 127.0.0.1; the Debian package's own cluster is not used). Without it they skip, saying why.
+servers:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing postgresql for the ledger tests"; \
+	    (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq postgresql >/dev/null 2>&1)) || \
+	     echo "warning: could not install postgresql; the PostgreSQL ledger tests will be skipped"; \
+	  else echo "warning: no PostgreSQL server binaries; install postgresql to run the PostgreSQL ledger tests"; fi; }
 
 demo: setup
 	$(BIN)/python run_integrated_pipeline.py --mock --yes --topic "$(TOPIC)" --scenes 4

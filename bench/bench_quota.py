@@ -42,7 +42,7 @@ def main() -> None:
 
     with FakeGoogle(Script(latency=args.latency)) as fake, tempfile.TemporaryDirectory() as tmp:
         os.environ.update({"GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": fake.url, "POLLING_INTERVAL": "0.1",
-                           "NO_PROXY": "127.0.0.1"})
+                           "NO_PROXY": "127.0.0.1", "REELCREW_STATE_DIR": str(Path(tmp) / "state")})  # not your ledger
         from tests.video_helpers import jobs, prompts, stack
 
         out = Path(tmp)

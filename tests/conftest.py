@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated environment per test, and the fake Google server."""
+"""Shared fixtures: an isolated environment per test (its own HOME, so its own state folder and ledger),
+the fake Google server, and real servers (PostgreSQL) started once per test run (tests/servers.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests import servers  # noqa: E402
 from tests.fakes.google_server import FakeGoogle, Script  # noqa: E402
 
 SETTING_PREFIXES = ("REELCREW_", "VEO3_", "GEMINI_", "GOOGLE_", "POLLING_", "OPERATION_", "DOWNLOAD_", "SUBMIT_", "GCS_")
@@ -28,6 +30,7 @@ def clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)  # the state folder (and ledger) comes from HOME
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.chdir(tmp_path)
@@ -63,3 +66,23 @@ def vertex_project(fake, monkeypatch, tmp_path):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the whole run (skips, with the reason, where it cannot be started)."""
+    try:
+        server = servers.start_postgres()
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
+def ledger_db(request, monkeypatch):
+    """Runs a test on each ledger: the default SQLite file in the test's state folder, and a fresh
+    PostgreSQL database (REELCREW_DB, inherited by the CLI processes the test starts)."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("REELCREW_DB", request.getfixturevalue("postgres").database())
+    return request.param

@@ -17,6 +17,7 @@ import srt
 
 from reelcrew.media import decodes, probe
 from tests.conftest import ROOT
+from tests.video_helpers import ledger
 from tests.waiting import wait_until
 
 RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
@@ -43,6 +44,7 @@ def test_until_prompts_writes_valid_stage_files_in_json_summary(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
     topics = tmp_path / "topics.txt"
     topics.write_text("茶是怎么制作的\n# a comment\n熊猫为什么爱吃竹子\n", encoding="utf-8")
@@ -97,15 +99,17 @@ def test_broken_crew_yaml_exits_2_naming_the_file(tmp_path):
 def test_corrupt_ledger_exits_2_and_keeps_finished_files(tmp_path):
     out = tmp_path / "o"
     assert cli("--mock", "--topic", "tea", "--scenes", "1", "--until", "prompts", "-o", str(out)).returncode == 0
-    (out / "reelcrew.db").write_bytes(b"this is not sqlite" * 100)
+    db = Path(ledger().url.removeprefix("sqlite:///"))
+    db.write_bytes(b"this is not sqlite" * 100)
     for suffix in ("-wal", "-shm"):
-        (out / f"reelcrew.db{suffix}").unlink(missing_ok=True)
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
     result = cli("--mock", "--topic", "tea", "-o", str(out))
     assert result.returncode == 2 and "corrupt" in result.stderr and "move that file aside" in result.stderr
     assert list(out.glob("*/prompts.json"))
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
     result = cli("--topic", "tea", "--scenes", "3", "--yes", "--budget-usd", "1.00", "--json")
     assert result.returncode == 1
@@ -114,6 +118,7 @@ def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--until", "clips", "--json")
     assert first.returncode == 0, first.stderr
@@ -129,6 +134,7 @@ def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, f
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     folder = Path(summary(first)[0]["folder"])
@@ -144,13 +150,11 @@ def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp
 
 @pytest.mark.slow
 def test_repair_says_a_gemini_api_video_older_than_2_days_is_gone_and_points_at_retry(real_env, fake, tmp_path):
-    from reelcrew.store import Store
-
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     prod = summary(first)[0]
     folder = Path(prod["folder"])
     (folder / "clips" / "clip-02.mp4").unlink()
-    store = Store(f"sqlite:///{tmp_path / 'out' / 'reelcrew.db'}")
+    store = ledger()
     clip = next(c for c in store.production_clips(prod["id"]) if c.index == 2)
     store.update_clip(clip.key, submitted_at=time.time() - 3 * 24 * 3600)
     downloads = fake.downloads
@@ -194,6 +198,7 @@ def test_doctor_on_a_vertex_project_with_a_stray_api_key_says_it_uses_the_projec
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tmp_path):
     fake.script.latency = 0.3
     args = [*RUN, "--topic", "tea", "--topic", "coffee", "--scenes", "3", "--yes", "--until", "clips", "--json"]
@@ -205,6 +210,7 @@ def test_two_processes_on_the_same_batch_do_not_double_submit(real_env, fake, tm
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_kill_nine_at_random_moments_then_resume_pays_each_clip_once(real_env, fake, tmp_path):
     fake.script.latency = 0.4
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
@@ -244,27 +250,29 @@ def test_secrets_never_reach_logs_output_files_or_the_terminal(real_env, fake, t
     assert '"production_id"' in log and '"attempt": 1' in log  # structured lines with the clip's context
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_an_older_ledger_is_migrated_on_open(tmp_path):
-    import sqlite3
+    from sqlalchemy import text
 
     from reelcrew.store import SCHEMA_VERSION, Store
 
-    db = tmp_path / "old.db"
-    Store(f"sqlite:///{db}")
-    con = sqlite3.connect(db)
-    con.execute("ALTER TABLE events DROP COLUMN attempt")  # what version 1 looked like
-    con.execute("ALTER TABLE productions DROP COLUMN owner")
-    con.execute("UPDATE schema_info SET value='1' WHERE key='version'")
-    con.commit()
-    con.close()
-    store = Store(f"sqlite:///{db}")
+    url = ledger().url
+    old = Store(url)
+    with old.engine.begin() as con:  # what version 1 looked like
+        for statement in ("ALTER TABLE events DROP COLUMN attempt", "ALTER TABLE productions DROP COLUMN owner",
+                          "ALTER TABLE productions DROP COLUMN lease_until", "ALTER TABLE productions DROP COLUMN folder",
+                          "UPDATE schema_info SET value='1' WHERE key='version'"):
+            con.execute(text(statement))
+    old.close()
+    store = Store(url)
     store.log("note", "after upgrade", attempt=2)
     assert store.recent_events()[-1]["attempt"] == 2
-    con = sqlite3.connect(db)
-    assert con.execute("SELECT value FROM schema_info").fetchone()[0] == str(SCHEMA_VERSION)
+    with store.engine.begin() as con:
+        assert con.execute(text("SELECT value FROM schema_info")).scalar() == str(SCHEMA_VERSION)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_retry_regenerates_a_filtered_clip_with_an_edited_prompt_and_recuts(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     prod = summary(first)[0]
@@ -293,23 +301,21 @@ def test_doctor_and_config_init_in_mock_mode(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, fake, tmp_path):
-    from reelcrew.store import Store
-
     fake.script.latency = 120
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
     proc = subprocess.Popen([*RUN, "--topic", "tea", "--scenes", "3", "--yes"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    ledger = wait_until(lambda: (out / "reelcrew.db").exists() and Store(f"sqlite:///{out / 'reelcrew.db'}"),
-                        "the run to open its ledger", proc=proc)
-    wait_until(lambda: len(ledger.receipts()) >= 2, "two receipts in the ledger", proc=proc)
+    store = ledger()
+    wait_until(lambda: len(store.receipts()) >= 2, "two receipts in the ledger", proc=proc)
     proc.send_signal(signal.SIGTERM)
     start = time.time()
     _, stderr = proc.communicate(timeout=60)
     # promptly: the operations take 120 s at the fake; a stop that waited for them would take that long
     assert time.time() - start < 30 and proc.returncode == 130
     assert "reelcrew resume" in stderr
-    rows = ledger.all_clip_rows()
+    rows = store.all_clip_rows()
     assert all(r["lease_owner"] is None for r in rows if r["operation_name"])
     assert json.loads(cli("status", "--json").stdout)["productions"][0]["status"] == "interrupted"
     for op in fake.ops.values():
@@ -320,13 +326,13 @@ def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, f
     assert fake.accepted == 3
 
 
+@pytest.mark.usefixtures("ledger_db")
 def test_repair_frees_a_clip_stuck_between_intent_and_receipt_and_flags_it(tmp_path):
     from reelcrew.files import HOST
     from reelcrew.models import ClipStatus, VideoPrompt
-    from reelcrew.store import Store
 
     out = tmp_path / "o"
-    store = Store(f"sqlite:///{out / 'reelcrew.db'}")
+    store = ledger()
     clip = store.ensure_clip("p1", VideoPrompt(index=1, scene_index=1, prompt="x"), "veo-3.1-fast-generate-001")
     store.update_clip(clip.key, status=ClipStatus.submitting, lease_owner=f"{HOST}:999999", lease_until=time.time() + 600)
     result = cli("repair", "-o", str(out))

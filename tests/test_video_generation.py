@@ -17,8 +17,10 @@ import pytest
 
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
-from tests.video_helpers import jobs, prompts, stack
+from tests.video_helpers import jobs, ledger, prompts, stack
 from tests.waiting import wait_until
+
+pytestmark = pytest.mark.usefixtures("ledger_db")  # every test here, on SQLite and on PostgreSQL
 
 
 def statuses(clips):
@@ -156,7 +158,7 @@ WORKER = textwrap.dedent("""
     import sys
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from tests.video_helpers import jobs, prompts, stack
+    from tests.video_helpers import jobs, ledger, prompts, stack
     out = Path({out!r})
     settings, store, gen = stack(out, veo3_max_concurrent=2)
     clips = gen.run(jobs(store, settings, prompts(6), out))
@@ -188,12 +190,9 @@ def test_restart_reattaches_in_flight_operations_instead_of_resubmitting(real_en
 
     code = WORKER.format(root=str(ROOT), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    from reelcrew.store import Store
-
-    ledger = wait_until(lambda: (out / "reelcrew.db").exists() and Store(f"sqlite:///{out / 'reelcrew.db'}"),
-                        "the worker to open its ledger", proc=proc)
+    store = ledger()
     # kill once both receipts are committed (outside the submit window)
-    wait_until(lambda: len(ledger.receipts()) >= 2, "two receipts in the ledger", proc=proc)
+    wait_until(lambda: len(store.receipts()) >= 2, "two receipts in the ledger", proc=proc)
     proc.kill()
     proc.wait()
     assert fake.accepted == 2

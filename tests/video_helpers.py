@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reelcrew.models import VideoPrompt
 from reelcrew.settings import load_settings
-from reelcrew.store import Store
+from reelcrew.store import Store, open_ledger
 from reelcrew.video.backends import make_backend
 from reelcrew.video.generator import ClipGenerator, ClipJob
 from reelcrew.video.quota import RateGate
@@ -17,11 +17,15 @@ def prompts(n: int, prefix: str = "a red fox runs through snow", duration: int =
             for i in range(1, n + 1)]
 
 
+def ledger():
+    """The ledger the current environment names (the test's own state folder, or its PostgreSQL database)."""
+    return open_ledger(load_settings())
+
+
 def stack(out: Path, **overrides):
     settings = load_settings(reelcrew_output_dir=out, **overrides)
-    store = Store(settings.db_url)
-    gate = RateGate(out / ".quota" / "rate.sqlite", settings.veo3_rpm, settings.veo3_rpd,
-                    settings.veo3_rate_window_seconds)
+    store = open_ledger(settings)
+    gate = RateGate(store, settings.veo3_rpm, settings.veo3_rpd, settings.veo3_rate_window_seconds)
     return settings, store, ClipGenerator(settings, store, make_backend(settings), gate)
 
 

@@ -56,9 +56,9 @@ def settings_for(output_dir: Optional[Path] = None, config: Optional[Path] = Non
 
 
 def open_store(settings):
-    from reelcrew.store import Store
-
+    """The machine's ledger (or REELCREW_DB's), after importing an older ledger left in the output folder."""
     from reelcrew.files import ensure_writable
+    from reelcrew.store import open_ledger
 
     out = settings.reelcrew_output_dir
     try:
@@ -70,7 +70,32 @@ def open_store(settings):
 
     register_secret(settings.api_key())
     log_to_file(out / "reelcrew.log", settings.veo3_debug_mode)
-    return Store(settings.db_url)
+    store = open_ledger(settings)
+    import_folder_ledger(store, out)
+    return store
+
+
+def import_folder_ledger(store, out: Path) -> None:
+    """An output folder's own `reelcrew.db` (from before the ledger moved to the state folder) is imported
+    once, receipts included, then renamed `reelcrew.db.imported` so nothing is imported twice."""
+    from filelock import FileLock
+
+    from reelcrew.store import safe_url, sqlite_path
+
+    old = out / "reelcrew.db"
+    if not old.exists() or sqlite_path(store.url) == old.resolve():
+        return
+    with FileLock(str(out / ".reelcrew.db.import.lock")):
+        if not old.exists():  # another process imported it while we waited
+            return
+        counts = store.import_ledger(str(old), folder=out)
+        for name in ("reelcrew.db", "reelcrew.db-wal", "reelcrew.db-shm", "reelcrew.receipts.jsonl"):
+            part = out / name
+            if part.exists():
+                part.rename(part.with_name(part.name + ".imported"))
+    moved = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    err.print(f"imported the older ledger {old} into {safe_url(store.url)} ({moved or 'nothing new'}); "
+              f"kept as {old.name}.imported")
 
 
 def require_production(store, production_id: str):
@@ -113,6 +138,9 @@ def print_summaries(summaries, as_json: bool) -> int:
         Console(stderr=False).print(table)
         for s in summaries:  # whole paths, unwrapped, for copy and paste
             print(f"{s.id}: {s.final or s.folder}" + ("" if s.final else f" ({s.status})"))
+    for s in summaries:
+        if s.note:
+            err.print(f"{s.id}: {s.note}")
     return 1 if failed or paused else 0
 
 
@@ -281,7 +309,8 @@ def retry(
             prompts = PromptList.model_validate_json(store.stage(production, "prompts"))
             prompts.prompts[clip - 1].prompt = prompt
             store.save_stage(production, "prompts", prompts.model_dump_json())
-            (settings.reelcrew_output_dir / production / "prompts.json").unlink(missing_ok=True)
+            folder = Path(prod.folder) if prod.folder else settings.reelcrew_output_dir / production
+            (folder / "prompts.json").unlink(missing_ok=True)
         store.delete_stage(production, "final")
         code = run_productions(settings, store, [prod], as_json=as_json, yes=yes,
                                retry_clips={(production, i) for i in targets})

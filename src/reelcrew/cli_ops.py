@@ -19,6 +19,8 @@ from reelcrew.errors import InputError, ReelcrewError
 
 config_app = typer.Typer(help="Show or initialise settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+ledger_app = typer.Typer(help="The ledger: import an older one.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 
 
 @app.command()
@@ -35,7 +37,7 @@ def repair(
 
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
-        fixed, reported = [], []
+        fixed, reported = list(store.replay_journal()), []
         now = time.time()
         for row in store.all_clip_rows():
             key, status, path = row["key"], row["status"], row["path"]
@@ -69,7 +71,7 @@ def repair(
                 store.update_clip(key, status=ClipStatus.submitted, lease_owner=None, lease_until=0.0)
                 fixed.append(f"{label}: download had failed → re-attach and download again")
         for prod in store.all_productions():
-            folder = settings.reelcrew_output_dir / prod.id
+            folder = Path(prod.folder) if prod.folder else settings.reelcrew_output_dir / prod.id
             if store.stage(prod.id, "final") and not (folder / "final.mp4").exists():
                 store.delete_stage(prod.id, "final")
                 store.set_production_status(prod.id, prod.status.__class__("pending"))
@@ -84,6 +86,32 @@ def repair(
             err.print("ledger and files agree: nothing to repair")
         elif fixed:
             err.print("run `reelcrew resume` to finish the repaired work")
+    except ReelcrewError as exc:
+        fail(exc)
+
+
+@ledger_app.command("import")
+def ledger_import(
+    source: str = typer.Argument(..., help="An older ledger: a reelcrew.db file, or a database URL."),
+    output_dir: OutputDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Copy an older ledger (productions, stages, clips, receipts, costs, events) into the one in use.
+
+    Nothing here is overwritten; a clip that lacks a receipt or a file the older ledger has takes it.
+    Works from SQLite into PostgreSQL (set REELCREW_DB to the target)."""
+    try:
+        from reelcrew.store import safe_url
+
+        settings = settings_for(output_dir, config)
+        store = open_store(settings)
+        if "://" not in source and not Path(source).exists():
+            raise InputError(f"no ledger at {source}", "give the path of a reelcrew.db file or a database URL")
+        folder = Path(source).resolve().parent if "://" not in source else None
+        counts = store.import_ledger(source, folder=folder)
+        moved = ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing"
+        err.print(f"imported into {safe_url(store.url)}: {moved}")
+        err.print("run `reelcrew resume` to finish what it had in flight (receipts are re-attached, never re-paid)")
     except ReelcrewError as exc:
         fail(exc)
 
@@ -162,6 +190,13 @@ def doctor(
         checks.append(("subtitle font", True, f"{font.path} covers {sample!r}"))
     except ReelcrewError as exc:
         checks.append(("subtitle font", False, f"{exc.problem}; {exc.fix}"))
+    try:
+        from reelcrew.store import open_ledger, safe_url
+
+        store = open_ledger(settings)
+        checks.append(("ledger", True, f"{safe_url(store.url)} ({store.in_flight()} operation(s) in flight)"))
+    except ReelcrewError as exc:
+        checks.append(("ledger", False, f"{exc.problem}; {exc.fix}"))
     out = settings.reelcrew_output_dir
     try:
         ensure_writable(out)

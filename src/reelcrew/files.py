@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def new_owner() -> str:
+    """A fresh claim owner, `host:pid:random`: one per claim, so a sibling thread's claim is never "mine"."""
+    return f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 def owner_alive(owner: str | None) -> bool:
-    """Is the `host:pid` that holds a lease still running? Another host's owner is assumed alive."""
+    """Is the process behind a lease owner (`host:pid:random`, or an older `host:pid`) still running?
+
+    Another host's owner is assumed alive: its lease expiry (`lease_until`) is what frees its work.
+    """
     if not owner:
         return False
-    host, _, pid = owner.rpartition(":")
+    parts = owner.rsplit(":", 2)
+    host, pid = (parts[0], parts[1]) if len(parts) == 3 else (owner.rpartition(":")[0], owner.rpartition(":")[2])
     if host != HOST:
         return True
     try:

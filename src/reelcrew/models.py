@@ -178,6 +178,10 @@ class VideoClip(BaseModel):
     error: str | None = None
     cost_usd: float = 0.0
     possible_duplicate: bool = False
+    # the claim: who works on it now (`host:pid:random`), until when, and when its receipt was taken
+    lease_owner: str | None = None
+    lease_until: float = 0.0
+    submitted_at: float | None = None
 
 
 class ProductionStatus(str, Enum):
@@ -198,3 +202,4 @@ class Production(BaseModel):
     status: ProductionStatus = ProductionStatus.pending
     failed_stage: str | None = None
     error: str | None = None
+    folder: str | None = None  # where its files are written (set by the first process that claims it)

@@ -3,12 +3,17 @@
 Each stage's output is persisted (ledger row and JSON file) before the next starts and is
 skipped when already there: that is how a re-run resumes. Clips of every production share
 the same gates. One production failing never stops the others. Nothing here knows HTTP or ffmpeg.
+
+A run claims each production (its own owner id, a renewed lease) before writing or rendering it;
+a production rendered already, or being rendered by another live process, is left alone and its
+summary says where the final is. Each production's files go to the folder recorded at its first claim.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,11 +25,13 @@ from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.models import (ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size,
                              veo_limits)
 from reelcrew.settings import Settings
-from reelcrew.files import owner_alive, write_json_atomic
+from reelcrew.files import new_owner, owner_alive, write_json_atomic
+from reelcrew.leases import Heartbeat
 from reelcrew.store import Store
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
+PRODUCTION_LEASE = 120.0  # seconds; renewed every 40 s while this process works on the production
 
 
 def resolve_language(topic: str, language: str) -> str:
@@ -83,6 +90,7 @@ class Summary:
     llm_answers: int = 0
     final: str | None = None
     folder: str = ""
+    note: str | None = None  # e.g. rendered, or being rendered, by another process
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -105,13 +113,21 @@ class Pipeline:
     progress: Progress = field(default_factory=Progress)
     budget_usd: float | None = None
     _llm: Any = None
+    _folders: dict[str, Path] = field(default_factory=dict)
+    _notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def out(self) -> Path:
         return self.settings.reelcrew_output_dir
 
     def folder(self, pid: str) -> Path:
-        return self.out / pid
+        """Where the production's files are: the folder recorded in the ledger, else `<output dir>/<id>`."""
+        if pid not in self._folders:
+            prod = self.store.production(pid)
+            if not (prod and prod.folder):
+                return self.out / pid
+            self._folders[pid] = Path(prod.folder)
+        return self._folders[pid]
 
     def llm(self):
         if self._llm is None:
@@ -183,6 +199,39 @@ class Pipeline:
     # -- the batch ----------------------------------------------------------------------------------
     def run(self, prods: list[Production], until: str = "final", retry_clips: set[tuple[str, int]] | None = None
             ) -> list[Summary]:
+        heartbeat = Heartbeat(self.store, PRODUCTION_LEASE)
+        try:
+            mine = self._claim(prods, until, heartbeat)
+            self._run(mine, until, retry_clips)
+        finally:
+            heartbeat.stop()
+        return [self.summary(p.id) for p in prods]
+
+    def _claim(self, prods: list[Production], until: str, heartbeat: Heartbeat) -> list[Production]:
+        """The productions this run works on: not rendered yet, and not held by another live process."""
+        mine = []
+        start = os.getpid() % len(prods) if prods else 0  # concurrent runs of one batch start at different places
+        for prod in prods[start:] + prods[:start]:
+            if until == "final" and self._rendered(prod.id):
+                self._notes[prod.id] = f"already rendered: {self.folder(prod.id) / 'final.mp4'}"
+                continue
+            owner = new_owner()
+            claim = self.store.claim_production(prod.id, owner, PRODUCTION_LEASE, self.out.resolve() / prod.id)
+            if not claim.granted:
+                where = Path(claim.folder or self.out / prod.id) / "final.mp4"
+                self._notes[prod.id] = f"being rendered by another process ({claim.holder}); its final will be {where}"
+                continue
+            self._folders[prod.id] = Path(claim.folder)
+            heartbeat.hold(owner)
+            mine.append(prod)
+        return sorted(mine, key=prods.index)
+
+    def _rendered(self, pid: str) -> bool:
+        prod = self.store.production(pid)
+        return bool(prod and prod.status == ProductionStatus.done and self.store.stage(pid, "final")
+                    and (self.folder(pid) / "final.mp4").exists())
+
+    def _run(self, prods: list[Production], until: str, retry_clips: set[tuple[str, int]] | None) -> None:
         written: dict[str, tuple] = {}
         if until == "final":  # pre-flight: a typo in render.edit costs nothing (ConfigError, before any spend)
             from reelcrew.assemble.hooks import load_edit
@@ -190,7 +239,6 @@ class Pipeline:
             load_edit(self.settings.render.edit)
         self.progress.plan("stages", len(prods) * (STAGES.index(until) + 1))
         for prod in prods:
-            self.store.set_production_status(prod.id, ProductionStatus.running)
             try:
                 written[prod.id] = self.write(prod, until)
             except ReelcrewError as exc:
@@ -209,7 +257,6 @@ class Pipeline:
             current = self.store.production(prod.id)
             if prod.id in written and current.status == ProductionStatus.running:
                 self.store.set_production_status(prod.id, ProductionStatus.done)
-        return [self.summary(p.id) for p in prods]
 
     def _clip_jobs(self, prods, written, retry_clips):
         from reelcrew.video.generator import ClipJob
@@ -251,8 +298,7 @@ class Pipeline:
             if not self.progress.confirm(usd, count, seconds):
                 raise BudgetError("not confirmed: nothing was submitted", "run again and answer yes, or pass --yes")
         backend = make_backend(s)
-        gate = None if mock else RateGate(self.out / ".quota" / "rate.sqlite", s.veo3_rpm, s.veo3_rpd,
-                                        s.veo3_rate_window_seconds)
+        gate = None if mock else RateGate(self.store, s.veo3_rpm, s.veo3_rpd, s.veo3_rate_window_seconds)
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self.progress.stage(prod.id, "clips")
@@ -277,10 +323,9 @@ class Pipeline:
 
     def write_manifest(self, prod: Production) -> None:
         clips = self.store.production_clips(prod.id)
-        receipts = {}
-        for r in self.store.receipts():
-            receipts.setdefault(r["clip_key"], []).append({"operation": r["operation_name"], "outcome": r["outcome"],
-                                                          "at": r["at"], "possible_duplicate": bool(r["possible_duplicate"])})
+        receipts = {key: [{"operation": r["operation_name"], "outcome": r["outcome"], "at": r["at"],
+                           "possible_duplicate": bool(r["possible_duplicate"])} for r in rows]
+                    for key, rows in self.store.production_receipts(prod.id).items()}
         folder = self.folder(prod.id)
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "manifest.json", {
@@ -338,4 +383,4 @@ class Pipeline:
                                             ClipStatus.downloading),
                        cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=self.store.llm_answers(pid),
                        final=str(final) if final.exists() and self.store.stage(pid, "final") else None,
-                       folder=str(self.folder(pid)))
+                       folder=str(self.folder(pid)), note=self._notes.get(pid))

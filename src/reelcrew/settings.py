@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     # pipeline
     reelcrew_output_dir: Path = Path("output")
     reelcrew_db: str | None = None
+    reelcrew_state_dir: Path | None = Field(None, description="the machine's ledger, rate bucket and receipts "
+                                                                "journal (default: the user data folder)")
     reelcrew_daily_budget_usd: float | None = Field(None, ge=0)
     crews_dir: Path = DEFAULT_CREWS_DIR
 
@@ -184,7 +186,7 @@ class Settings(BaseSettings):
         return model
 
     @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
-                     "gemini_temperature", mode="before")
+                     "gemini_temperature", "reelcrew_state_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -208,10 +210,28 @@ class Settings(BaseSettings):
         return model
 
     @property
+    def state_dir(self) -> Path:
+        """One per user and machine (platformdirs' user data dir, so a test that sets HOME gets its own)."""
+        if self.reelcrew_state_dir:
+            return self.reelcrew_state_dir.expanduser().resolve()
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("reelcrew", appauthor=False))
+
+    @property
     def db_url(self) -> str:
+        """The ledger: REELCREW_DB (a file or a URL), else `reelcrew.db` in the state folder."""
         if self.reelcrew_db:
             return self.reelcrew_db if "://" in self.reelcrew_db else f"sqlite:///{Path(self.reelcrew_db).resolve()}"
-        return f"sqlite:///{(self.reelcrew_output_dir / 'reelcrew.db').resolve()}"
+        return f"sqlite:///{self.state_dir / 'reelcrew.db'}"
+
+    @property
+    def journal_path(self) -> Path:
+        """The receipts journal: beside a SQLite ledger, in the state folder for a database server."""
+        if self.db_url.startswith("sqlite:///"):
+            ledger = Path(self.db_url.removeprefix("sqlite:///"))
+            return ledger.with_name(ledger.stem + ".receipts.jsonl")
+        return self.state_dir / "receipts.jsonl"
 
     def api_key(self) -> str | None:
         key = self.google_api_key or self.gemini_api_key

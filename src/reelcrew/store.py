@@ -1,8 +1,19 @@
 """The ledger: productions, stage outputs, clips, operation receipts, costs, quota state, events.
 
-SQLite by default (WAL, busy timeout, synchronous=FULL, every transaction BEGIN IMMEDIATE so
-read-then-write is atomic across processes), written through SQLAlchemy Core so a PostgreSQL
-URL works unchanged later. The schema is versioned; `migrate()` brings an older ledger up to date.
+One per machine by default (`<state dir>/reelcrew.db`, shared by every output folder), one per
+cluster with a PostgreSQL `REELCREW_DB`. This module owns every query and every transaction;
+the rest of reelcrew calls its methods with ids and models and never sees a table.
+
+Locking lives here and only here. A write transaction takes the ledger's write lock first:
+SQLite `BEGIN IMMEDIATE` (WAL, busy timeout, synchronous=FULL); PostgreSQL a transaction-level
+advisory lock (`pg_advisory_xact_lock(LOCK_KEY)`). Every decision that spans rows (operations in
+flight, budget, breaker, claims) is a read-then-write inside one such transaction, so under
+PostgreSQL's READ COMMITTED it is as serial as under SQLite; one lock for all writers is simple
+and correct, and writes are few and short (a clip makes about ten). Reads for status, cost and
+dashboards use plain transactions and never wait for the write lock.
+
+Every receipt is also appended (and fsync'd) to a JSON-lines journal beside the ledger inside the
+transaction that commits it: what survives when the ledger does not (`replay_journal`).
 """
 
 from __future__ import annotations
@@ -10,22 +21,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
-                        func, insert, select, update)
-from sqlalchemy.engine import Connection, Engine
+                        func, inspect, insert, select, update)
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from reelcrew.errors import ConfigError
-from reelcrew.files import HOST
+from reelcrew.files import owner_alive
 from reelcrew.models import ClipStatus, Production, ProductionStatus, VideoClip, VideoPrompt
 
-SCHEMA_VERSION = 3
 meta = MetaData()
 
 schema_info = Table("schema_info", meta, Column("key", String, primary_key=True), Column("value", String))
@@ -34,7 +46,8 @@ productions = Table(
     Column("id", String, primary_key=True), Column("topic", Text, nullable=False), Column("language", String),
     Column("scenes", Integer), Column("aspect_ratio", String), Column("style", Text),
     Column("status", String, nullable=False, default="pending"), Column("failed_stage", String), Column("error", Text),
-    Column("created_at", Float), Column("updated_at", Float), Column("owner", String))
+    Column("created_at", Float), Column("updated_at", Float), Column("owner", String),
+    Column("lease_until", Float, default=0.0), Column("folder", Text))
 stage_outputs = Table(
     "stage_outputs", meta,
     Column("production_id", String, primary_key=True), Column("stage", String, primary_key=True),
@@ -76,14 +89,48 @@ events = Table(
     Column("production_id", String), Column("clip_index", Integer), Column("stage", String),
     Column("kind", String), Column("message", Text), Column("attempt", Integer))
 
-# Each entry upgrades the ledger by one version; append, never edit.
-MIGRATIONS: dict[int, list[str]] = {
-    2: ["ALTER TABLE events ADD COLUMN attempt INTEGER"],
-    3: ["ALTER TABLE productions ADD COLUMN owner VARCHAR"],
-}
 
-ME = f"{HOST}:{os.getpid()}"
+# Named migrations, in the style of simonw/llm's migrations.py rather than Alembic: the schema is a dozen
+# tables that only ever gain columns, every process opens (and so migrates) the ledger on start, and the
+# migration must run inside the ledger's own write lock on both databases; Alembic's scripts, env.py and
+# version table would add a tool and a second locking story for that. Each step is idempotent (it looks
+# before it alters) and is recorded by number in schema_info; append, never edit.
+def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, sql_type in columns.items():
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+
+
+MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
+    2: ("event attempts", lambda c: _add_columns(c, "events", {"attempt": "INTEGER"})),
+    3: ("production owner", lambda c: _add_columns(c, "productions", {"owner": "VARCHAR"})),
+    4: ("production claims and folders", lambda c: _add_columns(c, "productions", {"lease_until": "FLOAT",
+                                                                                 "folder": "TEXT"})),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transaction takes first
+IN_FLIGHT = ("submitting", "submitted")  # at Veo (or about to be): what VEO3_MAX_CONCURRENT counts
+PROMISED = ("submitting", "submitted", "downloading")  # will be charged unless they fail: what budgets count
+SETTLED = {"done", "filtered", "failed", "ambiguous"}
 _events_log = logging.getLogger("reelcrew.events")
+
+
+@dataclass
+class Spend:
+    """What a budget decision needs, read in the claim's transaction."""
+
+    in_flight: int  # other clips promised (between intent and cost row)
+    run: float  # charged since this run started
+    today: float  # charged this UTC day
+
+
+@dataclass
+class ProductionClaim:
+    granted: bool
+    folder: str | None
+    status: ProductionStatus
+    holder: str | None = None  # the live owner that holds it, when not granted
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -98,34 +145,65 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = conn.get_execution_options().get("reelcrew_read")
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for other databases)."""
+    parsed = make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class Store:
-    def __init__(self, url: str):
+    def __init__(self, url: str, journal: Path | None = None):
         self.url = url
-        if url.startswith("sqlite:///"):
-            path = Path(url[len("sqlite:///"):])
+        path = sqlite_path(url)
+        if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"cannot create the ledger folder {path.parent}: {exc.strerror}",
-                                  "choose a writable --output-dir or set REELCREW_DB") from exc
-        self.engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
+                                  "set REELCREW_STATE_DIR or REELCREW_DB to a writable place") from exc
+        self.journal = journal or (path.with_name(path.stem + ".receipts.jsonl") if path else None)
+        self._journal_lock = threading.Lock()
+        try:
+            self.engine = create_engine(url, future=True, pool_pre_ping=path is None)
+        except Exception as exc:  # unknown dialect, missing driver
+            raise ConfigError(f"cannot open the ledger {safe_url(url)}: {exc}",
+                              "REELCREW_DB is a file path, sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+                              ) from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
             _sqlite_pragmas(self.engine)
+        self._reader = self.engine.execution_options(reelcrew_read=True)
         try:
             self.migrate()
+        except OperationalError as exc:
+            if path is None:
+                raise ConfigError(f"cannot reach the ledger {safe_url(url)} ({exc.orig})",
+                                  "start the database server or fix REELCREW_DB") from exc
+            raise self._corrupt(exc) from exc
         except DatabaseError as exc:
-            raise ConfigError(f"the ledger {url.removeprefix('sqlite:///')} is unreadable or corrupt ({exc.orig})",
-                              "move that file aside and run again: finished clips and stage files in the output "
-                              "folder are kept and reused, or restore it from a backup") from exc
+            raise self._corrupt(exc) from exc
+
+    def _corrupt(self, exc: DatabaseError) -> ConfigError:
+        return ConfigError(f"the ledger {safe_url(self.url).removeprefix('sqlite:///')} is unreadable or corrupt "
+                           f"({exc.orig})",
+                           "move that file aside and run again: finished clips and stage files in the output "
+                           "folder are kept and reused, and `reelcrew repair` replays the receipts journal "
+                           f"({self.journal}); or restore it from a backup")
 
     # -- plumbing ---------------------------------------------------------------
     @contextmanager
-    def tx(self) -> Iterator[Connection]:
-        """One transaction. Getting the write lock (BEGIN IMMEDIATE) is retried while another process holds
-        it past busy_timeout; the body is not (a context manager cannot run it twice): its errors propagate."""
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction, holding the ledger's write lock. Getting the lock is retried while another
+        process holds it past busy_timeout; the body is not (a context manager cannot run it twice)."""
         with ExitStack() as stack:
             for attempt in range(20):
                 try:
@@ -135,10 +213,18 @@ class Store:
                     if "locked" not in str(exc) or attempt == 19:
                         raise
                     time.sleep(0.05 * (attempt + 1))
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only transaction: never waits for (or holds) the write lock."""
+        with self._reader.begin() as conn:
             yield conn
 
     def migrate(self) -> None:
-        with self.tx() as c:
+        with self._write() as c:
             meta.create_all(c)
             row = c.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).first()
             version = int(row[0]) if row else 0
@@ -146,14 +232,16 @@ class Store:
                 c.execute(insert(schema_info).values(key="version", value=str(SCHEMA_VERSION)))
                 version = SCHEMA_VERSION
             for target in sorted(v for v in MIGRATIONS if v > version):
-                for statement in MIGRATIONS[target]:
-                    c.exec_driver_sql(statement)
+                MIGRATIONS[target][1](c)
                 c.execute(update(schema_info).where(schema_info.c.key == "version").values(value=str(target)))
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def log(self, kind: str, message: str, production_id: str | None = None, clip_index: int | None = None,
             stage: str | None = None, attempt: int | None = None) -> None:
         """An event in the ledger and a structured line in the log file."""
-        with self.tx() as c:
+        with self._write() as c:
             c.execute(insert(events).values(at=time.time(), production_id=production_id, clip_index=clip_index,
                                             stage=stage, kind=kind, message=message, attempt=attempt))
         _events_log.info(message, extra={"kind": kind, "production_id": production_id, "clip_index": clip_index,
@@ -162,61 +250,82 @@ class Store:
     # -- productions and stages -------------------------------------------------------
     def upsert_production(self, p: Production) -> None:
         now = time.time()
-        with self.tx() as c:
+        with self._write() as c:
             if c.execute(select(productions.c.id).where(productions.c.id == p.id)).first():
                 return
             c.execute(insert(productions).values(**p.model_dump(mode="json"), created_at=now, updated_at=now))
 
+    def claim_production(self, pid: str, owner: str, ttl: float, folder: Path) -> ProductionClaim:
+        """Take the production's writing and rendering stages for `owner`, unless another live owner holds them.
+
+        The first claim records the folder its files go to; later claims keep it."""
+        now = time.time()
+        with self._write() as c:
+            row = c.execute(select(productions).where(productions.c.id == pid)).mappings().one()
+            status = ProductionStatus(row["status"])
+            held = (row["owner"] and row["owner"] != owner and status == ProductionStatus.running
+                    and (row["lease_until"] or 0) > now and owner_alive(row["owner"]))
+            if held:
+                return ProductionClaim(False, row["folder"], status, row["owner"])
+            chosen = row["folder"] or str(folder)
+            c.execute(update(productions).where(productions.c.id == pid).values(
+                status=ProductionStatus.running.value, owner=owner, lease_until=now + ttl, folder=chosen,
+                updated_at=now))
+        return ProductionClaim(True, chosen, status)
+
     def set_production_status(self, pid: str, status: ProductionStatus, failed_stage: str | None = None,
                               error: str | None = None) -> None:
-        with self.tx() as c:
-            c.execute(update(productions).where(productions.c.id == pid).values(
-                status=status.value, failed_stage=failed_stage, error=error, updated_at=time.time(),
-                owner=ME if status == ProductionStatus.running else None))
+        """A new status; leaving `running` releases the production's claim."""
+        values: dict[str, Any] = dict(status=status.value, failed_stage=failed_stage, error=error,
+                                      updated_at=time.time())
+        if status != ProductionStatus.running:
+            values.update(owner=None, lease_until=0.0)
+        with self._write() as c:
+            c.execute(update(productions).where(productions.c.id == pid).values(**values))
 
     def production_owner(self, pid: str) -> str | None:
-        """The process running this production, if it says it is running."""
-        with self.tx() as c:
+        """The owner of the production's claim, if it says it is running."""
+        with self._read() as c:
             return c.execute(select(productions.c.owner).where(productions.c.id == pid)).scalar()
 
     def production(self, pid: str) -> Production | None:
-        with self.tx() as c:
+        with self._read() as c:
             row = c.execute(select(productions).where(productions.c.id == pid)).mappings().first()
-        return Production.model_validate({k: row[k] for k in Production.model_fields}) if row else None
+        return _production_from_row(row) if row else None
 
     def all_productions(self) -> list[Production]:
-        with self.tx() as c:
+        with self._read() as c:
             rows = c.execute(select(productions).order_by(productions.c.created_at)).mappings().all()
-        return [Production.model_validate({k: r[k] for k in Production.model_fields}) for r in rows]
+        return [_production_from_row(r) for r in rows]
 
     def save_stage(self, pid: str, stage: str, data: Any, llm_answers: int = 0) -> None:
         text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-        with self.tx() as c:
+        with self._write() as c:
             c.execute(stage_outputs.delete().where((stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
             c.execute(insert(stage_outputs).values(production_id=pid, stage=stage, data=text, llm_answers=llm_answers,
                                                    created_at=time.time()))
 
     def delete_stage(self, pid: str, stage: str) -> None:
-        with self.tx() as c:
+        with self._write() as c:
             c.execute(stage_outputs.delete().where((stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
 
     def stage(self, pid: str, stage: str) -> str | None:
-        with self.tx() as c:
+        with self._read() as c:
             row = c.execute(select(stage_outputs.c.data).where(
                 (stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage))).first()
         return row[0] if row else None
 
     def llm_answers(self, pid: str) -> int:
-        with self.tx() as c:
+        with self._read() as c:
             return int(c.execute(select(func.coalesce(func.sum(stage_outputs.c.llm_answers), 0)).where(
                 stage_outputs.c.production_id == pid)).scalar_one())
 
     # -- clips -------------------------------------------------------------------------
     def ensure_clip(self, pid: str, prompt: VideoPrompt, model: str) -> VideoClip:
-        """The clip row for this prompt: existing (any production) or new and pending."""
+        """The clip row for this prompt: existing (any production, any folder) or new and pending."""
         key = prompt.clip_key(model)
         now = time.time()
-        with self.tx() as c:
+        with self._write() as c:
             if not c.execute(select(clips.c.key).where(clips.c.key == key)).first():
                 c.execute(insert(clips).values(key=key, production_id=pid, idx=prompt.index, model=model,
                                                prompt=prompt.model_dump_json(), status=ClipStatus.pending.value,
@@ -227,20 +336,12 @@ class Store:
             c.execute(insert(production_clips).values(production_id=pid, idx=prompt.index, clip_key=key))
         return self.clip(key)
 
-    def clip(self, key: str, conn: Connection | None = None) -> VideoClip:
-        def read(c):
-            return c.execute(select(clips).where(clips.c.key == key)).mappings().one()
-        if conn is not None:
-            return _clip_from_row(read(conn))
-        with self.tx() as c:
-            return _clip_from_row(read(c))
-
-    def clip_row(self, key: str) -> dict:
-        with self.tx() as c:
-            return dict(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+    def clip(self, key: str) -> VideoClip:
+        with self._read() as c:
+            return _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
 
     def production_clips(self, pid: str) -> list[VideoClip]:
-        with self.tx() as c:
+        with self._read() as c:
             rows = c.execute(select(clips, production_clips.c.idx.label("pidx"))
                              .join(production_clips, production_clips.c.clip_key == clips.c.key)
                              .where(production_clips.c.production_id == pid)
@@ -252,44 +353,157 @@ class Store:
             out.append(clip)
         return out
 
+    def all_clips(self) -> list[VideoClip]:
+        with self._read() as c:
+            return [_clip_from_row(r) for r in c.execute(select(clips).order_by(clips.c.updated_at)).mappings().all()]
+
     def all_clip_rows(self) -> list[dict]:
-        with self.tx() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(select(clips)).mappings().all()]
 
-    def update_clip(self, key: str, conn: Connection | None = None, **values: Any) -> None:
+    def update_clip(self, key: str, **values: Any) -> None:
+        with self._write() as c:
+            self._update_clip(c, key, **values)
+
+    @staticmethod
+    def _update_clip(conn: Connection, key: str, **values: Any) -> None:
         values = {k: (v.value if isinstance(v, ClipStatus) else v) for k, v in values.items()}
         values["updated_at"] = time.time()
-        stmt = update(clips).where(clips.c.key == key).values(**values)
-        if conn is not None:
-            conn.execute(stmt)
-        else:
-            with self.tx() as c:
-                c.execute(stmt)
+        conn.execute(update(clips).where(clips.c.key == key).values(**values))
 
-    def add_receipt(self, conn: Connection, key: str, operation_name: str | None, outcome: str, attempt: int,
-                    possible_duplicate: bool = False) -> None:
-        conn.execute(insert(receipts).values(clip_key=key, operation_name=operation_name, outcome=outcome,
-                                             attempt=attempt, possible_duplicate=possible_duplicate, at=time.time()))
+    def reset_clip(self, key: str) -> None:
+        """`reelcrew retry`: a failed, filtered or ambiguous clip becomes pending again (ambiguous: flagged)."""
+        with self._write() as c:
+            row = c.execute(select(clips.c.status).where(clips.c.key == key)).one()
+            if row.status in SETTLED - {"done"}:
+                self._update_clip(c, key, status=ClipStatus.pending, error=None, retries=0, operation_name=None,
+                                  possible_duplicate=row.status == "ambiguous")
+
+    # -- claims ---------------------------------------------------------------------------
+    def claim_clip(self, key: str, owner: str, ttl: float, max_in_flight: int, hold_for: float,
+                   refuse: Callable[[Spend], str | None], run_started: float) -> tuple[str, float]:
+        """Atomically decide what `owner` does with the clip, in one write transaction:
+
+        `settled` (done, filtered, failed or ambiguous by now: look again), `wait` (another live claim holds
+        it, the breaker says wait, or VEO3_MAX_CONCURRENT operations are in flight), `attach` (a receipt
+        exists: poll it), `paused` (a budget refuses it) or `submit` (intent committed: send it)."""
+        now = time.time()
+        with self._write() as c:
+            row = c.execute(select(clips).where(clips.c.key == key)).mappings().one()
+            if row["status"] in SETTLED:
+                return "settled", 0.0
+            if (row["lease_owner"] and row["lease_owner"] != owner and (row["lease_until"] or 0) > now
+                    and owner_alive(row["lease_owner"])):
+                return "wait", -1.0  # another live claim has it
+            if row["operation_name"] and row["status"] in ("submitted", "submitting", "paused", "downloading"):
+                self._update_clip(c, key, status=ClipStatus.submitted, lease_owner=owner, lease_until=now + ttl)
+                return "attach", 0.0
+            if hold_for > 0:
+                return "wait", min(hold_for, 1.0)
+            if self._in_flight(c, key) >= max_in_flight:
+                return "wait", -1.0
+            spend = Spend(self._promised(c, key), self._spent(c, since=run_started), self._spent(c, day=utc_day()))
+            refusal = refuse(spend)
+            if refusal:
+                self._update_clip(c, key, status=ClipStatus.paused, error=f"not submitted: {refusal}",
+                                  lease_owner=None, lease_until=0.0)
+                return "paused", 0.0
+            stale_intent = row["status"] == "submitting"  # a process died between intent and receipt
+            self._update_clip(c, key, status=ClipStatus.submitting, lease_owner=owner, lease_until=now + ttl,
+                              possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
+        return "submit", 0.0
+
+    @staticmethod
+    def _in_flight(conn: Connection, key: str) -> int:
+        """Operations at Veo: a receipt counts whoever holds it; an intent only while its process lives."""
+        others = conn.execute(select(clips.c.status, clips.c.lease_owner).where(
+            clips.c.status.in_(IN_FLIGHT), clips.c.key != key)).all()
+        return sum(1 for status, owner in others if status == "submitted" or owner_alive(owner))
+
+    @staticmethod
+    def _promised(conn: Connection, key: str) -> int:
+        return int(conn.execute(select(func.count()).select_from(clips).where(
+            clips.c.status.in_(PROMISED), clips.c.key != key)).scalar_one())
+
+    def in_flight(self) -> int:
+        """Operations in flight at Veo now, machine- (or cluster-) wide."""
+        with self._read() as c:
+            return self._in_flight(c, "")
+
+    def renew_leases(self, owners: list[str], ttl: float) -> None:
+        """Push out the leases of these owners' claims (clips and productions) by `ttl` seconds."""
+        until = time.time() + ttl
+        with self._write() as c:
+            c.execute(update(clips).where(clips.c.lease_owner.in_(owners)).values(lease_until=until))
+            c.execute(update(productions).where(productions.c.owner.in_(owners),
+                                                productions.c.status == ProductionStatus.running.value)
+                      .values(lease_until=until))
+
+    def release_clip(self, key: str, owner: str | None, status: ClipStatus, **values: Any) -> None:
+        """Give the clip up with a new status. A claim that was taken over meanwhile is left alone."""
+        with self._write() as c:
+            current = c.execute(select(clips.c.lease_owner).where(clips.c.key == key)).scalar()
+            if owner is not None and current not in (None, owner):
+                return
+            self._update_clip(c, key, status=status, lease_owner=None, lease_until=0.0, **values)
+
+    # -- receipts and money ---------------------------------------------------------------
+    def record_submit(self, key: str, owner: str, operation_name: str, attempt: int, possible_duplicate: bool,
+                      ttl: float) -> None:
+        """The receipt: journal line (fsync'd) and ledger row in one step, before anything else happens."""
+        now = time.time()
+        with self._write() as c:
+            clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+            self._journal({"at": now, "clip_key": key, "operation_name": operation_name, "outcome": "accepted",
+                           "attempt": attempt, "possible_duplicate": possible_duplicate, **_clip_identity(clip)})
+            self._update_clip(c, key, status=ClipStatus.submitted, operation_name=operation_name, submitted_at=now,
+                              lease_owner=owner, lease_until=now + ttl, error=None)
+            c.execute(insert(receipts).values(clip_key=key, operation_name=operation_name, outcome="accepted",
+                                              attempt=attempt, possible_duplicate=possible_duplicate, at=now))
+
+    def record_ambiguous(self, key: str, attempt: int, error: str) -> None:
+        """A submit Veo may have accepted: receipt `ambiguous`, clip parked, never resent blindly."""
+        now = time.time()
+        with self._write() as c:
+            clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+            self._journal({"at": now, "clip_key": key, "operation_name": None, "outcome": "ambiguous",
+                           "attempt": attempt, "possible_duplicate": True, **_clip_identity(clip)})
+            c.execute(insert(receipts).values(clip_key=key, operation_name=None, outcome="ambiguous", attempt=attempt,
+                                              possible_duplicate=True, at=now))
+            self._update_clip(c, key, status=ClipStatus.ambiguous, lease_owner=None, lease_until=0.0,
+                              possible_duplicate=True, error=error)
+
+    def finish_clip(self, key: str, path: Path, sha256: str, duration: float, usd: float) -> None:
+        """Done: the validated file and its one charge, in one transaction."""
+        now = time.time()
+        with self._write() as c:
+            clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+            self._update_clip(c, key, status=ClipStatus.done, path=str(path), sha256=sha256, duration=duration,
+                              cost_usd=usd, error=None, lease_owner=None, lease_until=0.0)
+            if not c.execute(select(costs.c.id).where(costs.c.clip_key == key)).first():  # one charge per clip
+                c.execute(insert(costs).values(clip_key=key, production_id=clip.production_id, model=clip.model,
+                                               resolution=clip.prompt.resolution, seconds=duration, usd=usd,
+                                               operation_name=clip.operation_name, at=now, day=utc_day(now)))
 
     def receipts(self, key: str | None = None) -> list[dict]:
         stmt = select(receipts).order_by(receipts.c.id)
         if key:
             stmt = stmt.where(receipts.c.clip_key == key)
-        with self.tx() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(stmt).mappings().all()]
 
-    # -- money ---------------------------------------------------------------------------
-    def record_cost(self, conn: Connection, clip: VideoClip, seconds: float, usd: float) -> None:
-        if conn.execute(select(costs.c.id).where(costs.c.clip_key == clip.key)).first():
-            return  # one charge per clip, however often it is downloaded again
-        now = time.time()
-        conn.execute(insert(costs).values(clip_key=clip.key, production_id=clip.production_id, model=clip.model,
-                                          resolution=clip.prompt.resolution, seconds=seconds, usd=usd,
-                                          operation_name=clip.operation_name, at=now,
-                                          day=utc_day(now)))
+    def production_receipts(self, pid: str) -> dict[str, list[dict]]:
+        """Every receipt of the production's clips, by clip key."""
+        keys = select(production_clips.c.clip_key).where(production_clips.c.production_id == pid)
+        with self._read() as c:
+            rows = c.execute(select(receipts).where(receipts.c.clip_key.in_(keys)).order_by(receipts.c.id)).mappings()
+            out: dict[str, list[dict]] = {}
+            for r in rows:
+                out.setdefault(r["clip_key"], []).append(dict(r))
+        return out
 
-    def spent_usd(self, conn: Connection, since: float | None = None, day: str | None = None) -> float:
-        """Money charged so far (clips that finished), optionally since a moment or on one UTC day."""
+    @staticmethod
+    def _spent(conn: Connection, since: float | None = None, day: str | None = None) -> float:
         charged = select(func.coalesce(func.sum(costs.c.usd), 0.0))
         if since is not None:
             charged = charged.where(costs.c.at >= since)
@@ -297,12 +511,17 @@ class Store:
             charged = charged.where(costs.c.day == day)
         return float(conn.execute(charged).scalar_one())
 
+    def spent_usd(self, since: float | None = None, day: str | None = None) -> float:
+        """Money charged so far (clips that finished), optionally since a moment or on one UTC day."""
+        with self._read() as c:
+            return self._spent(c, since, day)
+
     def cost_rows(self) -> list[dict]:
-        with self.tx() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(select(costs).order_by(costs.c.at)).mappings().all()]
 
-    # -- quota state -------------------------------------------------------------------------
-    def quota(self, conn: Connection, name: str = "veo") -> dict:
+    # -- the breaker ---------------------------------------------------------------------------
+    def _quota(self, conn: Connection, name: str) -> dict:
         row = conn.execute(select(quota_state).where(quota_state.c.name == name)).mappings().first()
         if row is None:
             conn.execute(insert(quota_state).values(name=name, consecutive_failures=0, open_until=0.0,
@@ -310,15 +529,205 @@ class Store:
             row = conn.execute(select(quota_state).where(quota_state.c.name == name)).mappings().one()
         return dict(row)
 
-    def set_quota(self, conn: Connection, name: str = "veo", **values: Any) -> None:
+    @staticmethod
+    def _set_quota(conn: Connection, name: str, **values: Any) -> None:
         conn.execute(update(quota_state).where(quota_state.c.name == name).values(**values, updated_at=time.time()))
+
+    def breaker_gate(self, owner: str, threshold: int, probe_ttl: float, name: str = "veo"
+                     ) -> tuple[str, float, str | None]:
+        """`("open", until, reason)`, `("probing", seconds, None)` while another claim probes, or `("go", 0, None)`
+        (after enough failures this claim becomes the one probe)."""
+        now = time.time()
+        with self._write() as c:
+            q = self._quota(c, name)
+            if q["open_until"] > now:
+                return "open", q["open_until"], q["reason"]
+            if q["consecutive_failures"] >= threshold:
+                if (q["probe_owner"] and q["probe_owner"] != owner and q["probe_until"] > now
+                        and owner_alive(q["probe_owner"])):
+                    return "probing", min(1.0, q["probe_until"] - now), None
+                self._set_quota(c, name, probe_owner=owner, probe_until=now + probe_ttl)
+        return "go", 0.0, None
+
+    def breaker_success(self, name: str = "veo") -> None:
+        with self._write() as c:
+            self._quota(c, name)
+            self._set_quota(c, name, consecutive_failures=0, open_until=0.0, reason=None, probe_owner=None,
+                            probe_until=0.0)
+
+    def breaker_failure(self, reason: str, threshold: int, open_for: float, name: str = "veo") -> int:
+        """Count one more consecutive failure (opening the breaker at `threshold`); returns the count."""
+        with self._write() as c:
+            failures = self._quota(c, name)["consecutive_failures"] + 1
+            values: dict[str, Any] = dict(consecutive_failures=failures, probe_owner=None, probe_until=0.0)
+            if failures >= threshold:
+                values.update(open_until=time.time() + open_for,
+                              reason=f"breaker open after {failures} consecutive failures (last: {reason})")
+            self._set_quota(c, name, **values)
+        return failures
+
+    def breaker_pause(self, until: float, reason: str, name: str = "veo") -> None:
+        with self._write() as c:
+            self._quota(c, name)
+            self._set_quota(c, name, open_until=until, reason=reason)
+
+    # -- the rate bucket -----------------------------------------------------------------------
+    def rate_bucket(self, rates: list, table: str):
+        """pyrate-limiter's bucket beside the ledger: a SQLite file next to a SQLite ledger (with a file lock, so
+        every process on the machine shares it), or a table in the PostgreSQL ledger (shared by the cluster)."""
+        from pyrate_limiter import SQLiteBucket
+
+        path = sqlite_path(self.url)
+        if path is not None:
+            return SQLiteBucket.init_from_file(rates, table=table, db_path=str(path.with_name("rate.sqlite")),
+                                               use_file_lock=True)
+        from psycopg_pool import ConnectionPool
+        from pyrate_limiter import PostgresBucket
+
+        conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True, kwargs={"autocommit": False})
+        return PostgresBucket(pool, table, rates)
 
     def recent_events(self, pid: str | None = None, limit: int = 20) -> list[dict]:
         stmt = select(events).order_by(events.c.id.desc()).limit(limit)
         if pid:
             stmt = stmt.where(events.c.production_id == pid)
-        with self.tx() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(stmt).mappings().all()][::-1]
+
+    # -- the receipts journal -------------------------------------------------------------------
+    def _journal(self, entry: dict) -> None:
+        """Append one receipt line and fsync it; called inside the transaction that commits the receipt."""
+        if self.journal is None:
+            return
+        line = (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        with self._journal_lock:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)  # one write on an O_APPEND file: lines of two processes never interleave
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def replay_journal(self, journal: Path | None = None) -> list[str]:
+        """Put back every journalled receipt the ledger lacks (a lost, restored or imported ledger).
+
+        A missing clip row is recreated from the journal; a clip that lost its receipt gets it back as
+        `submitted` (re-attached and polled by the next run, never resubmitted) or `ambiguous`."""
+        journal = journal or self.journal
+        if journal is None or not journal.exists():
+            return []
+        fixed = []
+        with self._write() as c:
+            for line in journal.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line (power cut mid-write): its transaction did not commit either
+                fixed += self._replay(c, entry)
+        return fixed
+
+    def _replay(self, c: Connection, e: dict) -> list[str]:
+        key, name, outcome = e["clip_key"], e.get("operation_name"), e["outcome"]
+        same = select(receipts.c.id).where(receipts.c.clip_key == key, receipts.c.outcome == outcome,
+                                           receipts.c.at.between(e["at"] - 0.001, e["at"] + 0.001))
+        if c.execute(same).first():
+            return []
+        out = []
+        row = c.execute(select(clips).where(clips.c.key == key)).mappings().first()
+        if row is None and e.get("prompt"):
+            c.execute(insert(clips).values(key=key, production_id=e["production_id"], idx=e["index"], model=e["model"],
+                                           prompt=e["prompt"], status="pending", retries=0, cost_usd=0.0,
+                                           possible_duplicate=False, lease_until=0.0, updated_at=time.time()))
+            if not c.execute(select(production_clips.c.clip_key).where(
+                    production_clips.c.production_id == e["production_id"], production_clips.c.idx == e["index"])).first():
+                c.execute(insert(production_clips).values(production_id=e["production_id"], idx=e["index"],
+                                                          clip_key=key))
+            row = c.execute(select(clips).where(clips.c.key == key)).mappings().first()
+            out.append(f"clip {key[:12]} of {e['production_id']} recreated from the journal")
+        c.execute(insert(receipts).values(clip_key=key, operation_name=name, outcome=outcome, attempt=e.get("attempt"),
+                                          possible_duplicate=bool(e.get("possible_duplicate")), at=e["at"]))
+        out.append(f"receipt {outcome} {name or ''} for clip {key[:12]} replayed from the journal")
+        if row is not None and row["status"] not in SETTLED and not row["operation_name"]:
+            if outcome == "accepted":
+                self._update_clip(c, key, status=ClipStatus.submitted, operation_name=name, submitted_at=e["at"],
+                                  lease_owner=None, lease_until=0.0, error=None)
+            elif row["status"] in ("pending", "submitting"):
+                self._update_clip(c, key, status=ClipStatus.ambiguous, possible_duplicate=True, lease_owner=None,
+                                  lease_until=0.0, error="submit outcome unknown (replayed from the journal): "
+                                                         "`reelcrew retry` resubmits it when you decide")
+        return out
+
+    # -- importing an older ledger ------------------------------------------------------------------
+    def import_ledger(self, source: str, folder: Path | None = None) -> dict[str, int]:
+        """Copy an older ledger (a per-folder `reelcrew.db`, or any ledger URL) into this one. Nothing already
+        here is overwritten, except a clip that lacks the receipt or the file the source has. Every receipt
+        comes across, and the journal beside a SQLite source is replayed."""
+        url = source if "://" in source else f"sqlite:///{Path(source).resolve()}"
+        if url == self.url:
+            raise ConfigError("the ledger to import is the ledger in use", "name an older ledger file or URL")
+        old = Store(url)  # brings it to the current schema first, so its rows read like ours
+        counts: dict[str, int] = {}
+        with old._read() as src, self._write() as dst:
+            counts["productions"] = self._import_productions(src, dst, folder)
+            counts["stages"] = _copy_missing(src, dst, stage_outputs, ("production_id", "stage"))
+            counts["clips"] = self._import_clips(src, dst)
+            counts["scene links"] = _copy_missing(src, dst, production_clips, ("production_id", "idx"))
+            counts["receipts"] = _copy_missing(src, dst, receipts, ("clip_key", "outcome", "at"), skip=("id",))
+            counts["costs"] = _copy_missing(src, dst, costs, ("clip_key",), skip=("id",))
+            counts["events"] = _copy_missing(src, dst, events, ("at", "kind", "message"), skip=("id",))
+        old.close()
+        if old.journal is not None and old.journal.exists():
+            counts["journal receipts"] = sum(1 for line in self.replay_journal(old.journal) if "receipt" in line)
+        return counts
+
+    @staticmethod
+    def _import_productions(src: Connection, dst: Connection, folder: Path | None) -> int:
+        count = 0
+        for row in src.execute(select(productions)).mappings():
+            if dst.execute(select(productions.c.id).where(productions.c.id == row["id"])).first():
+                continue
+            values = dict(row)
+            values.update(owner=None, lease_until=0.0,
+                          status="pending" if row["status"] == "running" else row["status"],
+                          folder=row["folder"] or (str(folder / row["id"]) if folder else None))
+            dst.execute(insert(productions).values(**values))
+            count += 1
+        return count
+
+    def _import_clips(self, src: Connection, dst: Connection) -> int:
+        count = 0
+        for row in src.execute(select(clips)).mappings():
+            values = dict(row, lease_owner=None, lease_until=0.0)
+            mine = dst.execute(select(clips).where(clips.c.key == row["key"])).mappings().first()
+            if mine is None:
+                dst.execute(insert(clips).values(**values))
+                count += 1
+            elif (mine["status"] != "done" and
+                  (row["status"] == "done" or (row["operation_name"] and not mine["operation_name"]))):
+                self._update_clip(dst, row["key"], **{k: v for k, v in values.items() if k != "key"})
+                count += 1
+        return count
+
+
+def open_ledger(settings) -> Store:
+    """The ledger these settings name, with its receipts journal."""
+    return Store(settings.db_url, journal=settings.journal_path)
+
+
+def _copy_missing(src: Connection, dst: Connection, table: Table, match: tuple[str, ...],
+                  skip: tuple[str, ...] = ()) -> int:
+    """Insert the source rows whose `match` columns have no equal row here."""
+    count = 0
+    for row in src.execute(select(table)).mappings():
+        if dst.execute(select(func.count()).select_from(table).where(
+                *[table.c[col] == row[col] if row[col] is not None else table.c[col].is_(None) for col in match]
+        )).scalar_one():
+            continue
+        dst.execute(insert(table).values(**{k: v for k, v in row.items() if k not in skip}))
+        count += 1
+    return count
 
 
 def utc_day(moment: float | None = None) -> str:
@@ -326,9 +735,20 @@ def utc_day(moment: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if moment is None else moment, timezone.utc).strftime("%Y-%m-%d")
 
 
+def _clip_identity(clip: VideoClip) -> dict:
+    """What a journal line needs to recreate the clip row if the ledger is lost."""
+    return {"production_id": clip.production_id, "index": clip.index, "model": clip.model,
+            "prompt": clip.prompt.model_dump_json()}
+
+
+def _production_from_row(r) -> Production:
+    return Production.model_validate({k: r[k] for k in Production.model_fields})
+
+
 def _clip_from_row(r) -> VideoClip:
     return VideoClip(key=r["key"], production_id=r["production_id"], index=r["idx"], model=r["model"],
                      prompt=VideoPrompt.model_validate_json(r["prompt"]), status=ClipStatus(r["status"]),
                      operation_name=r["operation_name"], video_uri=r["video_uri"], path=r["path"], sha256=r["sha256"],
                      duration=r["duration"], retries=r["retries"] or 0, error=r["error"], cost_usd=r["cost_usd"] or 0.0,
-                     possible_duplicate=bool(r["possible_duplicate"]))
+                     possible_duplicate=bool(r["possible_duplicate"]), lease_owner=r["lease_owner"],
+                     lease_until=r["lease_until"] or 0.0, submitted_at=r["submitted_at"])

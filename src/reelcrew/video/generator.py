@@ -3,6 +3,10 @@
 The ledger row is the truth. The operation name is committed in its own transaction the
 moment Veo returns it, before anything else; after a crash the row is re-attached by that
 name and polled, never resubmitted. A clip whose key is done is reused, never paid again.
+
+Each attempt at a clip is a claim with its own owner id (`host:pid:random`), so a sibling thread
+never mistakes another's claim for its own; jobs that share a clip key (equal prompt and seed, in
+one production or several) are generated once and the file is copied to every scene that wants it.
 """
 
 from __future__ import annotations
@@ -20,21 +24,20 @@ from typing import Callable
 
 import google.auth.exceptions
 import httpx
-from sqlalchemy import func, select
 from tenacity import (Retrying, retry_if_not_exception_type, stop_before_delay, stop_when_event_set, wait_exponential,
                       wait_random)
 
-from reelcrew.files import owner_alive, part_path, sha256_file
+from reelcrew.files import new_owner, part_path, sha256_file
+from reelcrew.leases import Heartbeat
 from reelcrew.media import MediaError, decodes, probe
 from reelcrew.models import ClipStatus, VideoClip, frame_size, veo_limits
 from reelcrew.settings import Settings
-from reelcrew.store import ME, Store, clips, utc_day
+from reelcrew.store import Spend, Store
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, classify_429, jitter, next_quota_reset
 from reelcrew.video.retention import VideoGone, gone_message, on_gemini_api, past_retention
 
 log = logging.getLogger("reelcrew.video")
-IN_FLIGHT = (ClipStatus.submitting.value, ClipStatus.submitted.value)
 FINAL = {ClipStatus.done, ClipStatus.filtered, ClipStatus.failed, ClipStatus.ambiguous}
 
 
@@ -43,6 +46,7 @@ class ClipJob:
     key: str
     dest: Path  # where the production wants the file
     retry_final: bool = False  # `reelcrew retry`: regenerate a failed/filtered/ambiguous clip
+    owner: str = field(default_factory=new_owner)  # this job's claim on the clip: never shared with a sibling
 
 
 @dataclass
@@ -53,18 +57,14 @@ class Budget:
     daily_usd: float | None = None
     run_started: float = field(default_factory=time.time)
 
-    def refusal(self, store: Store, conn, price: float, key: str) -> str | None:
+    def refusal(self, spend: Spend, price: float) -> str | None:
         """Spent + promised (every clip between intent and cost row, priced like this one) + this clip ≤ cap."""
-        in_flight = conn.execute(select(func.count()).select_from(clips).where(
-            clips.c.status.in_(("submitting", "submitted", "downloading")), clips.c.key != key)).scalar_one()
-        if self.run_usd is not None:
-            spent = store.spent_usd(conn, since=self.run_started)
-            if spent + price * (in_flight + 1) > self.run_usd + 1e-9:
-                return f"run budget ${self.run_usd:.2f} reached (spent ${spent:.2f}, {in_flight} in flight)"
-        if self.daily_usd is not None:
-            spent = store.spent_usd(conn, day=utc_day())
-            if spent + price * (in_flight + 1) > self.daily_usd + 1e-9:
-                return f"daily budget ${self.daily_usd:.2f} reached (spent ${spent:.2f} today, {in_flight} in flight)"
+        promised = price * (spend.in_flight + 1)
+        if self.run_usd is not None and spend.run + promised > self.run_usd + 1e-9:
+            return f"run budget ${self.run_usd:.2f} reached (spent ${spend.run:.2f}, {spend.in_flight} in flight)"
+        if self.daily_usd is not None and spend.today + promised > self.daily_usd + 1e-9:
+            return (f"daily budget ${self.daily_usd:.2f} reached (spent ${spend.today:.2f} today, "
+                    f"{spend.in_flight} in flight)")
         return None
 
 
@@ -79,24 +79,48 @@ class ClipGenerator:
         self.lease_ttl = max(60.0, 3 * settings.polling_interval, settings.submit_timeout + 10,
                              settings.download_timeout + 10)
         self.tick = min(max(settings.polling_interval, 0.05), 0.5)  # how often a waiting clip looks again
+        self.heartbeat = Heartbeat(store, self.lease_ttl)
         self._stop = threading.Event()
+        self._current = threading.local()  # .job: the job this worker thread is generating
 
     # -- public --------------------------------------------------------------------------
     def run(self, jobs: list[ClipJob]) -> list[VideoClip]:
-        """Generate every job; Ctrl-C or SIGTERM stops at once, leaving receipts for `reelcrew resume`."""
+        """Generate every job; Ctrl-C or SIGTERM stops at once, leaving receipts for `reelcrew resume`.
+
+        Jobs with the same clip key are one piece of work: generated (and paid) once, then the file is
+        copied to each job's destination. The answer has one clip per job, in order."""
         if not jobs:
             return []
+        groups: dict[str, list[ClipJob]] = {}
+        for job in jobs:
+            groups.setdefault(job.key, []).append(job)
         # Twice the Veo limit in threads, so downloads overlap the next submits; the ledger enforces the limit.
-        workers = min(len(jobs), 2 * self.s.veo3_max_concurrent)
+        workers = min(len(groups), 2 * self.s.veo3_max_concurrent)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clip")
-        futures = [pool.submit(self._safe_one, job) for job in jobs]
+        futures = {key: pool.submit(self._safe_group, group) for key, group in groups.items()}
         try:
-            return [f.result() for f in futures]
+            done = {key: f.result() for key, f in futures.items()}
+            return [done[job.key][id(job)] for job in jobs]
         except KeyboardInterrupt:
             self.stop()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _safe_group(self, group: list[ClipJob]) -> dict[int, VideoClip]:
+        """The first job generates the clip; the others reuse its file (no second claim, no second payment)."""
+        first, *others = group
+        if any(job.retry_final for job in group):
+            first.retry_final = True
+        results = {id(first): self._safe_one(first)}
+        for job in others:
+            clip = self.store.clip(job.key)
+            if clip.status == ClipStatus.done and not self._reuse(clip, job):
+                clip = self._safe_one(job)  # the file vanished meanwhile: fetch it again (never a new payment)
+            else:
+                clip = self._changed(job.key)
+            results[id(job)] = clip
+        return results
 
     def stop(self) -> None:
         """Workers finish their current step (never mid-receipt), release their leases and return."""
@@ -110,9 +134,10 @@ class ClipGenerator:
             return self.generate(job)
         except Exception as exc:  # never lose the batch to one clip
             log.exception("clip %s crashed", job.key)
-            self.store.update_clip(job.key, status=ClipStatus.failed, error=f"internal error: {exc}",
-                                   lease_owner=None, lease_until=0.0)
+            self.store.release_clip(job.key, job.owner, ClipStatus.failed, error=f"internal error: {exc}")
             return self._changed(job.key)
+        finally:
+            self.heartbeat.drop(job.owner)
 
     def _changed(self, key: str) -> VideoClip:
         clip = self.store.clip(key)
@@ -121,10 +146,9 @@ class ClipGenerator:
 
     # -- one clip ---------------------------------------------------------------------------
     def generate(self, job: ClipJob) -> VideoClip:
-        clip = self.store.clip(job.key)
-        if job.retry_final and clip.status in FINAL - {ClipStatus.done}:
-            self.store.update_clip(job.key, status=ClipStatus.pending, error=None, retries=0,
-                                   possible_duplicate=clip.status == ClipStatus.ambiguous, operation_name=None)
+        self._current.job = job
+        if job.retry_final:
+            self.store.reset_clip(job.key)
         while True:
             clip = self.store.clip(job.key)
             if self._stop.is_set():
@@ -133,16 +157,18 @@ class ClipGenerator:
                 return self._changed(job.key)
             if clip.status in FINAL - {ClipStatus.done}:
                 return self._changed(job.key)
-            mode, wait = self._claim(clip)
+            mode, wait = self._claim(clip, job.owner)
             if mode == "attach":
+                self.heartbeat.hold(job.owner)
                 self._follow(job)
             elif mode == "submit":
+                self.heartbeat.hold(job.owner)
                 if not self._submit(job):
                     continue
                 self._follow(job)
             elif mode == "paused":
                 return self._changed(job.key)
-            else:
+            elif mode == "wait":
                 self._sleep(wait)
 
     def _reuse(self, clip: VideoClip, job: ClipJob) -> bool:
@@ -158,39 +184,17 @@ class ClipGenerator:
                                path=None, error="file missing: fetching it again")
         return False
 
-    def _claim(self, clip: VideoClip) -> tuple[str, float]:
-        """Atomically decide what this process does with the clip: submit, attach, wait, or pause."""
+    def _claim(self, clip: VideoClip, owner: str) -> tuple[str, float]:
+        """Ask the ledger what this claim does with the clip: submit, attach, wait, pause, or look again."""
         try:
-            delay = self.breaker.before_submit() if not clip.operation_name else 0.0
+            delay = self.breaker.before_submit(owner) if not clip.operation_name else 0.0
         except QuotaPaused as paused:
-            self.store.update_clip(clip.key, status=ClipStatus.paused, error=str(paused))
+            self.store.release_clip(clip.key, None, ClipStatus.paused, error=str(paused))
             return "paused", 0
-        now = time.time()
-        with self.store.tx() as c:
-            row = c.execute(select(clips).where(clips.c.key == clip.key)).mappings().one()
-            if row["lease_owner"] and row["lease_owner"] != ME and row["lease_until"] > now and owner_alive(row["lease_owner"]):
-                return "wait", self.tick  # another live process has it
-            if row["operation_name"] and row["status"] in ("submitted", "submitting", "paused", "downloading"):
-                self.store.update_clip(clip.key, c, status=ClipStatus.submitted, lease_owner=ME,
-                                       lease_until=now + self.lease_ttl)
-                return "attach", 0
-            if delay > 0:
-                return "wait", min(delay, 1.0)
-            others = c.execute(select(clips.c.status, clips.c.lease_owner).where(
-                clips.c.status.in_(IN_FLIGHT), clips.c.key != clip.key)).all()
-            # a receipt is in flight at Veo whoever holds it; an intent only while its process lives
-            in_flight = sum(1 for status, owner in others if status == "submitted" or owner_alive(owner))
-            if in_flight >= self.s.veo3_max_concurrent:
-                return "wait", self.tick
-            refusal = self.budget.refusal(self.store, c, self._price(clip), clip.key)
-            if refusal:
-                self.store.update_clip(clip.key, c, status=ClipStatus.paused, error=f"not submitted: {refusal}")
-                return "paused", 0
-            stale_intent = row["status"] == "submitting"  # a process died between intent and receipt
-            self.store.update_clip(clip.key, c, status=ClipStatus.submitting, lease_owner=ME,
-                                   lease_until=now + self.lease_ttl,
-                                   possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
-        return "submit", 0
+        price = self._price(clip)
+        mode, wait = self.store.claim_clip(clip.key, owner, self.lease_ttl, self.s.veo3_max_concurrent, delay,
+                                           lambda spend: self.budget.refusal(spend, price), self.budget.run_started)
+        return mode, (self.tick if wait < 0 else wait)
 
     def _price(self, clip: VideoClip) -> float:
         """What Veo charges for this clip when it succeeds (the mock is free)."""
@@ -231,11 +235,8 @@ class ClipGenerator:
             return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
-        with self.store.tx() as c:  # the receipt, in its own transaction, before anything else
-            self.store.update_clip(clip.key, c, status=ClipStatus.submitted, operation_name=name,
-                                   submitted_at=time.time(), lease_owner=ME, lease_until=time.time() + self.lease_ttl,
-                                   error=None)
-            self.store.add_receipt(c, clip.key, name, "accepted", clip.retries + 1, clip.possible_duplicate)
+        # the receipt (journal line and ledger row), in its own transaction, before anything else
+        self.store.record_submit(clip.key, job.owner, name, clip.retries + 1, clip.possible_duplicate, self.lease_ttl)
         self.breaker.success()
         self.store.log("submitted", name, clip.production_id, clip.index, "clips", attempt=clip.retries + 1)
         return True
@@ -275,28 +276,31 @@ class ClipGenerator:
 
     def _ambiguous(self, clip: VideoClip, reason: str) -> bool:
         """Veo may have accepted (and will charge) this submit: record it, never resend it blindly."""
-        with self.store.tx() as c:
-            self.store.add_receipt(c, clip.key, None, "ambiguous", clip.retries + 1, True)
-            self.store.update_clip(clip.key, c, status=ClipStatus.ambiguous, lease_owner=None, lease_until=0.0,
-                                   possible_duplicate=True,
-                                   error=f"{reason}. Veo may have accepted it; not resubmitted to avoid paying twice. "
-                                         f"Run `reelcrew retry {clip.production_id} --clip {clip.index}` to submit again.")
+        self.store.record_ambiguous(
+            clip.key, clip.retries + 1,
+            f"{reason}. Veo may have accepted it; not resubmitted to avoid paying twice. "
+            f"Run `reelcrew retry {clip.production_id} --clip {clip.index}` to submit again.")
         self.breaker.failure(reason)
         return False
 
     def _release(self, clip: VideoClip, status: ClipStatus, **values) -> None:
-        self.store.update_clip(clip.key, status=status, lease_owner=None, lease_until=0.0, **values)
+        owner = self._owner()
+        self.store.release_clip(clip.key, owner, status, **values)
+        self.heartbeat.drop(owner)
+
+    def _owner(self) -> str:
+        """The claim of the job this worker thread is generating (each thread works on one job at a time)."""
+        return self._current.job.owner
 
     # -- after the receipt -------------------------------------------------------------------
     def _follow(self, job: ClipJob) -> None:
         """Poll until done, then download and validate; the operation is never resubmitted here."""
         clip = self.store.clip(job.key)
-        row = self.store.clip_row(job.key)
-        if past_retention(clip.operation_name, row["submitted_at"], time.time()):
+        if past_retention(clip.operation_name, clip.submitted_at, time.time()):
             self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index,
                                                                       "submitted more than 2 days ago"))
             return
-        deadline = (row["submitted_at"] or time.time()) + self.s.operation_timeout
+        deadline = (clip.submitted_at or time.time()) + self.s.operation_timeout
         outcome = self._poll_until_done(clip, deadline)
         if outcome is None:
             return
@@ -335,7 +339,6 @@ class ClipGenerator:
                                     f"({self.s.operation_timeout:.0f}s); not resubmitted (it may still finish: "
                                     f"`reelcrew repair` re-checks it)")
                 return None
-            self.store.update_clip(clip.key, lease_owner=ME, lease_until=time.time() + self.lease_ttl)
             self._sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
 
     def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
@@ -374,21 +377,14 @@ class ClipGenerator:
             return
         digest = sha256_file(tmp)
         os.replace(tmp, dest)
-        usd = self._price(clip)
-        with self.store.tx() as c:
-            current = self.store.clip(clip.key, c)
-            self.store.update_clip(clip.key, c, status=ClipStatus.done, path=str(dest.resolve()), sha256=digest,
-                                   duration=info.duration, cost_usd=usd, error=None, lease_owner=None,
-                                   lease_until=0.0)
-            self.store.record_cost(c, current, info.duration, usd)
+        self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip))
+        self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
 
     def _download_failed(self, clip: VideoClip, state) -> None:
-        """Between attempts: say what failed, and keep the lease through the back-off and the next attempt."""
+        """Between attempts: say what failed (the heartbeat keeps the claim through the back-off)."""
         log.warning("download %d of clip %s failed: %s; next try in %.1fs", state.attempt_number, clip.key,
                     state.outcome.exception(), state.upcoming_sleep)
-        self.store.update_clip(clip.key, lease_owner=ME,
-                               lease_until=time.time() + state.upcoming_sleep + self.lease_ttl)
 
     def _fetch_once(self, clip: VideoClip, outcome: Outcome, tmp: Path, fresh: bool):
         """One download attempt into `tmp`, validated; on any failure `tmp` is removed."""

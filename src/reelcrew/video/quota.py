@@ -1,7 +1,7 @@
 """The gates in front of Veo: a rate gate, 429 classification, and a breaker that survives restarts.
 
-The rate gate is pyrate-limiter's SQLite bucket with a file lock, so every process on this
-machine shares one requests-per-minute (and per-day) budget. The concurrency gate lives in
+The rate gate is a pyrate-limiter bucket beside the ledger, so every process that shares the
+ledger shares one requests-per-minute (and per-day) budget. The concurrency gate lives in
 the ledger (operations in flight are clip rows), see generator.py. The breaker's state is a
 ledger row, so a restart respects an open breaker or a paused day.
 """
@@ -14,12 +14,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Literal
 
+from reelcrew.files import new_owner
 from reelcrew.settings import Settings
-from reelcrew.files import owner_alive
-from reelcrew.store import ME, Store
+from reelcrew.store import Store
 
 try:
     from zoneinfo import ZoneInfo
@@ -81,67 +80,52 @@ class QuotaPaused(Exception):
 
 
 class Breaker:
-    """Consecutive submit failures open it for VEO3_QUOTA_WAIT_TIME; then exactly one probe goes through."""
+    """Consecutive submit failures open it for VEO3_QUOTA_WAIT_TIME; then exactly one probe goes through.
+
+    Its state is a ledger row (`Store.breaker_*`), shared by every process using the ledger."""
 
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
 
-    def before_submit(self) -> float:
-        """0 when this thread may submit now; else seconds to wait. Raises QuotaPaused for a paused day."""
-        now = time.time()
-        with self.store.tx() as c:
-            q = self.store.quota(c)
-            if q["open_until"] > now:
-                if (q["reason"] or "").startswith("daily"):
-                    raise QuotaPaused(q["open_until"], q["reason"])
-                return q["open_until"] - now
-            if q["consecutive_failures"] >= self.settings.veo3_consecutive_failure_threshold:
-                # half-open: one probe at a time, the others wait for its verdict
-                if q["probe_owner"] and q["probe_owner"] != ME and q["probe_until"] > now and owner_alive(q["probe_owner"]):
-                    return min(1.0, q["probe_until"] - now)
-                self.store.set_quota(c, probe_owner=ME, probe_until=now + self.settings.submit_timeout + 5)
-        return 0.0
+    def before_submit(self, owner: str | None = None) -> float:
+        """0 when this claim may submit now; else seconds to wait. Raises QuotaPaused for a paused day."""
+        verdict, value, reason = self.store.breaker_gate(owner or new_owner(),
+                                                         self.settings.veo3_consecutive_failure_threshold,
+                                                         self.settings.submit_timeout + 5)
+        if verdict == "open":
+            if (reason or "").startswith("daily"):
+                raise QuotaPaused(value, reason or "daily quota exhausted")
+            return max(value - time.time(), 0.0)
+        return value
 
     def success(self) -> None:
-        with self.store.tx() as c:
-            self.store.quota(c)
-            self.store.set_quota(c, consecutive_failures=0, open_until=0.0, reason=None, probe_owner=None, probe_until=0.0)
+        self.store.breaker_success()
 
     def failure(self, reason: str) -> None:
-        with self.store.tx() as c:
-            q = self.store.quota(c)
-            failures = q["consecutive_failures"] + 1
-            values = dict(consecutive_failures=failures, probe_owner=None, probe_until=0.0)
-            if failures >= self.settings.veo3_consecutive_failure_threshold:
-                values.update(open_until=time.time() + self.settings.veo3_quota_wait_time,
-                              reason=f"breaker open after {failures} consecutive failures (last: {reason})")
-            self.store.set_quota(c, **values)
-        if failures >= self.settings.veo3_consecutive_failure_threshold:
-            self.store.log("breaker", f"opened for {self.settings.veo3_quota_wait_time:.0f}s after {failures} failures: {reason}")
+        threshold, wait = self.settings.veo3_consecutive_failure_threshold, self.settings.veo3_quota_wait_time
+        failures = self.store.breaker_failure(reason, threshold, wait)
+        if failures >= threshold:
+            self.store.log("breaker", f"opened for {wait:.0f}s after {failures} failures: {reason}")
 
     def pause_day(self, until: float, reason: str) -> None:
-        with self.store.tx() as c:
-            self.store.quota(c)
-            self.store.set_quota(c, open_until=until, reason=f"daily quota exhausted ({reason})")
+        self.store.breaker_pause(until, f"daily quota exhausted ({reason})")
         self.store.log("quota", f"daily quota exhausted; submits paused until {time.ctime(until)}")
 
 
 class RateGate:
-    """Requests per minute (and per day) across every process on this machine.
+    """Requests per window (VEO3_RATE_WINDOW_SECONDS, a minute by default; a few seconds in a test) and per day,
+    shared by everyone who shares the ledger.
 
-    `window` is the seconds `rpm` counts in: 60 for Veo (VEO3_RATE_WINDOW_SECONDS), a few seconds in a
-    test, so a test of the per-minute gate does not wait a real minute.
-    """
+    The bucket lives beside the ledger (`Store.rate_bucket`): a SQLite file next to a SQLite ledger, a
+    table in a PostgreSQL one; so two output folders, or two machines on one PostgreSQL, share one rate."""
 
-    def __init__(self, path: Path, rpm: int, rpd: int = 0, window: float = 60.0):
-        from pyrate_limiter import Duration, Limiter, Rate, SQLiteBucket
+    def __init__(self, store: Store, rpm: int, rpd: int = 0, window: float = 60.0):
+        from pyrate_limiter import Duration, Limiter, Rate
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        window_ms = max(1, round(window * 1000))
-        rates = [Rate(rpm, window_ms)] + ([Rate(rpd, Duration.DAY)] if rpd else [])
-        # a changed limit or window starts a fresh table rather than mis-reading the old one
-        table = f"veo_rpm{rpm}_rpd{rpd}" + ("" if window_ms == Duration.MINUTE.value else f"_w{window_ms}")
-        self.bucket = SQLiteBucket.init_from_file(rates, table=table, db_path=str(path), use_file_lock=True)
+        rates = [Rate(rpm, int(window * 1000))] + ([Rate(rpd, Duration.DAY)] if rpd else [])
+        # a changed limit starts a fresh window rather than mis-reading the old one
+        table = f"veo_rpm{rpm}_w{int(window * 1000)}_rpd{rpd}"
+        self.bucket = store.rate_bucket(rates, table)
         self.limiter = Limiter(self.bucket)
         self._lock = threading.Lock()
 
