@@ -1,13 +1,18 @@
-"""The budget check that runs before every paid submit: money spent plus money promised must fit the cap."""
+"""The budget check that runs before every paid submit: money spent plus money promised must fit the cap.
+
+Decided by the ledger in the claim's own transaction (`Store.claim_clip`), with the caps of `Budget`.
+"""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
+from reelcrew.files import new_owner
 from reelcrew.models import ClipStatus, VideoPrompt
 from reelcrew.store import Store, costs
 from reelcrew.video.generator import Budget
@@ -29,16 +34,23 @@ def clip(store: Store, index: int, status: ClipStatus = ClipStatus.pending) -> s
 
 def charge(store: Store, key: str, usd: float = PRICE, at: float | None = None) -> None:
     """A finished clip's cost row, as the generator writes it; `at` moves it in time."""
-    with store.tx() as c:
-        store.record_cost(c, store.clip(key, c), 8.0, usd)
-        if at is not None:
-            day = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d")
+    store.finish_clip(key, Path(f"/nowhere/{key}.mp4"), "0" * 64, 8.0, usd)
+    if at is not None:  # the test moves the charge in time, behind the ledger's back
+        day = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d")
+        with store.engine.begin() as c:
             c.execute(update(costs).where(costs.c.clip_key == key).values(at=at, day=day))
 
 
 def refusal(store: Store, budget: Budget, key: str, price: float = PRICE) -> str | None:
-    with store.tx() as c:
-        return budget.refusal(store, c, price, key)
+    """Claim the clip for a submit as the generator does; the refusal is what the paused clip says."""
+    mode, _ = store.claim_clip(key, new_owner(), 60.0, 100, 0.0, lambda spend: budget.refusal(spend, price),
+                               budget.run_started)
+    if mode == "submit":
+        return None
+    assert mode == "paused", mode
+    error = store.clip(key).error or ""
+    assert error.startswith("not submitted: ")
+    return error.removeprefix("not submitted: ")
 
 
 def test_no_caps_never_refuse(store):
@@ -65,9 +77,9 @@ def test_clips_in_flight_count_as_promised_money(store):
         clip(store, i, status)
     budget = Budget(run_usd=3.20, run_started=0)  # three promised + this one = $3.20: fits
     assert refusal(store, budget, clip(store, 4)) is None
-    tight = Budget(run_usd=3.19, run_started=0)
+    tight = Budget(run_usd=3.99, run_started=0)  # clip 4 was just claimed: four promised + this one = $4.00
     message = refusal(store, tight, clip(store, 5))
-    assert message is not None and "3 in flight" in message
+    assert message is not None and "4 in flight" in message
 
 
 def test_clips_not_in_flight_promise_nothing(store):
