@@ -25,6 +25,7 @@ from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.settings import Settings
 from reelcrew.video.registry import backend_name, backend_spec, model_limits
+from reelcrew.writer_quota import WritersPaused
 from reelcrew.files import new_owner, owner_alive, write_json_atomic
 from reelcrew.leases import Heartbeat
 from reelcrew.store import Store
@@ -132,8 +133,10 @@ class Pipeline:
     def llm(self):
         if self._llm is None:
             from reelcrew.llm import build_llm
+            from reelcrew.writer_quota import WriterQuota
 
-            self._llm = build_llm(self.settings)
+            self.writer_quota = None if self.settings.mock_llm else WriterQuota(self.store, self.settings)
+            self._llm = build_llm(self.settings, self.writer_quota)
         return self._llm
 
     # -- planning ------------------------------------------------------------------------------
@@ -170,6 +173,8 @@ class Pipeline:
             value = model.model_validate_json(saved)
         else:
             self.progress.stage(prod.id, stage)
+            if getattr(self, "writer_quota", None) is not None:
+                self.writer_quota.production_id = prod.id  # its tokens are this production's cost
             result = make()
             value = result.value
             self.store.save_stage(prod.id, stage, value.model_dump_json(), result.answers)
@@ -242,7 +247,8 @@ class Pipeline:
                 if isinstance(exc, ConfigError):
                     raise
                 stage = next((st for st in STAGES if self.store.stage(prod.id, st) is None), "script")
-                self.store.set_production_status(prod.id, ProductionStatus.failed, stage, str(exc))
+                status = ProductionStatus.paused if isinstance(exc, WritersPaused) else ProductionStatus.failed
+                self.store.set_production_status(prod.id, status, stage, str(exc))
                 self.store.log("failed", str(exc), prod.id, stage=stage)
         if until in ("clips", "final"):
             self._clips(prods, written, retry_clips or set())

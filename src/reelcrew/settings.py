@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     google_vertex_express: bool = Field(False, description="Vertex with an API key (express mode) instead of the "
                                         "project's credentials; express mode serves generateContent, not Veo")
     llm_max_repairs: int = Field(2, ge=0, le=5)
+    gemini_rpm: int = Field(60, ge=1, description="writers' Gemini requests per minute, shared through the ledger")
 
     # production defaults
     language: str = "auto"
@@ -134,7 +135,8 @@ class Settings(BaseSettings):
     transitions: TransitionStyle = TransitionStyle()
     music: MusicStyle = MusicStyle()
     render: RenderStyle = RenderStyle()
-    prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="USD per second by model and resolution")
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="Veo: USD per second by model and resolution; "
+                                              "writers: input_per_mtok/output_per_mtok USD per million tokens")
 
     @field_validator("veo3_model")
     @classmethod

@@ -50,6 +50,7 @@ class Script:
     download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500", "slow"
     late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
     text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
+    text_quota_kind: str = "PerMinute"  # the QuotaFailure window of a 429 text answer: PerMinute | PerDay | bare
 
 
 class FakeGoogle:
@@ -255,7 +256,7 @@ class FakeGoogle:
                                        "message": f"models/{model} is not found for API version v1beta"}}
             answer = self.script.text_answers.popleft() if self.script.text_answers else "{}"
         if isinstance(answer, int):
-            return answer, ({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Resource exhausted."}}
+            return answer, (self._quota_body(self.script.text_quota_kind)
                             if answer == 429 else {"error": {"code": answer, "status": "UNAVAILABLE", "message": "overloaded"}})
         parts = [{"text": "Weighing the brief before answering.", "thought": True},
                  {"text": answer, "thoughtSignature": THOUGHT_SIGNATURE}]
