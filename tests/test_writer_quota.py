@@ -61,3 +61,39 @@ def test_a_per_day_429_pauses_the_writers_with_a_clear_message(fake, monkeypatch
 def test_writer_estimate_uses_the_configured_token_prices():
     assert writer_estimate_usd(load_settings(reelcrew_llm="mock"), 2) == 0.0
     assert writer_estimate_usd(load_settings(reelcrew_llm="gemini"), 2) == pytest.approx(2 * (6000 * 1.5 + 3000 * 9) / 1e6)
+
+
+def _run_writers(*args):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    return subprocess.run([sys.executable, str(ROOT / "run_integrated_pipeline.py"), *args], capture_output=True,
+                          text=True, timeout=180, env={**os.environ, "REELCREW_LLM": "gemini"},
+                          stdin=subprocess.DEVNULL)
+
+
+def test_writer_tokens_appear_in_reelcrew_cost(real_env, fake):
+    fake.script.text_answers = deque([_good_script()])
+    result = _run_writers("--topic", "how tea is made", "--scenes", "3", "--until", "script", "--json")
+    assert result.returncode == 0, result.stderr
+    costs = _run_writers("cost", "--json")
+    assert costs.returncode == 0, costs.stderr
+    report = __import__("json").loads(costs.stdout)
+    assert report["model"]["gemini-3.5-flash"] == pytest.approx((5 * 1.50 + 3 * 9.00) / 1e6)
+
+
+def test_a_per_day_writer_429_pauses_the_production_saying_until_when(real_env, fake):
+    import json
+
+    from tests.video_helpers import ledger
+
+    fake.script.text_quota_kind = "PerDay"
+    fake.script.text_answers = deque([429])
+    result = _run_writers("--topic", "how tea is made", "--scenes", "3", "--until", "script", "--json")
+    prod = json.loads(result.stdout)["productions"][0] if result.stdout.strip() else None
+    stored = ledger().production(prod["id"]) if prod else None
+    assert stored is not None and stored.status.value == "paused", result.stderr
+    assert "paused until" in stored.error and len(fake.text_requests) == 1
