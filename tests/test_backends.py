@@ -68,3 +68,21 @@ def test_clip_key_of_existing_ledgers_is_stable_and_new_fields_change_it():
             prompt.clip_key(model, audio=False), prompt.clip_key(model, enhance_prompt=True),
             prompt.clip_key(model, sample_count=2)}
     assert len(keys) == 5
+
+
+@pytest.mark.parametrize("fault, kind, window", [("429-day", "QuotaExceeded", "day"), ("429", "QuotaExceeded", "minute"),
+                                                 ("429-bare", "QuotaExceeded", "unknown"), ("503", "Unavailable", None),
+                                                 ("500", "OutcomeUnknown", None)])
+def test_the_gemini_backend_translates_the_wire_into_our_errors(real_env, fake, fault, kind, window):
+    from collections import deque
+
+    from reelcrew.settings import load_settings
+    from reelcrew.video import errors
+    from reelcrew.video.backends import make_backend
+
+    fake.script.submit_faults = deque([fault])
+    backend = make_backend(load_settings())
+    assert backend.name == "gemini"
+    with pytest.raises(getattr(errors, kind)) as info:
+        backend.submit(VideoPrompt(index=1, scene_index=1, prompt="a fox"), "veo-3.1-fast-generate-001")
+    assert getattr(info.value, "window", None) == window

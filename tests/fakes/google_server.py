@@ -28,7 +28,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from reelcrew.models import VideoPrompt
-from reelcrew.video.backends import quota_error_body
 from reelcrew.video.mockclip import render_mock_clip
 
 MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001",
@@ -36,6 +35,19 @@ MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-gen
 THOUGHT_SIGNATURE = base64.b64encode(b"fake-thought-signature").decode()  # opaque to clients, as Google's are
 FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. You will not be charged for this "
                  "request. Try rephrasing the prompt. Support codes: 42237218")
+
+
+def quota_error_body(window: str, retry_delay: str | None) -> dict:
+    """A 429 body as Google sends it: QuotaFailure names the window, RetryInfo the delay."""
+    details: list[dict] = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+        "quotaMetric": "generativelanguage.googleapis.com/predict_long_running_requests",
+        "quotaId": f"PredictLongRunningRequestsPer{window}PerProjectPerModel",
+        "quotaDimensions": {"location": "global", "model": "veo"}, "quotaValue": "10"}]}]
+    if retry_delay:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
+    return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "You exceeded your current quota, please check your plan and billing details.",
+                      "details": details}}
 
 
 @dataclass

@@ -244,19 +244,6 @@ class MockBackend(VeoBackend):
         render_mock_clip(prompt, dest)
 
 
-def quota_error_body(window: str, retry_delay: str | None) -> dict:
-    """A 429 body as Google sends it: QuotaFailure names the window, RetryInfo the delay."""
-    details: list[dict] = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-        "quotaMetric": "generativelanguage.googleapis.com/predict_long_running_requests",
-        "quotaId": f"PredictLongRunningRequestsPer{window}PerProjectPerModel",
-        "quotaDimensions": {"location": "global", "model": "veo"}, "quotaValue": "10"}]}]
-    if retry_delay:
-        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
-    return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
-                      "message": "You exceeded your current quota, please check your plan and billing details.",
-                      "details": details}}
-
-
 _CLASSES: dict[str, type[VeoBackend]] = {"gemini": GenaiBackend, "vertex": GenaiBackend, "mock": MockBackend}
 
 
