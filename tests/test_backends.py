@@ -70,9 +70,9 @@ def test_clip_key_of_existing_ledgers_is_stable_and_new_fields_change_it():
     assert len(keys) == 5
 
 
-@pytest.mark.parametrize("fault, kind, window", [("429-day", "QuotaExceeded", "day"), ("429", "QuotaExceeded", "minute"),
-                                                 ("429-bare", "QuotaExceeded", "unknown"), ("503", "Unavailable", None),
-                                                 ("500", "OutcomeUnknown", None)])
+@pytest.mark.parametrize("fault, kind, window", [
+    ("429-day", "QuotaExceeded", "day"), ("429", "QuotaExceeded", "minute"), ("429-bare", "QuotaExceeded", "unknown"),
+    ("503", "Unavailable", None), ("500", "OutcomeUnknown", None)])
 def test_the_gemini_backend_translates_the_wire_into_our_errors(real_env, fake, fault, kind, window):
     from collections import deque
 

@@ -60,7 +60,8 @@ def test_a_per_day_429_pauses_the_writers_with_a_clear_message(fake, monkeypatch
 
 def test_writer_estimate_uses_the_configured_token_prices():
     assert writer_estimate_usd(load_settings(reelcrew_llm="mock"), 2) == 0.0
-    assert writer_estimate_usd(load_settings(reelcrew_llm="gemini"), 2) == pytest.approx(2 * (6000 * 1.5 + 3000 * 9) / 1e6)
+    expected = 2 * (6000 * 1.5 + 3000 * 9) / 1e6
+    assert writer_estimate_usd(load_settings(reelcrew_llm="gemini"), 2) == pytest.approx(expected)
 
 
 def _run_writers(*args):

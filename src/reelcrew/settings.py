@@ -135,8 +135,9 @@ class Settings(BaseSettings):
     transitions: TransitionStyle = TransitionStyle()
     music: MusicStyle = MusicStyle()
     render: RenderStyle = RenderStyle()
-    prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="Veo: USD per second by model and resolution; "
-                                              "writers: input_per_mtok/output_per_mtok USD per million tokens")
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Veo: USD per second by model and resolution; "
+                                          "writers: input_per_mtok/output_per_mtok USD per million tokens")
 
     @field_validator("veo3_model")
     @classmethod

@@ -487,7 +487,8 @@ class Store:
             if not c.execute(select(costs.c.id).where(costs.c.clip_key == key)).first():  # one charge per clip
                 c.execute(insert(costs).values(clip_key=key, production_id=clip.production_id, model=clip.model,
                                                resolution=clip.prompt.resolution, seconds=duration, usd=usd,
-                                               operation_name=clip.operation_name, at=now, day=utc_day(now), kind="clip"))
+                                               operation_name=clip.operation_name, at=now, day=utc_day(now),
+                                               kind="clip"))
 
     def receipts(self, key: str | None = None) -> list[dict]:
         stmt = select(receipts).order_by(receipts.c.id)

@@ -95,7 +95,8 @@ class GenaiBackend(VeoBackend):
         if "seed" in accepts and prompt.seed is not None:
             config["seed"] = prompt.seed
         if "output_gcs_uri" in accepts and self.settings.gcs_output_bucket:
-            config["output_gcs_uri"] = f"gs://{self.settings.gcs_output_bucket.removeprefix('gs://').rstrip('/')}/reelcrew/"
+            bucket = self.settings.gcs_output_bucket.removeprefix("gs://").rstrip("/")
+            config["output_gcs_uri"] = f"gs://{bucket}/reelcrew/"
         op = self.client.models.generate_videos(model=model, source=t.GenerateVideosSource(prompt=prompt.prompt),
                                                 config=t.GenerateVideosConfig(**config))
         if not op.name:

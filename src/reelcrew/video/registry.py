@@ -91,7 +91,8 @@ def price_per_second(settings: Any, model: str, resolution: str) -> float:
     spec = backend_spec(settings)
     if not spec.paid:
         return 0.0
-    by_res = (getattr(settings, "prices", None) or {}).get(model) or dict(model_limits(model, spec.name).price_per_second)
+    configured = (getattr(settings, "prices", None) or {}).get(model)
+    by_res = configured or dict(model_limits(model, spec.name).price_per_second)
     if not by_res:
         from reelcrew.errors import ConfigError
 
