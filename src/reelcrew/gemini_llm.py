@@ -9,10 +9,12 @@ from typing import Any
 
 from crewai.events.types.llm_events import LLMCallType
 from crewai.llms.providers.gemini.completion import GeminiCompletion
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 
 class RepairableGemini(GeminiCompletion):
+    quota: Any = Field(default=None, exclude=True)  # writer_quota.WriterQuota: shared rate, 429s, cost ledger
+
     """CrewAI's native Gemini provider, except that an answer breaking the schema comes back as text.
 
     With `response_model` the provider asks for JSON against the schema (`responseMimeType`,
@@ -35,6 +37,31 @@ class RepairableGemini(GeminiCompletion):
             return content
         return super()._validate_and_emit_structured_output(content, response_model, messages_for_event, from_task,
                                                             from_agent, usage, finish_reason, response_id)
+
+
+    def _handle_completion(self, *args: Any, **kwargs: Any) -> Any:
+        """One request through the writers' gates; a 429 is waited out (per minute) or pauses (per day)."""
+        from google.genai import errors
+
+        from reelcrew.video.quota import classify_429
+
+        while True:
+            if self.quota is not None:
+                self.quota.before_call()
+            try:
+                return super()._handle_completion(*args, **kwargs)
+            except errors.ClientError as exc:
+                if exc.code != 429 or self.quota is None:
+                    raise
+                signal = classify_429(exc.details)
+                self.quota.after_429("unknown" if signal.kind == "bare" else signal.kind, signal.retry_after)
+
+    def _track_token_usage_internal(self, usage_data: dict[str, Any]) -> None:
+        """CrewAI's own count, plus a cost row: thinking tokens are billed as output (completion_tokens)."""
+        super()._track_token_usage_internal(usage_data)
+        if self.quota is not None and usage_data.get("total_tokens"):
+            self.quota.answered(self.model, int(usage_data.get("prompt_token_count") or 0),
+                                int(usage_data.get("completion_tokens") or 0))
 
 
 class ProjectGemini(RepairableGemini):

@@ -68,7 +68,8 @@ class MockLLM(BaseLLM):
 _lock = threading.Lock()
 
 
-def build_llm(settings: Settings) -> BaseLLM:
+def build_llm(settings: Settings, quota: Any = None) -> BaseLLM:
+    """`quota` (writer_quota.WriterQuota) puts the writers behind the shared rate gate, 429 handling and cost ledger."""
     if settings.mock_llm:
         return MockLLM(model="reelcrew-mock")
     from reelcrew.gemini_llm import ProjectGemini, RepairableGemini  # google-genai loads only in real mode
@@ -80,13 +81,13 @@ def build_llm(settings: Settings) -> BaseLLM:
         with _lock:
             if settings.vertex_auth() == "express":  # asked for explicitly: GOOGLE_VERTEX_EXPRESS=true
                 return RepairableGemini(model=model, provider="gemini", api_key=settings.api_key(), use_vertexai=True,
-                                        **tuning)
+                                        quota=quota, **tuning)
             return ProjectGemini(model=model, provider="gemini", project=settings.google_cloud_project,
-                                 location=settings.google_cloud_location, use_vertexai=True, **tuning)
+                                 location=settings.google_cloud_location, use_vertexai=True, quota=quota, **tuning)
     key = settings.api_key()
     if not key:
         raise ConfigError("no Gemini API key: the writers' room needs one in real mode",
                           "set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment or .env, "
                           "or run with --mock / REELCREW_LLM=mock to rehearse offline")
     with _lock:
-        return RepairableGemini(model=model, provider="gemini", api_key=key, **tuning)
+        return RepairableGemini(model=model, provider="gemini", api_key=key, quota=quota, **tuning)

@@ -17,41 +17,6 @@ Aspect = Literal["16:9", "9:16"]
 Resolution = Literal["720p", "1080p"]
 
 
-class VeoModelLimits(BaseModel):
-    """What one Veo model accepts; a prompt outside these limits is refused before any spend."""
-
-    durations: tuple[int, ...] = (4, 6, 8)
-    aspects: tuple[str, ...] = ("16:9", "9:16")
-    resolutions: tuple[str, ...] = ("720p", "1080p")
-    full_hd_requires: int = 8  # 1080p is only generated at this duration
-    has_audio: bool = True
-
-
-VEO_MODELS: dict[str, VeoModelLimits] = {
-    name: VeoModelLimits()
-    for name in (
-        "veo-3.1-generate-001",
-        "veo-3.1-fast-generate-001",
-        "veo-3.1-lite-generate-001",
-        "veo-3.1-generate-preview",
-        "veo-3.1-fast-generate-preview",
-        "veo-3.1-lite-generate-preview",
-    )
-}
-
-
-def veo_limits(model: str) -> VeoModelLimits:
-    try:
-        return VEO_MODELS[model]
-    except KeyError:
-        from reelcrew.errors import ConfigError
-
-        raise ConfigError(
-            f"unknown Veo model {model!r}",
-            f"set VEO3_MODEL to one of: {', '.join(VEO_MODELS)}",
-        ) from None
-
-
 def frame_size(aspect: str, resolution: str) -> tuple[int, int]:
     """Pixel size Veo delivers for an aspect and resolution (width, height)."""
     short = {"720p": 720, "1080p": 1080}[resolution]
@@ -110,10 +75,16 @@ class VideoPrompt(BaseModel):
     resolution: Resolution = "720p"
     seed: int | None = Field(default=None, ge=0, le=4294967295)
     subtitle: str = ""
+    variant: int = Field(default=0, ge=0, description="another take of the same request: a new key, a new clip")
 
-    def check_against(self, model: str) -> "VideoPrompt":
-        """Refuse what the Veo model would refuse, naming the field, before any spend."""
-        limits = veo_limits(model)
+    def check_against(self, model: str, backend: str | None = None) -> "VideoPrompt":
+        """Refuse what the Veo model would refuse (limits from the backend registry), naming the field."""
+        from reelcrew.video.registry import UnknownModel, model_limits
+
+        try:
+            limits = model_limits(model, backend)
+        except UnknownModel as exc:
+            raise ValueError(str(exc)) from None
         problems = []
         if self.duration not in limits.durations:
             problems.append(f"duration={self.duration} (allowed: {', '.join(map(str, limits.durations))} s)")
@@ -127,9 +98,14 @@ class VideoPrompt(BaseModel):
             raise ValueError(f"prompt {self.index} is invalid for {model}: " + "; ".join(problems))
         return self
 
-    def clip_key(self, model: str, reference_images: tuple[str, ...] = ()) -> str:
-        """The natural key of the clip this prompt pays for: same key, same clip, paid once."""
-        payload = {
+    def clip_key(self, model: str, reference_images: tuple[str, ...] = (), *, audio: bool = True,
+                 enhance_prompt: bool | None = None, sample_count: int = 1) -> str:
+        """The natural key of the clip this prompt pays for: same key, same clip, paid once.
+
+        It covers everything that changes the output. Fields added after ledgers existed (variant, audio,
+        prompt enhancement, sample count) enter the hash only when they differ from their default, so every
+        key already in a ledger stays the same."""
+        payload: dict[str, object] = {
             "model": model,
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
@@ -139,6 +115,9 @@ class VideoPrompt(BaseModel):
             "seed": self.seed,
             "reference_images": list(reference_images),
         }
+        added = {"variant": (self.variant, 0), "audio": (audio, True), "enhance_prompt": (enhance_prompt, None),
+                 "sample_count": (sample_count, 1)}
+        payload.update({name: value for name, (value, default) in added.items() if value != default})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
 

@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 from reelcrew import mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
-from reelcrew.models import (ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size,
-                             veo_limits)
+from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.settings import Settings
+from reelcrew.video.registry import backend_name, backend_spec, model_limits
+from reelcrew.writer_quota import WritersPaused
 from reelcrew.files import new_owner, owner_alive, write_json_atomic
 from reelcrew.leases import Heartbeat
 from reelcrew.store import Store
@@ -132,16 +133,19 @@ class Pipeline:
     def llm(self):
         if self._llm is None:
             from reelcrew.llm import build_llm
+            from reelcrew.writer_quota import WriterQuota
 
-            self._llm = build_llm(self.settings)
+            self.writer_quota = None if self.settings.mock_llm else WriterQuota(self.store, self.settings)
+            self._llm = build_llm(self.settings, self.writer_quota)
         return self._llm
 
     # -- planning ------------------------------------------------------------------------------
     def plan(self, topics: list[str]) -> list[Production]:
         s = self.settings
-        if s.clip_seconds not in veo_limits(s.veo3_model).durations:
+        durations = model_limits(s.veo3_model, backend_name(s)).durations
+        if s.clip_seconds not in durations:
             raise ConfigError(f"clip length {s.clip_seconds}s is not supported by {s.veo3_model}",
-                              f"set clip_seconds to one of {veo_limits(s.veo3_model).durations}")
+                              f"set clip_seconds to one of {durations}")
         if s.resolution == "1080p" and s.clip_seconds != 8:
             raise ConfigError("1080p clips must be 8 s long", "set clip_seconds: 8 or resolution: 720p")
         prods = []
@@ -169,6 +173,8 @@ class Pipeline:
             value = model.model_validate_json(saved)
         else:
             self.progress.stage(prod.id, stage)
+            if getattr(self, "writer_quota", None) is not None:
+                self.writer_quota.production_id = prod.id  # its tokens are this production's cost
             result = make()
             value = result.value
             self.store.save_stage(prod.id, stage, value.model_dump_json(), result.answers)
@@ -245,7 +251,8 @@ class Pipeline:
                 if isinstance(exc, ConfigError):
                     raise
                 stage = next((st for st in STAGES if self.store.stage(prod.id, st) is None), "script")
-                self.store.set_production_status(prod.id, ProductionStatus.failed, stage, str(exc))
+                status = ProductionStatus.paused if isinstance(exc, WritersPaused) else ProductionStatus.failed
+                self.store.set_production_status(prod.id, status, stage, str(exc))
                 self.store.log("failed", str(exc), prod.id, stage=stage)
         if until in ("clips", "final"):
             self._clips(prods, written, retry_clips or set())
@@ -266,7 +273,7 @@ class Pipeline:
             if prod.id not in written or written[prod.id][2] is None:
                 continue
             for prompt in written[prod.id][2].prompts:
-                prompt.check_against(self.settings.veo3_model)
+                prompt.check_against(self.settings.veo3_model, backend_name(self.settings))
                 clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model)
                 dest = self.folder(prod.id) / "clips" / f"clip-{prompt.index:02d}.mp4"
                 jobs.append((prod, ClipJob(clip.key, dest, (prod.id, prompt.index) in retry_clips), clip))
@@ -289,8 +296,8 @@ class Pipeline:
         self.progress.plan("clips", len(jobs))
         s = self.settings
         usd, count, seconds = self.estimate(jobs)
-        mock = s.veo3_mock_mode
-        if count and not mock:
+        paid = backend_spec(s).paid
+        if count and paid:
             if self.budget_usd is not None and usd > self.budget_usd + 1e-9:
                 raise BudgetError(f"this run would cost about ${usd:.2f} ({count} clips, {seconds:.0f} s of video), "
                                   f"over --budget-usd {self.budget_usd:.2f}; nothing was submitted",
@@ -298,7 +305,7 @@ class Pipeline:
             if not self.progress.confirm(usd, count, seconds):
                 raise BudgetError("not confirmed: nothing was submitted", "run again and answer yes, or pass --yes")
         backend = make_backend(s)
-        gate = None if mock else RateGate(self.store, s.veo3_rpm, s.veo3_rpd, s.veo3_rate_window_seconds)
+        gate = RateGate(self.store, s.veo3_rpm, s.veo3_rpd, s.veo3_rate_window_seconds) if paid else None
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self.progress.stage(prod.id, "clips")
@@ -330,7 +337,7 @@ class Pipeline:
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "manifest.json", {
             "production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
-            "backend": "mock" if self.settings.veo3_mock_mode else ("vertex" if self.settings.google_genai_use_vertexai else "gemini"),
+            "backend": backend_name(self.settings),
             "clips": [{"index": c.index, "key": c.key, "status": c.status.value, "prompt": c.prompt.model_dump(mode="json"),
                        "operation_name": c.operation_name, "video_uri": c.video_uri, "file": c.path, "sha256": c.sha256,
                        "duration": c.duration, "retries": c.retries, "error": c.error, "cost_usd": c.cost_usd,

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reelcrew import defaults
 from reelcrew.errors import ConfigError
-from reelcrew.models import VEO_MODELS
 
 DEFAULT_CONFIG = defaults.config_file()
 DEFAULT_CREWS_DIR = defaults.crews_dir()
@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     google_vertex_express: bool = Field(False, description="Vertex with an API key (express mode) instead of the "
                                         "project's credentials; express mode serves generateContent, not Veo")
     llm_max_repairs: int = Field(2, ge=0, le=5)
+    gemini_rpm: int = Field(60, ge=1, description="writers' Gemini requests per minute, shared through the ledger")
 
     # production defaults
     language: str = "auto"
@@ -176,13 +177,18 @@ class Settings(BaseSettings):
     music: MusicStyle = MusicStyle()
     render: RenderStyle = RenderStyle()
     cards: CardStyle = CardStyle()
-    prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="USD per second by model and resolution")
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Veo: USD per second by model and resolution; "
+                                          "writers: input_per_mtok/output_per_mtok USD per million tokens")
 
     @field_validator("veo3_model")
     @classmethod
-    def _known_model(cls, model: str) -> str:
-        if model not in VEO_MODELS:
-            raise ValueError(f"unknown Veo model {model!r}; use one of: {', '.join(VEO_MODELS)}")
+    def _model_served_by_backend(cls, model: str, info: ValidationInfo) -> str:
+        """VEO3_MODEL must be one the chosen backend (gemini, vertex or mock) declares in the registry
+        (both switches are declared above this field, so `info.data` holds them)."""
+        from reelcrew.video.registry import backend_name, model_limits
+
+        model_limits(model, backend_name(SimpleNamespace(**info.data)))  # UnknownModel lists the known ones
         return model
 
     @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
@@ -258,10 +264,10 @@ class Settings(BaseSettings):
         return "project"
 
     def price_per_second(self, model: str, resolution: str) -> float:
-        by_res = self.prices.get(model)
-        if not by_res:
-            raise ConfigError(f"no price for {model} in config/pipeline.yaml", f"add prices.{model}.{resolution} (USD per second)")
-        return by_res.get(resolution, max(by_res.values()))
+        """USD per second of video on the chosen backend (0 for the mock), from the backend registry."""
+        from reelcrew.video.registry import price_per_second
+
+        return price_per_second(self, model, resolution)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from reelcrew.errors import ConfigError
-from reelcrew.files import owner_alive
+from reelcrew.files import new_owner, owner_alive
 from reelcrew.models import ClipStatus, Production, ProductionStatus, VideoClip, VideoPrompt
 
 meta = MetaData()
@@ -77,7 +77,9 @@ costs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True), Column("clip_key", String, nullable=False, unique=True),
     Column("production_id", String), Column("model", String), Column("resolution", String),
     Column("seconds", Float), Column("usd", Float), Column("operation_name", String),
-    Column("day", String), Column("at", Float))
+    Column("day", String), Column("at", Float),
+    # kind: "clip" (Veo) or "llm" (a writers' Gemini call: clip_key is then "llm:<owner>", seconds unused)
+    Column("kind", String, default="clip"), Column("input_tokens", Integer), Column("output_tokens", Integer))
 quota_state = Table(
     "quota_state", meta,
     Column("name", String, primary_key=True), Column("consecutive_failures", Integer, default=0),
@@ -107,6 +109,8 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     3: ("production owner", lambda c: _add_columns(c, "productions", {"owner": "VARCHAR"})),
     4: ("production claims and folders", lambda c: _add_columns(c, "productions", {"lease_until": "FLOAT",
                                                                                  "folder": "TEXT"})),
+    5: ("writer token costs", lambda c: _add_columns(c, "costs", {"kind": "VARCHAR", "input_tokens": "INTEGER",
+                                                                 "output_tokens": "INTEGER"})),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transaction takes first
@@ -483,7 +487,8 @@ class Store:
             if not c.execute(select(costs.c.id).where(costs.c.clip_key == key)).first():  # one charge per clip
                 c.execute(insert(costs).values(clip_key=key, production_id=clip.production_id, model=clip.model,
                                                resolution=clip.prompt.resolution, seconds=duration, usd=usd,
-                                               operation_name=clip.operation_name, at=now, day=utc_day(now)))
+                                               operation_name=clip.operation_name, at=now, day=utc_day(now),
+                                               kind="clip"))
 
     def receipts(self, key: str | None = None) -> list[dict]:
         stmt = select(receipts).order_by(receipts.c.id)
@@ -515,6 +520,16 @@ class Store:
         """Money charged so far (clips that finished), optionally since a moment or on one UTC day."""
         with self._read() as c:
             return self._spent(c, since, day)
+
+    def record_llm_cost(self, production_id: str | None, model: str, input_tokens: int, output_tokens: int,
+                        usd: float) -> None:
+        """One writers' Gemini call in the cost ledger (tokens and price); it counts against the budgets."""
+        now = time.time()
+        with self._write() as c:
+            c.execute(insert(costs).values(clip_key=f"llm:{new_owner()}", production_id=production_id, model=model,
+                                           kind="llm", input_tokens=input_tokens, output_tokens=output_tokens,
+                                           usd=usd, seconds=0.0, day=utc_day(now),
+                                           at=now))
 
     def cost_rows(self) -> list[dict]:
         with self._read() as c:

@@ -33,7 +33,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from reelcrew.models import VideoPrompt
-from reelcrew.video.backends import quota_error_body
 from reelcrew.video.mockclip import render_mock_clip
 
 MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001",
@@ -86,6 +85,19 @@ FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. 
                  "request. Try rephrasing the prompt. Support codes: 42237218")
 
 
+def quota_error_body(window: str, retry_delay: str | None) -> dict:
+    """A 429 body as Google sends it: QuotaFailure names the window, RetryInfo the delay."""
+    details: list[dict] = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+        "quotaMetric": "generativelanguage.googleapis.com/predict_long_running_requests",
+        "quotaId": f"PredictLongRunningRequestsPer{window}PerProjectPerModel",
+        "quotaDimensions": {"location": "global", "model": "veo"}, "quotaValue": "10"}]}]
+    if retry_delay:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
+    return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "You exceeded your current quota, please check your plan and billing details.",
+                      "details": details}}
+
+
 @dataclass
 class Script:
     latency: float = 0.0  # seconds from submit to done
@@ -98,6 +110,7 @@ class Script:
     download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500", "slow"
     late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
     text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
+    text_quota_kind: str = "PerMinute"  # the QuotaFailure window of a 429 text answer: PerMinute | PerDay | bare
 
 
 class FakeGoogle:
@@ -308,7 +321,7 @@ class FakeGoogle:
                                        "message": f"models/{model} is not found for API version v1beta"}}
             answer = self.script.text_answers.popleft() if self.script.text_answers else "{}"
         if isinstance(answer, int):
-            return answer, ({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Resource exhausted."}}
+            return answer, (self._quota_body(self.script.text_quota_kind)
                             if answer == 429 else {"error": {"code": answer, "status": "UNAVAILABLE", "message": "overloaded"}})
         parts = [{"text": "Weighing the brief before answering.", "thought": True},
                  {"text": answer, "thoughtSignature": THOUGHT_SIGNATURE}]

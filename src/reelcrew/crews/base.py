@@ -21,6 +21,7 @@ from crewai import Agent, BaseLLM, Crew, Process, Task
 from pydantic import BaseModel, ValidationError
 
 from reelcrew.errors import ConfigError, CrewOutputError
+from reelcrew.writer_quota import WritersPaused
 
 M = TypeVar("M", bound=BaseModel)
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)}")  # the pattern CrewAI interpolates
@@ -130,7 +131,7 @@ def run_crew(spec: CrewSpec[M], llm: BaseLLM, inputs: dict[str, Any], crews_dir:
     crew = Crew(agents=[agent], tasks=[task], process=Process.sequential, verbose=False, tracing=False)
     try:
         crew.kickoff(inputs=inputs)
-    except ConfigError:
+    except (ConfigError, WritersPaused):
         raise
     except Exception as exc:  # CrewAI wraps guardrail exhaustion and provider errors alike
         if errors and not parsed:

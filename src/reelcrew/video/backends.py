@@ -7,6 +7,7 @@ SDK (its own retries stay off): whether to try again is the generator's decision
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -20,7 +21,9 @@ from typing import Any
 from reelcrew.google_auth import genai_client
 from reelcrew.models import VideoPrompt
 from reelcrew.settings import Settings
-from reelcrew.video.retention import VideoGone
+from reelcrew.video.errors import (BackendError, CredentialsRefused, OutcomeUnknown, QuotaExceeded, Rejected,
+                                   Unavailable, VideoGone)
+from reelcrew.video.registry import backend_spec
 
 log = logging.getLogger("reelcrew.video")
 
@@ -37,11 +40,15 @@ class Outcome:
 
 
 class VeoBackend(ABC):
+    """Raises only `reelcrew.video.errors` (BackendError and its kinds); `name` is its registry entry's."""
+
     name: str = "veo"
 
     @abstractmethod
     def submit(self, prompt: VideoPrompt, model: str) -> str:
-        """Send one paid request; return the operation name (the receipt)."""
+        """Send one paid request; return the operation name (the receipt).
+
+        Raises QuotaExceeded, Rejected, Unavailable, CredentialsRefused or OutcomeUnknown."""
 
     @abstractmethod
     def poll(self, operation_name: str) -> Outcome: ...
@@ -61,28 +68,39 @@ class GenaiBackend(VeoBackend):
         self.vertex = settings.google_genai_use_vertexai
         http = types.HttpOptions(timeout=int(settings.submit_timeout * 1000))
         self.client = genai_client(settings, http)  # a Vertex project wins over a stray API key
-        self.name = "vertex" if self.vertex else "gemini"
+        self.name = backend_spec(settings).name
         if self.vertex and settings.google_vertex_express:
             log.warning("GOOGLE_VERTEX_EXPRESS=true: Veo goes to Vertex express mode (API key), whose reference "
                         "lists generateContent methods only, not predictLongRunning; unset it to use the project")
 
     def submit(self, prompt: VideoPrompt, model: str) -> str:
+        try:
+            return self._submit(prompt, model)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise translate_submit_error(exc) from exc
+
+    def _submit(self, prompt: VideoPrompt, model: str) -> str:
         t = self.types
+        accepts = backend_spec(self.settings).models[model].accepts
         config: dict[str, Any] = dict(number_of_videos=1, duration_seconds=prompt.duration,
                                       aspect_ratio=prompt.aspect_ratio, resolution=prompt.resolution,
                                       http_options=t.HttpOptions(timeout=int(self.settings.submit_timeout * 1000)))
         if prompt.negative_prompt:
             config["negative_prompt"] = prompt.negative_prompt
-        if self.vertex:  # fields the Gemini API refuses
+        # fields the Gemini API refuses are declared per backend in the registry
+        if "generate_audio" in accepts:
             config["generate_audio"] = True
-            if prompt.seed is not None:
-                config["seed"] = prompt.seed
-            if self.settings.gcs_output_bucket:
-                config["output_gcs_uri"] = f"gs://{self.settings.gcs_output_bucket.removeprefix('gs://').rstrip('/')}/reelcrew/"
+        if "seed" in accepts and prompt.seed is not None:
+            config["seed"] = prompt.seed
+        if "output_gcs_uri" in accepts and self.settings.gcs_output_bucket:
+            bucket = self.settings.gcs_output_bucket.removeprefix("gs://").rstrip("/")
+            config["output_gcs_uri"] = f"gs://{bucket}/reelcrew/"
         op = self.client.models.generate_videos(model=model, source=t.GenerateVideosSource(prompt=prompt.prompt),
                                                 config=t.GenerateVideosConfig(**config))
         if not op.name:
-            raise RuntimeError("Veo accepted the request but returned no operation name")
+            raise OutcomeUnknown("Veo accepted the request but returned no operation name")
         return op.name
 
     def poll(self, operation_name: str) -> Outcome:
@@ -129,6 +147,47 @@ class GenaiBackend(VeoBackend):
         dest.write_bytes(data)
 
 
+def translate_submit_error(exc: BaseException) -> BackendError:
+    """google-genai, google-auth and httpx exceptions of a submit, in our words (see video/errors.py)."""
+    import google.auth.exceptions
+    import httpx
+    from google.genai import errors
+
+    from reelcrew.video.quota import classify_429
+
+    if isinstance(exc, errors.ClientError):
+        if exc.code == 429:
+            signal = classify_429(exc.details)
+            window = "unknown" if signal.kind == "bare" else signal.kind
+            return QuotaExceeded(window, signal.retry_after, f"429 {exc.status}: {exc.message}")
+        return Rejected(exc.code, exc.message or str(exc), exc.status)
+    if isinstance(exc, errors.ServerError):
+        if exc.code == 503 or exc.status == "UNAVAILABLE":  # an explicit "not now": nothing was created
+            return Unavailable(f"Veo unavailable on submit ({exc.code}): {exc.message}")
+        return OutcomeUnknown(f"server error {exc.code} on submit: {exc.message}")
+    if isinstance(exc, google.auth.exceptions.GoogleAuthError):  # no token, so nothing reached Veo
+        reason = f"Vertex AI credentials did not work ({type(exc).__name__}: {exc})"
+        return Unavailable(reason) if getattr(exc, "retryable", False) else CredentialsRefused(reason)
+    if isinstance(exc, httpx.ConnectError) and connection_refused(exc):
+        # refused at connect(): not one byte of the request left this machine
+        return Unavailable(f"connection refused on submit, nothing was sent ({exc})")
+    if isinstance(exc, (httpx.TimeoutException, httpx.TransportError)):
+        return OutcomeUnknown(f"submit {type(exc).__name__}: {exc}")
+    return OutcomeUnknown(f"submit {type(exc).__name__}: {exc}")
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """True when the connection was refused (ECONNREFUSED): the request was never sent, so a retry is safe."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError) or getattr(current, "errno", None) == errno.ECONNREFUSED:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _gcs_download(uri: str, timeout: float) -> bytes:
     """Fetch a gs:// object with application default credentials (Vertex writes there when GCS_OUTPUT_BUCKET is set)."""
     import google.auth
@@ -148,8 +207,8 @@ def _gcs_download(uri: str, timeout: float) -> bytes:
 class MockBackend(VeoBackend):
     """Offline Veo for rehearsals: real clips, and trouble on demand.
 
-    VEO3_MOCK_LATENCY seconds per operation, VEO3_MOCK_QUOTA_RATE of submits answered like a
-    per-minute 429 (the real error body), VEO3_MOCK_FAILURE_RATE of operations ending in an
+    VEO3_MOCK_LATENCY seconds per operation, VEO3_MOCK_QUOTA_RATE of submits answered with a
+    per-minute QuotaExceeded (retry after 1 s), VEO3_MOCK_FAILURE_RATE of operations ending in an
     error, all decided from VEO3_MOCK_SEED so a rehearsal can be replayed exactly.
     """
 
@@ -164,13 +223,11 @@ class MockBackend(VeoBackend):
         return random.Random("|".join(map(str, (self.settings.veo3_mock_seed, *parts)))).random()
 
     def submit(self, prompt: VideoPrompt, model: str) -> str:
-        from google.genai import errors
-
         key = prompt.clip_key(model)
         attempt = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempt
         if self._roll("quota", key, attempt) < self.settings.veo3_mock_quota_rate:
-            raise errors.ClientError(429, quota_error_body("PerMinute", "1s"))
+            raise QuotaExceeded("minute", 1.0, "mock 429 (VEO3_MOCK_QUOTA_RATE)")
         self.accepted += 1
         return f"mock/operations/{key}-{attempt}-{int(time.time() * 1000)}"
 
@@ -188,18 +245,12 @@ class MockBackend(VeoBackend):
         render_mock_clip(prompt, dest)
 
 
-def quota_error_body(window: str, retry_delay: str | None) -> dict:
-    """A 429 body as Google sends it: QuotaFailure names the window, RetryInfo the delay."""
-    details: list[dict] = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-        "quotaMetric": "generativelanguage.googleapis.com/predict_long_running_requests",
-        "quotaId": f"PredictLongRunningRequestsPer{window}PerProjectPerModel",
-        "quotaDimensions": {"location": "global", "model": "veo"}, "quotaValue": "10"}]}]
-    if retry_delay:
-        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
-    return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
-                      "message": "You exceeded your current quota, please check your plan and billing details.",
-                      "details": details}}
+_CLASSES: dict[str, type[VeoBackend]] = {"gemini": GenaiBackend, "vertex": GenaiBackend, "mock": MockBackend}
 
 
 def make_backend(settings: Settings) -> VeoBackend:
-    return MockBackend(settings) if settings.veo3_mock_mode else GenaiBackend(settings)
+    """The backend these settings select; its `name` is the registry entry's."""
+    spec = backend_spec(settings)
+    backend = _CLASSES[spec.name](settings)
+    backend.name = spec.name
+    return backend

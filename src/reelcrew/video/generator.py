@@ -11,7 +11,6 @@ one production or several) are generated once and the file is copied to every sc
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -22,20 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import google.auth.exceptions
-import httpx
 from tenacity import (Retrying, retry_if_not_exception_type, stop_before_delay, stop_when_event_set, wait_exponential,
                       wait_random)
 
 from reelcrew.files import new_owner, part_path, sha256_file
 from reelcrew.leases import Heartbeat
 from reelcrew.media import MediaError, decodes, probe
-from reelcrew.models import ClipStatus, VideoClip, frame_size, veo_limits
+from reelcrew.models import ClipStatus, VideoClip, frame_size
 from reelcrew.settings import Settings
 from reelcrew.store import Spend, Store
 from reelcrew.video.backends import Outcome, VeoBackend
-from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, classify_429, jitter, next_quota_reset
-from reelcrew.video.retention import VideoGone, gone_message, on_gemini_api, past_retention
+from reelcrew.video.errors import CredentialsRefused, OutcomeUnknown, QuotaExceeded, Rejected, Unavailable, VideoGone
+from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, jitter, next_quota_reset
+from reelcrew.video.registry import model_limits
+from reelcrew.video.retention import gone_message, on_gemini_api, past_retention
 
 log = logging.getLogger("reelcrew.video")
 FINAL = {ClipStatus.done, ClipStatus.filtered, ClipStatus.failed, ClipStatus.ambiguous}
@@ -197,15 +196,11 @@ class ClipGenerator:
         return mode, (self.tick if wait < 0 else wait)
 
     def _price(self, clip: VideoClip) -> float:
-        """What Veo charges for this clip when it succeeds (the mock is free)."""
-        if self.backend.name == "mock":
-            return 0.0
+        """What Veo charges for this clip when it succeeds (the registry's price: 0 on the mock)."""
         return clip.prompt.duration * self.s.price_per_second(clip.model, clip.prompt.resolution)
 
     def _submit(self, job: ClipJob) -> bool:
         """One paid request. True when a receipt was committed; False to go round again."""
-        from google.genai import errors
-
         clip = self.store.clip(job.key)
         if self.rate is not None:  # None for the mock: it has no real quota (VEO3_MOCK_QUOTA_RATE rehearses 429s)
             self.rate.acquire()
@@ -214,50 +209,45 @@ class ClipGenerator:
             return False
         try:
             name = self.backend.submit(clip.prompt, clip.model)
-        except errors.ClientError as exc:
+        except QuotaExceeded as exc:
+            return self._quota(clip, exc)
+        except Rejected as exc:
             return self._rejected(clip, exc)
-        except errors.ServerError as exc:
-            if exc.code == 503 or exc.status == "UNAVAILABLE":  # an explicit "not now": nothing was created
-                return self._failed_attempt(clip, f"Veo unavailable on submit ({exc.code}): {exc.message}")
-            return self._ambiguous(clip, f"server error {exc.code} on submit: {exc.message}")
-        except google.auth.exceptions.GoogleAuthError as exc:  # no token, so nothing reached Veo
-            reason = f"Vertex AI credentials did not work ({type(exc).__name__}: {exc})"
-            if getattr(exc, "retryable", False):
-                return self._failed_attempt(clip, reason)
+        except Unavailable as exc:  # nothing was created: retried with back-off
+            return self._failed_attempt(clip, exc.reason)
+        except CredentialsRefused as exc:
             self._release(clip, ClipStatus.failed,
-                          error=f"{reason}; nothing was submitted. Fix the project's credentials (`gcloud auth "
+                          error=f"{exc.reason}; nothing was submitted. Fix the project's credentials (`gcloud auth "
                                 f"application-default login` or GOOGLE_APPLICATION_CREDENTIALS), then run "
                                 f"`reelcrew retry {clip.production_id} --clip {clip.index}`")
             return False
-        except httpx.ConnectError as exc:
-            if connection_refused(exc):  # refused at connect(): not one byte of the request left this machine
-                return self._failed_attempt(clip, f"connection refused on submit, nothing was sent ({exc})")
-            return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            return self._ambiguous(clip, f"submit {type(exc).__name__}: {exc}")
+        except OutcomeUnknown as exc:
+            return self._ambiguous(clip, exc.reason)
         # the receipt (journal line and ledger row), in its own transaction, before anything else
         self.store.record_submit(clip.key, job.owner, name, clip.retries + 1, clip.possible_duplicate, self.lease_ttl)
         self.breaker.success()
         self.store.log("submitted", name, clip.production_id, clip.index, "clips", attempt=clip.retries + 1)
         return True
 
-    def _rejected(self, clip: VideoClip, exc) -> bool:
-        if exc.code == 429:
-            signal = classify_429(exc.details)
-            if signal.kind == "day":
-                until = next_quota_reset(time.time(), self.s.veo3_quota_reset_interval)
-                self.breaker.pause_day(until, "Veo answered 429 with a per-day QuotaFailure")
-                self._release(clip, ClipStatus.pending)
-                return False  # next claim sees the pause and parks the clip
-            self._release(clip, ClipStatus.pending, error=f"quota 429 ({signal.kind}); waiting")
-            self.store.log("quota", f"429 {signal.kind}, retry in {signal.retry_after or 'back-off'}",
-                           clip.production_id, clip.index, "clips")
-            if signal.kind == "minute" and signal.retry_after is not None:
-                self._sleep(jitter(signal.retry_after))
-            else:
-                self.breaker.failure("bare 429")
-                self._sleep(jitter(min(self.s.veo3_retry_wait_base, 60)))
-            return False
+    def _quota(self, clip: VideoClip, exc: QuotaExceeded) -> bool:
+        """A per-day quota pauses every submit until midnight Pacific; a per-minute one is waited out."""
+        if exc.window == "day":
+            until = next_quota_reset(time.time(), self.s.veo3_quota_reset_interval)
+            self.breaker.pause_day(until, "Veo answered 429 with a per-day QuotaFailure")
+            self._release(clip, ClipStatus.pending)
+            return False  # next claim sees the pause and parks the clip
+        kind = "bare" if exc.window == "unknown" else exc.window
+        self._release(clip, ClipStatus.pending, error=f"quota 429 ({kind}); waiting")
+        self.store.log("quota", f"429 {kind}, retry in {exc.retry_after or 'back-off'}",
+                       clip.production_id, clip.index, "clips")
+        if exc.window == "minute" and exc.retry_after is not None:
+            self._sleep(jitter(exc.retry_after))
+        else:
+            self.breaker.failure("bare 429")
+            self._sleep(jitter(min(self.s.veo3_retry_wait_base, 60)))
+        return False
+
+    def _rejected(self, clip: VideoClip, exc: Rejected) -> bool:
         message = exc.message or str(exc)
         if exc.code == 404:
             message = f"model {clip.model} not found or retired ({message}); set VEO3_MODEL to a current model"
@@ -407,21 +397,10 @@ class ClipGenerator:
             raise MediaError(f"duration {info.duration:.2f}s, asked for {clip.prompt.duration}s")
         if abs(info.aspect - want_w / want_h) > 0.02:
             raise MediaError(f"shape {info.width}x{info.height}, asked for {clip.prompt.aspect_ratio}")
-        if veo_limits(clip.model).has_audio and not info.has_audio:
+        if model_limits(clip.model).has_audio and not info.has_audio:
             raise MediaError("no audio track, but the model makes sound")
         problem = decodes(path)
         if problem:
             raise MediaError(f"does not decode: {problem}")
         return info
 
-
-def connection_refused(exc: BaseException) -> bool:
-    """True when the connection was refused (ECONNREFUSED): the request was never sent, so a retry is safe."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError) or getattr(current, "errno", None) == errno.ECONNREFUSED:
-            return True
-        current = current.__cause__ or current.__context__
-    return False

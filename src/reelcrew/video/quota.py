@@ -84,14 +84,14 @@ class Breaker:
 
     Its state is a ledger row (`Store.breaker_*`), shared by every process using the ledger."""
 
-    def __init__(self, store: Store, settings: Settings):
-        self.store, self.settings = store, settings
+    def __init__(self, store: Store, settings: Settings, name: str = "veo"):
+        self.store, self.settings, self.name = store, settings, name  # "veo" for clips, "writers" for Gemini text
 
     def before_submit(self, owner: str | None = None) -> float:
         """0 when this claim may submit now; else seconds to wait. Raises QuotaPaused for a paused day."""
         verdict, value, reason = self.store.breaker_gate(owner or new_owner(),
                                                          self.settings.veo3_consecutive_failure_threshold,
-                                                         self.settings.submit_timeout + 5)
+                                                         self.settings.submit_timeout + 5, self.name)
         if verdict == "open":
             if (reason or "").startswith("daily"):
                 raise QuotaPaused(value, reason or "daily quota exhausted")
@@ -99,16 +99,16 @@ class Breaker:
         return value
 
     def success(self) -> None:
-        self.store.breaker_success()
+        self.store.breaker_success(self.name)
 
     def failure(self, reason: str) -> None:
         threshold, wait = self.settings.veo3_consecutive_failure_threshold, self.settings.veo3_quota_wait_time
-        failures = self.store.breaker_failure(reason, threshold, wait)
+        failures = self.store.breaker_failure(reason, threshold, wait, self.name)
         if failures >= threshold:
             self.store.log("breaker", f"opened for {wait:.0f}s after {failures} failures: {reason}")
 
     def pause_day(self, until: float, reason: str) -> None:
-        self.store.breaker_pause(until, f"daily quota exhausted ({reason})")
+        self.store.breaker_pause(until, f"daily quota exhausted ({reason})", self.name)
         self.store.log("quota", f"daily quota exhausted; submits paused until {time.ctime(until)}")
 
 
@@ -119,16 +119,17 @@ class RateGate:
     The bucket lives beside the ledger (`Store.rate_bucket`): a SQLite file next to a SQLite ledger, a
     table in a PostgreSQL one; so two output folders, or two machines on one PostgreSQL, share one rate."""
 
-    def __init__(self, store: Store, rpm: int, rpd: int = 0, window: float = 60.0):
+    def __init__(self, store: Store, rpm: int, rpd: int = 0, window: float = 60.0, name: str = "veo"):
         from pyrate_limiter import Duration, Limiter, Rate
 
         rates = [Rate(rpm, int(window * 1000))] + ([Rate(rpd, Duration.DAY)] if rpd else [])
         # a changed limit starts a fresh window rather than mis-reading the old one
-        table = f"veo_rpm{rpm}_w{int(window * 1000)}_rpd{rpd}"
+        table = f"{name}_rpm{rpm}_w{int(window * 1000)}_rpd{rpd}"  # one bucket per name: "veo", "writers"
+        self.item = f"{name}-submit"
         self.bucket = store.rate_bucket(rates, table)
         self.limiter = Limiter(self.bucket)
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
         with self._lock:  # the file lock is per thread; one thread at a time in this process
-            self.limiter.try_acquire("veo-submit", blocking=True)
+            self.limiter.try_acquire(self.item, blocking=True)

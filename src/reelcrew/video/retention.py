@@ -8,11 +8,9 @@ this rule is about Gemini API operations only, recognised by their name (`models
 
 from __future__ import annotations
 
+from reelcrew.video.errors import VideoGone  # noqa: F401  (kept importable from here)
+
 GEMINI_API_RETENTION_SECONDS = 2 * 24 * 3600
-
-
-class VideoGone(Exception):
-    """The service no longer has the video (expired or deleted): retrying the download cannot help."""
 
 
 def on_gemini_api(operation_name: str | None) -> bool:

@@ -15,6 +15,7 @@ from crewai.tools import BaseTool, ToolFailure
 from pydantic import BaseModel, Field, PrivateAttr
 
 from reelcrew.models import ClipStatus, VideoPrompt
+from reelcrew.video.registry import backend_name
 
 
 class VideoArgs(BaseModel):
@@ -48,7 +49,7 @@ class VideoGenerationTool(BaseTool):
         try:
             request = VideoPrompt(index=index, scene_index=index, prompt=prompt, negative_prompt=negative_prompt,
                                   duration=duration, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed)
-            request.check_against(self._settings.veo3_model)
+            request.check_against(self._settings.veo3_model, backend_name(self._settings))
             clip = self._store.ensure_clip(self.production_id, request, self._settings.veo3_model)
             dest = Path(self._settings.reelcrew_output_dir) / self.production_id / "clips" / f"clip-{index:02d}.mp4"
             clip = self._generator.run([ClipJob(clip.key, dest)])[0]

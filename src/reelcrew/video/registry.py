@@ -1,0 +1,101 @@
+"""One registry of video backends: the models each one serves, their limits, parameters and prices.
+
+Everything that used to ask "is this the mock?" or "which models exist?" asks here instead: Settings
+validates VEO3_MODEL, `VideoPrompt.check_against` refuses what the model would refuse, the generator prices a
+clip, the manifest names the backend, and `make_backend` builds it. Prices are defaults in USD per second of
+video (Google's published rates, see docs/research veo-api.md); `prices:` in config/pipeline.yaml overrides them.
+This module imports nothing of ours, so settings.py and models.py can both read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What one Veo model accepts on one backend; a prompt outside these is refused before any spend."""
+
+    durations: tuple[int, ...] = (4, 6, 8)
+    aspects: tuple[str, ...] = ("16:9", "9:16")
+    resolutions: tuple[str, ...] = ("720p", "1080p")
+    full_hd_requires: int = 8  # 1080p is only generated at this duration
+    has_audio: bool = True
+    accepts: frozenset[str] = frozenset()  # optional request fields this backend sends (seed, generate_audio ...)
+    price_per_second: Mapping[str, float] = field(default_factory=dict)  # by resolution; {} = free
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    description: str
+    models: Mapping[str, ModelLimits]
+    paid: bool = True  # False: rehearsals (no rate gate, no confirmation, no cost)
+
+
+_PRICES = {  # USD per second, by resolution (veo-api.md section 6: Google's pricing pages, Nov 2026)
+    "veo-3.1-generate": {"720p": 0.40, "1080p": 0.40},
+    "veo-3.1-fast-generate": {"720p": 0.10, "1080p": 0.12},
+    "veo-3.1-lite-generate": {"720p": 0.05, "1080p": 0.08},
+}
+_VERTEX_FIELDS = frozenset({"seed", "generate_audio", "output_gcs_uri"})  # the Gemini API refuses these
+
+
+def _family(accepts: frozenset[str], priced: bool = True) -> dict[str, ModelLimits]:
+    return {f"{base}-{suffix}": ModelLimits(accepts=accepts, price_per_second=prices if priced else {})
+            for base, prices in _PRICES.items() for suffix in ("001", "preview")}
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "gemini": BackendSpec("gemini", "Gemini API (API key)", _family(frozenset())),
+    "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS)),
+    "mock": BackendSpec("mock", "offline rehearsal: real clips, free", _family(frozenset({"seed"}), priced=False),
+                        paid=False),
+}
+
+
+class UnknownModel(ValueError):
+    """A model the chosen backend does not serve; the message lists the ones it does."""
+
+
+def backend_name(settings: Any) -> str:
+    """Which backend these settings select: the mock, Vertex AI, or the Gemini API."""
+    if getattr(settings, "veo3_mock_mode", False):
+        return "mock"
+    return "vertex" if getattr(settings, "google_genai_use_vertexai", False) else "gemini"
+
+
+def backend_spec(settings_or_name: Any) -> BackendSpec:
+    name = settings_or_name if isinstance(settings_or_name, str) else backend_name(settings_or_name)
+    return BACKENDS[name]
+
+
+def known_models(backend: str | None = None) -> list[str]:
+    """Every model the backend serves (all backends when None), in registry order."""
+    specs = [BACKENDS[backend]] if backend else list(BACKENDS.values())
+    return list(dict.fromkeys(model for spec in specs for model in spec.models))
+
+
+def model_limits(model: str, backend: str | None = None) -> ModelLimits:
+    """The model's limits on `backend` (or on the first backend that serves it); UnknownModel otherwise."""
+    for spec in [BACKENDS[backend]] if backend else BACKENDS.values():
+        if model in spec.models:
+            return spec.models[model]
+    where = f" on the {backend} backend" if backend else ""
+    raise UnknownModel(f"unknown Veo model {model!r}{where}; use one of: {', '.join(known_models(backend))}")
+
+
+def price_per_second(settings: Any, model: str, resolution: str) -> float:
+    """USD per second: 0 on a free backend, else `prices:` from config/pipeline.yaml, else the registry default."""
+    spec = backend_spec(settings)
+    if not spec.paid:
+        return 0.0
+    configured = (getattr(settings, "prices", None) or {}).get(model)
+    by_res = configured or dict(model_limits(model, spec.name).price_per_second)
+    if not by_res:
+        from reelcrew.errors import ConfigError
+
+        raise ConfigError(f"no price for {model}", f"add prices.{model}.{resolution} (USD per second) to "
+                                                   "config/pipeline.yaml")
+    return by_res.get(resolution, max(by_res.values()))
