@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from reelcrew.settings import load_settings
+from reelcrew.store import Store
 from reelcrew.video import quota
 from reelcrew.video.quota import RateGate, classify_429, next_quota_reset
 
@@ -143,7 +144,7 @@ def test_rate_window_is_a_setting_with_veo_default_of_a_minute(monkeypatch):
 
 
 def test_rate_gate_admits_rpm_submits_per_window_then_waits_for_the_window(tmp_path):
-    gate = RateGate(tmp_path / "rate.sqlite", rpm=2, window=1.5)
+    gate = RateGate(Store(f"sqlite:///{tmp_path / 'ledger.db'}"), rpm=2, window=1.5)
     start = time.monotonic()
     gate.acquire()
     gate.acquire()
