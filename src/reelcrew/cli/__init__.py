@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import signal
 import sys
+from importlib import import_module
 
-# each module registers its commands on import; this order is the order `--help` lists them in
-from reelcrew.cli import run, upkeep, config, assemble  # noqa: F401,I001
-from reelcrew.cli.app import app
-from reelcrew.cli.assemble import expand_multi_value
+from reelcrew.cli.app import app, expand_multi_value
 
 __all__ = ["app", "main"]
+
+# each module registers its commands on import; this order is the order `--help` lists them in
+COMMAND_MODULES = ("run", "upkeep", "config", "assemble")
+for _module in COMMAND_MODULES:
+    import_module(f"reelcrew.cli.{_module}")
 
 
 def main() -> None:

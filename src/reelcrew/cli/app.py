@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,20 +21,20 @@ app.add_typer(ledger_app, name="ledger")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # Options shared by several commands, so their flags and help read the same everywhere.
-OutputDirOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Output folder (default: output/).")]
+OutputDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: output/).")]
 MockOpt = Annotated[bool, typer.Option("--mock", help="Mock LLM and mock Veo: offline, free, real clips.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Spend without asking for confirmation.")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Settings file (default: config/pipeline.yaml).")]
-BudgetOpt = Annotated[Optional[float], typer.Option("--budget-usd", min=0, help="Hard cap on this run's Veo spend.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (default: config/pipeline.yaml).")]
+BudgetOpt = Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard cap on this run's Veo spend.")]
 
 
-class Aspect(str, Enum):
+class Aspect(StrEnum):
     landscape = "16:9"
     portrait = "9:16"
 
 
-class Until(str, Enum):
+class Until(StrEnum):
     script = "script"
     seo = "seo"
     prompts = "prompts"
@@ -42,7 +42,7 @@ class Until(str, Enum):
     final = "final"
 
 
-def settings_for(output_dir: Optional[Path] = None, config: Optional[Path] = None, mock: bool = False, **overrides):
+def settings_for(output_dir: Path | None = None, config: Path | None = None, mock: bool = False, **overrides):
     from reelcrew.settings import load_settings
 
     if mock:
@@ -70,3 +70,21 @@ def fail(exc: ReelcrewError) -> NoReturn:
     if exc.fix:
         err.print(f"[bold]fix:[/] {exc.fix}")
     raise typer.Exit(exc.exit_code)
+
+
+MULTI_VALUE = {"--clips", "--captions"}
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """Let `--clips a.mp4 b.mp4 --captions "x" "y"` work as users write it (click wants one value a flag)."""
+    out, current = [], None
+    for arg in argv:
+        if arg in MULTI_VALUE:
+            current = arg
+            continue
+        if current and not arg.startswith("--"):
+            out += [current, arg]
+            continue
+        current = None
+        out.append(arg)
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,34 +11,17 @@ from reelcrew.cli.app import Aspect, ConfigOpt, OutputDirOpt, app, err, fail, op
 from reelcrew.cli.run import run_productions
 from reelcrew.errors import ReelcrewError
 
-MULTI_VALUE = {"--clips", "--captions"}
-
-
-def expand_multi_value(argv: list[str]) -> list[str]:
-    """Let `--clips a.mp4 b.mp4 --captions "x" "y"` work as users write it (click wants one value a flag)."""
-    out, current = [], None
-    for arg in argv:
-        if arg in MULTI_VALUE:
-            current = arg
-            continue
-        if current and not arg.startswith("--"):
-            out += [current, arg]
-            continue
-        current = None
-        out.append(arg)
-    return out
-
 
 @app.command()
 def assemble(
-    production: Optional[str] = typer.Argument(None, help="Re-cut a production (after editing subtitles or style)."),
+    production: str | None = typer.Argument(None, help="Re-cut a production (after editing subtitles or style)."),
     clips: list[Path] = typer.Option([], "--clips", help="Loose clip files, in order."),
     captions: list[str] = typer.Option([], "--captions", help="One caption per clip, in order."),
-    watermark: Optional[str] = typer.Option(None, "--watermark", help="Watermark text ('' for none)."),
+    watermark: str | None = typer.Option(None, "--watermark", help="Watermark text ('' for none)."),
     aspect: Aspect = typer.Option(Aspect.landscape, "--aspect"),
-    crossfade: Optional[float] = typer.Option(None, "--crossfade", help="Crossfade seconds (0 = cut)."),
-    music: Optional[Path] = typer.Option(None, "--music"),
-    output: Optional[Path] = typer.Option(None, "--output"),
+    crossfade: float | None = typer.Option(None, "--crossfade", help="Crossfade seconds (0 = cut)."),
+    music: Path | None = typer.Option(None, "--music"),
+    output: Path | None = typer.Option(None, "--output"),
     output_dir: OutputDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:

@@ -36,7 +36,8 @@ def config_show(
 
 
 @config_app.command("init")
-def config_init(path: Path = typer.Option(Path(".env"), "--path"), force: bool = typer.Option(False, "--force")) -> None:
+def config_init(path: Path = typer.Option(Path(".env"), "--path"),
+                force: bool = typer.Option(False, "--force")) -> None:
     """Write a commented .env template (keys left empty)."""
     from reelcrew.defaults import env_template
     from reelcrew.settings import env_template_from_fields

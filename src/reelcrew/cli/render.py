@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.progress import TaskID
 from rich.table import Table
 
 from reelcrew.cli.app import err
@@ -87,11 +88,12 @@ class Bars:
     """Rich progress bars for stages and clips on a terminal; plain lines otherwise (logs, CI, --json)."""
 
     def __init__(self, enabled: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
 
         self.progress = (RichProgress(TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), console=err) if enabled else None)
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self):
         if self.progress:

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from reelcrew import service
-from reelcrew.cli.app import (Aspect, BudgetOpt, ConfigOpt, JsonOpt, MockOpt, OutputDirOpt, Until, YesOpt, app, err,
-                              fail, interrupted, open_store, settings_for)
+from reelcrew.cli.app import (
+    Aspect,
+    BudgetOpt,
+    ConfigOpt,
+    JsonOpt,
+    MockOpt,
+    OutputDirOpt,
+    Until,
+    YesOpt,
+    app,
+    err,
+    fail,
+    interrupted,
+    open_store,
+    settings_for,
+)
 from reelcrew.cli.render import Bars, approval_policy, print_summaries, progress_lines
 from reelcrew.errors import ConfigError, ReelcrewError
 
@@ -26,15 +39,15 @@ def run_productions(settings, store, prods, until: str = "final", *, as_json: bo
 @app.command()
 def run(
     topic: list[str] = typer.Option([], "--topic", "-t", help="A topic (repeatable)."),
-    topics_file: Optional[Path] = typer.Option(None, "--topics-file", help="One topic a line (like the old prompts.txt)."),
+    topics_file: Path | None = typer.Option(None, "--topics-file", help="One topic a line (like the old prompts.txt)."),
     mock: MockOpt = False,
-    scenes: Optional[int] = typer.Option(None, "--scenes", min=1, max=30, help="Scenes (clips) per video."),
-    aspect: Optional[Aspect] = typer.Option(None, "--aspect", help="16:9 or 9:16."),
-    language: Optional[str] = typer.Option(None, "--language", help="auto, en, zh, ..."),
+    scenes: int | None = typer.Option(None, "--scenes", min=1, max=30, help="Scenes (clips) per video."),
+    aspect: Aspect | None = typer.Option(None, "--aspect", help="16:9 or 9:16."),
+    language: str | None = typer.Option(None, "--language", help="auto, en, zh, ..."),
     output_dir: OutputDirOpt = None,
     until: Until = typer.Option(Until.final, "--until", help="Stop after this stage."),
     as_json: JsonOpt = False,
-    crews_dir: Optional[Path] = typer.Option(None, "--crews-dir", help="Another copy of the agents' YAML."),
+    crews_dir: Path | None = typer.Option(None, "--crews-dir", help="Another copy of the agents' YAML."),
     yes: YesOpt = False,
     budget_usd: BudgetOpt = None,
     config: ConfigOpt = None,
@@ -67,7 +80,7 @@ def resume(
     budget_usd: BudgetOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Finish every unfinished production in the ledger: done stages and clips are reused, in-flight ones re-attached."""
+    """Finish every unfinished production in the ledger: done stages and clips reused, in-flight ones re-attached."""
     try:
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
@@ -86,8 +99,9 @@ def resume(
 @app.command()
 def retry(
     production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
-    clip: Optional[int] = typer.Option(None, "--clip", help="Only this clip (1-based); default: every failed or filtered one."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="A new prompt for --clip (e.g. after a safety filter)."),
+    clip: int | None = typer.Option(None, "--clip",
+                                    help="Only this clip (1-based); default: every failed or filtered one."),
+    prompt: str | None = typer.Option(None, "--prompt", help="A new prompt for --clip (e.g. after a safety filter)."),
     output_dir: OutputDirOpt = None,
     mock: MockOpt = False,
     yes: YesOpt = False,

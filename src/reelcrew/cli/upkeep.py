@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import shutil
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from reelcrew import service
-from reelcrew.cli.app import (ConfigOpt, JsonOpt, MockOpt, OutputDirOpt, app, err, fail, ledger_app, open_store,
-                              settings_for)
+from reelcrew.cli.app import (
+    ConfigOpt,
+    JsonOpt,
+    MockOpt,
+    OutputDirOpt,
+    app,
+    err,
+    fail,
+    ledger_app,
+    open_store,
+    settings_for,
+)
 from reelcrew.cli.render import print_cost, print_repair, print_status
 from reelcrew.errors import ReelcrewError
 
 
 @app.command()
 def status(
-    production: Optional[str] = typer.Argument(None),
+    production: str | None = typer.Argument(None),
     output_dir: OutputDirOpt = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,

@@ -3,8 +3,18 @@ functions with typed results (`reelcrew.results`). The CLI (`reelcrew.cli`) and 
 over these: they parse and format, nothing more. The pipeline underneath stays the stage runner."""
 
 from reelcrew.service.ledger import import_ledger, open_store, require_production
-from reelcrew.service.productions import (approve, estimate, exit_code, plan, prepare_retry, retry, run, status,
-                                          summarize, unfinished)
+from reelcrew.service.productions import (
+    approve,
+    estimate,
+    exit_code,
+    plan,
+    prepare_retry,
+    retry,
+    run,
+    status,
+    summarize,
+    unfinished,
+)
 from reelcrew.service.upkeep import assemble_files, cost, repair
 
 __all__ = ["approve", "assemble", "assemble_files", "cost", "estimate", "exit_code", "import_ledger", "open_store",

@@ -9,10 +9,17 @@ from pathlib import Path
 
 from reelcrew.errors import BudgetError, InputError
 from reelcrew.files import owner_alive
-from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, STAGE_NAMES
+from reelcrew.models import STAGE_NAMES, ClipStatus, Production, ProductionStatus, PromptList
 from reelcrew.pipeline import Pipeline, Progress, estimate_clips
-from reelcrew.results import (Approval, ApprovalPolicy, ClipReport, Estimate, ProductionReport, ProductionSummary,
-                              StatusReport)
+from reelcrew.results import (
+    Approval,
+    ApprovalPolicy,
+    ClipReport,
+    Estimate,
+    ProductionReport,
+    ProductionSummary,
+    StatusReport,
+)
 from reelcrew.service.ledger import open_store, production_folder, require_production
 from reelcrew.settings import Settings
 from reelcrew.store import Store
@@ -105,7 +112,10 @@ def prepare_retry(settings: Settings, production_id: str, clip: int | None = Non
     if prompt is not None:
         if clip is None:
             raise InputError("--prompt needs --clip", "say which clip the new prompt is for")
-        prompts = PromptList.model_validate_json(store.stage(production_id, "prompts"))
+        saved = store.stage(production_id, "prompts")
+        if saved is None:
+            raise InputError(f"production {production_id} has no prompts yet", "run it to the prompts stage first")
+        prompts = PromptList.model_validate_json(saved)
         prompts.prompts[clip - 1].prompt = prompt
         store.save_stage(production_id, "prompts", prompts.model_dump_json())
         (production_folder(settings, prod) / "prompts.json").unlink(missing_ok=True)
