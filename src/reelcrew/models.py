@@ -164,11 +164,23 @@ class VideoClip(BaseModel):
 
 
 class ProductionStatus(str, Enum):
-    pending = "pending"
+    """DESIGN.md's one list of production status names (the CLI's --json, the API, events and alerts use them).
+
+    `interrupted` is not stored: it is derived for display when the owner of a `running` production is dead."""
+
+    queued = "queued"  # planned, not started (ledgers before schema 5 said `pending`)
     running = "running"
+    awaiting_approval = "awaiting_approval"  # the estimate was not approved (no --yes, or over --budget-usd)
+    paused = "paused"  # quota, budget or a stop: resumable
     done = "done"
-    failed = "failed"
-    paused = "paused"
+    incomplete = "incomplete"  # a final was made with a scene missing
+    failed = "failed"  # with the stage and the cause
+    cancelled = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({ProductionStatus.done, ProductionStatus.incomplete, ProductionStatus.failed,
+                               ProductionStatus.cancelled})
+STAGE_NAMES = ("script", "seo", "prompts", "clips", "final")
 
 
 class Production(BaseModel):
@@ -178,7 +190,7 @@ class Production(BaseModel):
     scenes: int
     aspect_ratio: Aspect
     style: str
-    status: ProductionStatus = ProductionStatus.pending
+    status: ProductionStatus = ProductionStatus.queued
     failed_stage: str | None = None
     error: str | None = None
     folder: str | None = None  # where its files are written (set by the first process that claims it)

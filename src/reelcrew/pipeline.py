@@ -24,15 +24,23 @@ from reelcrew import mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.settings import Settings
+from reelcrew.files import new_owner, write_json_atomic
 from reelcrew.video.registry import backend_name, backend_spec, model_limits
 from reelcrew.writer_quota import WritersPaused
-from reelcrew.files import new_owner, owner_alive, write_json_atomic
 from reelcrew.leases import Heartbeat
+from reelcrew.results import Estimate
 from reelcrew.store import Store
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
 PRODUCTION_LEASE = 120.0  # seconds; renewed every 40 s while this process works on the production
+
+
+def estimate_clips(settings: Settings, clips: list[tuple[str, float, str]]) -> Estimate:
+    """The price of clips to make, each given as (model, seconds, resolution)."""
+    seconds = sum(duration for _, duration, _ in clips)
+    usd = sum(duration * settings.price_per_second(model, res) for model, duration, res in clips)
+    return Estimate(clips=len(clips), seconds=seconds, video_usd=round(usd, 4))
 
 
 def resolve_language(topic: str, language: str) -> str:
@@ -77,34 +85,16 @@ class _LazyCrews:
 
 
 @dataclass
-class Summary:
-    id: str
-    topic: str
-    status: str
-    failed_stage: str | None = None
-    error: str | None = None
-    clips_done: int = 0
-    clips_filtered: int = 0
-    clips_failed: int = 0
-    clips_paused: int = 0
-    cost_usd: float = 0.0
-    llm_answers: int = 0
-    final: str | None = None
-    folder: str = ""
-    note: str | None = None  # e.g. rendered, or being rendered, by another process
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-
-@dataclass
 class Progress:
-    """Hooks the CLI uses for its progress bars; all optional."""
+    """Hooks a face (the CLI's progress bars, later the API's events) uses to follow a run; all optional."""
 
     plan: Callable[[str, int], None] = lambda what, total: None  # "stages" or "clips", and how many
     stage: Callable[[str, str], None] = lambda pid, stage: None
     clip: Callable[[Any], None] = lambda clip: None
-    confirm: Callable[[float, int, float], bool] = lambda usd, clips, seconds: True
+
+
+def _approve_all(estimate: Estimate) -> None:
+    """The default approval step: none (tests and library callers that pass no policy)."""
 
 
 @dataclass
@@ -113,6 +103,8 @@ class Pipeline:
     store: Store
     progress: Progress = field(default_factory=Progress)
     budget_usd: float | None = None
+    # the approval step before the first paid submit: raises BudgetError to submit nothing (service.approve)
+    approve: Callable[[Estimate], Any] = _approve_all
     _llm: Any = None
     _folders: dict[str, Path] = field(default_factory=dict)
     _notes: dict[str, str] = field(default_factory=dict)
@@ -204,14 +196,15 @@ class Pipeline:
 
     # -- the batch ----------------------------------------------------------------------------------
     def run(self, prods: list[Production], until: str = "final", retry_clips: set[tuple[str, int]] | None = None
-            ) -> list[Summary]:
+            ) -> dict[str, str]:
+        """Run the stages; returns a note per production this run left alone (rendered, or held elsewhere)."""
         heartbeat = Heartbeat(self.store, PRODUCTION_LEASE)
         try:
             mine = self._claim(prods, until, heartbeat)
             self._run(mine, until, retry_clips)
         finally:
             heartbeat.stop()
-        return [self.summary(p.id) for p in prods]
+        return dict(self._notes)
 
     def _claim(self, prods: list[Production], until: str, heartbeat: Heartbeat) -> list[Production]:
         """The productions this run works on: not rendered yet, and not held by another live process."""
@@ -279,11 +272,9 @@ class Pipeline:
                 jobs.append((prod, ClipJob(clip.key, dest, (prod.id, prompt.index) in retry_clips), clip))
         return jobs
 
-    def estimate(self, jobs) -> tuple[float, int, float]:
+    def estimate(self, jobs) -> Estimate:
         todo = [clip for _, job, clip in jobs if clip.status != ClipStatus.done or job.retry_final]
-        seconds = sum(c.prompt.duration for c in todo)
-        usd = sum(c.prompt.duration * self.settings.price_per_second(c.model, c.prompt.resolution) for c in todo)
-        return usd, len(todo), seconds
+        return estimate_clips(self.settings, [(c.model, c.prompt.duration, c.prompt.resolution) for c in todo])
 
     def _clips(self, prods, written, retry_clips) -> None:
         from reelcrew.video.backends import make_backend
@@ -295,15 +286,15 @@ class Pipeline:
             return
         self.progress.plan("clips", len(jobs))
         s = self.settings
-        usd, count, seconds = self.estimate(jobs)
+        estimate = self.estimate(jobs)
         paid = backend_spec(s).paid
-        if count and paid:
-            if self.budget_usd is not None and usd > self.budget_usd + 1e-9:
-                raise BudgetError(f"this run would cost about ${usd:.2f} ({count} clips, {seconds:.0f} s of video), "
-                                  f"over --budget-usd {self.budget_usd:.2f}; nothing was submitted",
-                                  "raise --budget-usd, cut --scenes, or use a cheaper VEO3_MODEL")
-            if not self.progress.confirm(usd, count, seconds):
-                raise BudgetError("not confirmed: nothing was submitted", "run again and answer yes, or pass --yes")
+        if estimate.clips and paid:
+            try:
+                self.approve(estimate)
+            except BudgetError as exc:
+                for pid in {p.id for p, _, _ in jobs}:
+                    self.store.set_production_status(pid, ProductionStatus.awaiting_approval, "clips", exc.problem)
+                raise
         backend = make_backend(s)
         gate = RateGate(self.store, s.veo3_rpm, s.veo3_rpd, s.veo3_rate_window_seconds) if paid else None
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
@@ -373,21 +364,3 @@ class Pipeline:
             return
         self.store.save_stage(prod.id, "final", {"file": result["final"], "duration": result["duration"]})
         self.store.log("final", f"final.mp4 {result['duration']:.2f}s", prod.id, stage="final")
-
-    # -- reporting ------------------------------------------------------------------------------------
-    def summary(self, pid: str) -> Summary:
-        prod = self.store.production(pid)
-        clips = self.store.production_clips(pid)
-        final = self.folder(pid) / "final.mp4"
-        count = lambda *st: sum(1 for c in clips if c.status in st)  # noqa: E731
-        status = prod.status.value
-        if prod.status == ProductionStatus.running and not owner_alive(self.store.production_owner(pid)):
-            status = "interrupted"  # its process died (crash, kill -9): `reelcrew resume` finishes it
-        return Summary(id=pid, topic=prod.topic, status=status, failed_stage=prod.failed_stage,
-                       error=prod.error, clips_done=count(ClipStatus.done), clips_filtered=count(ClipStatus.filtered),
-                       clips_failed=count(ClipStatus.failed, ClipStatus.ambiguous),
-                       clips_paused=count(ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted,
-                                            ClipStatus.downloading),
-                       cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=self.store.llm_answers(pid),
-                       final=str(final) if final.exists() and self.store.stage(pid, "final") else None,
-                       folder=str(self.folder(pid)), note=self._notes.get(pid))

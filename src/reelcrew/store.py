@@ -45,7 +45,7 @@ productions = Table(
     "productions", meta,
     Column("id", String, primary_key=True), Column("topic", Text, nullable=False), Column("language", String),
     Column("scenes", Integer), Column("aspect_ratio", String), Column("style", Text),
-    Column("status", String, nullable=False, default="pending"), Column("failed_stage", String), Column("error", Text),
+    Column("status", String, nullable=False, default="queued"), Column("failed_stage", String), Column("error", Text),
     Column("created_at", Float), Column("updated_at", Float), Column("owner", String),
     Column("lease_until", Float, default=0.0), Column("folder", Text))
 stage_outputs = Table(
@@ -104,6 +104,10 @@ def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
 
+def _rename_production_status(conn: Connection, old: str, new: str) -> None:
+    conn.execute(update(productions).where(productions.c.status == old).values(status=new))
+
+
 MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     2: ("event attempts", lambda c: _add_columns(c, "events", {"attempt": "INTEGER"})),
     3: ("production owner", lambda c: _add_columns(c, "productions", {"owner": "VARCHAR"})),
@@ -111,8 +115,11 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
                                                                                  "folder": "TEXT"})),
     5: ("writer token costs", lambda c: _add_columns(c, "costs", {"kind": "VARCHAR", "input_tokens": "INTEGER",
                                                                  "output_tokens": "INTEGER"})),
+    6: ("production status names of DESIGN.md", lambda c: _rename_production_status(c, "pending", "queued")),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+# an imported production: a claim from another ledger means nothing here; `pending` is the pre-6 `queued`
+OLD_PRODUCTION_STATUS = {"running": "queued", "pending": "queued"}
 LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transaction takes first
 IN_FLIGHT = ("submitting", "submitted")  # at Veo (or about to be): what VEO3_MAX_CONCURRENT counts
 PROMISED = ("submitting", "submitted", "downloading")  # will be charged unless they fail: what budgets count
@@ -705,7 +712,7 @@ class Store:
                 continue
             values = dict(row)
             values.update(owner=None, lease_until=0.0,
-                          status="pending" if row["status"] == "running" else row["status"],
+                          status=OLD_PRODUCTION_STATUS.get(row["status"], row["status"]),
                           folder=row["folder"] or (str(folder / row["id"]) if folder else None))
             dst.execute(insert(productions).values(**values))
             count += 1

@@ -1,0 +1,90 @@
+"""The Typer app, the options several commands share, and how a ReelcrewError becomes a message and an exit code
+(2 for bad input or configuration, 1 for a failed production, 130 for an interrupt)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from reelcrew.errors import ReelcrewError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="reelcrew: topics in, finished short videos out (CrewAI writers, Veo clips, one-pass assembly).")
+config_app = typer.Typer(help="Show or initialise settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+ledger_app = typer.Typer(help="The ledger: import an older one.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Options shared by several commands, so their flags and help read the same everywhere.
+OutputDirOpt = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: output/).")]
+MockOpt = Annotated[bool, typer.Option("--mock", help="Mock LLM and mock Veo: offline, free, real clips.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Spend without asking for confirmation.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (default: config/pipeline.yaml).")]
+BudgetOpt = Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard cap on this run's Veo spend.")]
+
+
+class Aspect(StrEnum):
+    landscape = "16:9"
+    portrait = "9:16"
+
+
+class Until(StrEnum):
+    script = "script"
+    seo = "seo"
+    prompts = "prompts"
+    clips = "clips"
+    final = "final"
+
+
+def settings_for(output_dir: Path | None = None, config: Path | None = None, mock: bool = False, **overrides):
+    from reelcrew.settings import load_settings
+
+    if mock:
+        overrides.update(reelcrew_llm="mock", veo3_mock_mode=True)
+    if output_dir is not None:
+        overrides["reelcrew_output_dir"] = output_dir
+    return load_settings(config, **overrides)
+
+
+def open_store(settings):
+    """The service's ledger, with an import of an older folder ledger reported on stderr."""
+    from reelcrew.service import open_store as service_open_store
+
+    return service_open_store(settings, notify=err.print)
+
+
+def interrupted() -> NoReturn:
+    err.print("[yellow]interrupted:[/] finished work and operation receipts are in the ledger; "
+              "run `reelcrew resume` to continue (nothing is paid twice)")
+    raise typer.Exit(130)
+
+
+def fail(exc: ReelcrewError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {exc.problem}")
+    if exc.fix:
+        err.print(f"[bold]fix:[/] {exc.fix}")
+    raise typer.Exit(exc.exit_code)
+
+
+MULTI_VALUE = {"--clips", "--captions"}
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """Let `--clips a.mp4 b.mp4 --captions "x" "y"` work as users write it (click wants one value a flag)."""
+    out, current = [], None
+    for arg in argv:
+        if arg in MULTI_VALUE:
+            current = arg
+            continue
+        if current and not arg.startswith("--"):
+            out += [current, arg]
+            continue
+        current = None
+        out.append(arg)
+    return out

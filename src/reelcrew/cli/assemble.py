@@ -1,0 +1,66 @@
+"""`assemble`: re-cut without paying again, from a production's clips or from loose files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+
+from reelcrew import service
+from reelcrew.assemble.hooks import load_edit
+from reelcrew.cli.app import Aspect, ConfigOpt, OutputDirOpt, app, err, fail, open_store, settings_for
+from reelcrew.cli.run import run_productions
+from reelcrew.errors import InputError, ReelcrewError
+
+
+@app.command()
+def assemble(
+    production: str | None = typer.Argument(None, help="Re-cut a production (after editing subtitles or style)."),
+    clips: list[Path] = typer.Option([], "--clips", help="Loose clip files, in order."),
+    captions: list[str] = typer.Option([], "--captions", help="One caption per clip, in order."),
+    watermark: str | None = typer.Option(None, "--watermark", help="Watermark text ('' for none)."),
+    aspect: Aspect = typer.Option(Aspect.landscape, "--aspect"),
+    crossfade: float | None = typer.Option(None, "--crossfade", help="Crossfade seconds (0 = cut)."),
+    transition: str | None = typer.Option(None, "--transition", help="Transition kind (fade, wipeleft, "
+                                          "circleopen, ...; see transitions.kind)."),
+    subtitle_style: str | None = typer.Option(None, "--subtitle-style", help="static, karaoke or pop."),
+    music: Path | None = typer.Option(None, "--music"),
+    edit: str | None = typer.Option(None, "--edit", help="Edit function package.module:function "
+                                    "(overrides render.edit; '' for none)."),
+    output: Path | None = typer.Option(None, "--output"),
+    output_dir: OutputDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-cut without paying again: from a production folder or from loose files."""
+    try:
+        settings = settings_for(output_dir, config)
+        if watermark is not None:
+            settings.watermark.text = watermark or None
+        if edit is not None:
+            settings.render.edit = edit or None
+        load_edit(settings.render.edit)  # pre-flight: exit 2 on a missing module or function
+        if crossfade is not None:
+            settings.transitions.kind = "crossfade" if crossfade > 0 else "none"
+            settings.transitions.duration = crossfade or settings.transitions.duration
+        if transition is not None or subtitle_style is not None:
+            try:
+                settings.transitions = settings.transitions.model_validate(
+                    {**settings.transitions.model_dump(), **({"kind": transition} if transition else {})})
+                settings.subtitles = settings.subtitles.model_validate(
+                    {**settings.subtitles.model_dump(), **({"style": subtitle_style} if subtitle_style else {})})
+            except ValidationError as exc:
+                raise InputError(f"--transition/--subtitle-style: {exc.errors()[0]['msg']}",
+                                 "use a kind listed in config/pipeline.yaml and static, karaoke or pop") from None
+        if music is not None:
+            settings.music.file = str(music)
+        if production:
+            store = open_store(settings)
+            prod = service.require_production(store, production)
+            store.delete_stage(production, "final")
+            raise typer.Exit(run_productions(settings, store, [prod]))
+        result = service.assemble_files(settings, clips, captions, aspect.value, output or Path("out.mp4"))
+    except ReelcrewError as exc:
+        fail(exc)
+    err.print(f"wrote {result.output} ({result.duration:.2f}s, {result.render_path} path), {result.subtitles} and "
+              f"{result.output.with_suffix('.ass')}")

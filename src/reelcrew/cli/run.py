@@ -1,0 +1,121 @@
+"""Production commands: run, resume, retry. Each parses its flags, calls the service, prints the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from reelcrew import service
+from reelcrew.cli.app import (
+    Aspect,
+    BudgetOpt,
+    ConfigOpt,
+    JsonOpt,
+    MockOpt,
+    OutputDirOpt,
+    Until,
+    YesOpt,
+    app,
+    err,
+    fail,
+    interrupted,
+    open_store,
+    settings_for,
+)
+from reelcrew.cli.render import Bars, approval_policy, print_summaries, progress_lines
+from reelcrew.errors import ConfigError, ReelcrewError
+
+
+def run_productions(settings, store, prods, until: str = "final", *, as_json: bool = False, yes: bool = False,
+                    budget_usd: float | None = None, retry_clips: set[tuple[str, int]] | None = None) -> int:
+    """Run through the service (progress bars on a terminal) and print the summary; returns the exit code."""
+    with Bars(err.is_terminal and not as_json) as bars:
+        summaries = service.run(settings, prods, until, progress_lines(bars),
+                                approval_policy(bars, yes, budget_usd), store, retry_clips)
+    return print_summaries(summaries, as_json)
+
+
+@app.command()
+def run(
+    topic: list[str] = typer.Option([], "--topic", "-t", help="A topic (repeatable)."),
+    topics_file: Path | None = typer.Option(None, "--topics-file", help="One topic a line (like the old prompts.txt)."),
+    mock: MockOpt = False,
+    scenes: int | None = typer.Option(None, "--scenes", min=1, max=30, help="Scenes (clips) per video."),
+    aspect: Aspect | None = typer.Option(None, "--aspect", help="16:9 or 9:16."),
+    language: str | None = typer.Option(None, "--language", help="auto, en, zh, ..."),
+    output_dir: OutputDirOpt = None,
+    until: Until = typer.Option(Until.final, "--until", help="Stop after this stage."),
+    as_json: JsonOpt = False,
+    crews_dir: Path | None = typer.Option(None, "--crews-dir", help="Another copy of the agents' YAML."),
+    yes: YesOpt = False,
+    budget_usd: BudgetOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Turn topics into videos (script → seo → prompts → clips → final). Re-running resumes."""
+    try:
+        from reelcrew.pipeline import read_topics
+
+        topics = read_topics(topic, topics_file)
+        settings = settings_for(output_dir, config, mock, scenes=scenes, aspect_ratio=aspect.value if aspect else None,
+                                language=language, crews_dir=crews_dir)
+        if crews_dir is not None and not crews_dir.is_dir():
+            raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
+        store = open_store(settings)
+        prods = service.plan(settings, topics, store)
+        code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd)
+    except ReelcrewError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        interrupted()
+    raise typer.Exit(code)
+
+
+@app.command()
+def resume(
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    as_json: JsonOpt = False,
+    yes: YesOpt = False,
+    budget_usd: BudgetOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Finish every unfinished production in the ledger: done stages and clips reused, in-flight ones re-attached."""
+    try:
+        settings = settings_for(output_dir, config, mock)
+        store = open_store(settings)
+        todo = service.unfinished(settings, store)
+        if not todo:
+            err.print("nothing to resume: every production is done")
+            raise typer.Exit(0)
+        code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
+    except ReelcrewError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        interrupted()
+    raise typer.Exit(code)
+
+
+@app.command()
+def retry(
+    production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
+    clip: int | None = typer.Option(None, "--clip",
+                                    help="Only this clip (1-based); default: every failed or filtered one."),
+    prompt: str | None = typer.Option(None, "--prompt", help="A new prompt for --clip (e.g. after a safety filter)."),
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Regenerate a failed, filtered or ambiguous clip (optionally with an edited prompt), then re-cut the video."""
+    try:
+        settings = settings_for(output_dir, config, mock)
+        store = open_store(settings)
+        prod, targets = service.prepare_retry(settings, production, clip, prompt, store)
+        code = run_productions(settings, store, [prod], as_json=as_json, yes=yes, retry_clips=targets)
+    except ReelcrewError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        interrupted()
+    raise typer.Exit(code)

@@ -1,0 +1,190 @@
+"""Upkeep commands: status, repair, cost, doctor, and `ledger import`."""
+
+from __future__ import annotations
+
+import shutil
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reelcrew import service
+from reelcrew.cli.app import (
+    ConfigOpt,
+    JsonOpt,
+    MockOpt,
+    OutputDirOpt,
+    app,
+    err,
+    fail,
+    ledger_app,
+    open_store,
+    settings_for,
+)
+from reelcrew.cli.render import print_cost, print_repair, print_status
+from reelcrew.errors import ReelcrewError
+
+
+@app.command()
+def status(
+    production: str | None = typer.Argument(None),
+    output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """What the ledger knows: productions, their stages and clips."""
+    try:
+        settings = settings_for(output_dir, config)
+        report = service.status(settings, production, open_store(settings))
+    except ReelcrewError as exc:
+        fail(exc)
+    print_status(report, as_json, production)
+
+
+@app.command()
+def repair(
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Find clips marked done whose file is missing or invalid, and clips stuck past their timeout; fix or report."""
+    try:
+        settings = settings_for(output_dir, config, mock)
+        report = service.repair(settings, open_store(settings))
+    except ReelcrewError as exc:
+        fail(exc)
+    print_repair(report)
+
+
+@ledger_app.command("import")
+def ledger_import(
+    source: str = typer.Argument(..., help="An older ledger: a reelcrew.db file, or a database URL."),
+    output_dir: OutputDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Copy an older ledger (productions, stages, clips, receipts, costs, events) into the one in use.
+
+    Nothing here is overwritten; a clip that lacks a receipt or a file the older ledger has takes it.
+    Works from SQLite into PostgreSQL (set REELCREW_DB to the target)."""
+    try:
+        from reelcrew.store import safe_url
+
+        settings = settings_for(output_dir, config)
+        store = open_store(settings)
+        counts = service.import_ledger(store, source)
+    except ReelcrewError as exc:
+        fail(exc)
+    moved = ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing"
+    err.print(f"imported into {safe_url(store.url)}: {moved}")
+    err.print("run `reelcrew resume` to finish what it had in flight (receipts are re-attached, never re-paid)")
+
+
+@app.command()
+def cost(
+    output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """The cost ledger: per production, per day, per model."""
+    try:
+        settings = settings_for(output_dir, config)
+        report = service.cost(settings, open_store(settings))
+    except ReelcrewError as exc:
+        fail(exc)
+    print_cost(report, as_json)
+
+
+@app.command()
+def doctor(
+    output_dir: OutputDirOpt = None,
+    mock: MockOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Checks before spending: keys, Veo and Gemini reachable, ffmpeg, a subtitle font, output folder, disk space."""
+    try:
+        settings = settings_for(output_dir, config, mock)
+    except ReelcrewError as exc:
+        fail(exc)
+    checks = [*_credential_checks(settings), _ffmpeg_check(), _font_check(settings), _ledger_check(settings),
+              *_folder_checks(settings)]
+    table = Table(title="reelcrew doctor")
+    for col in ("check", "ok", "detail"):
+        table.add_column(col, overflow="fold")
+    for name, ok, detail in checks:
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", detail)
+    Console().print(table)
+    raise typer.Exit(0 if all(ok for _, ok, _ in checks) else 2)
+
+
+Check = tuple[str, bool, str]
+
+
+def _credential_checks(settings) -> list[Check]:
+    if settings.veo3_mock_mode and settings.mock_llm:
+        return [("credentials", True, "mock mode: none needed")]
+    from reelcrew.google_auth import credentials_summary
+
+    try:
+        detail = credentials_summary(settings)
+        ok = detail != "none"
+        if not ok:
+            detail = "set GEMINI_API_KEY or Vertex settings, or use --mock"
+    except ReelcrewError as exc:
+        ok, detail = False, f"{exc.problem}; {exc.fix}"
+    return [("credentials", ok, detail)] + ([_reachable(settings)] if ok else [])
+
+
+def _reachable(settings) -> Check:
+    try:
+        from google.genai import types
+
+        from reelcrew.google_auth import genai_client
+
+        client = genai_client(settings, types.HttpOptions(timeout=10_000))
+        client.models.get(model=settings.gemini_model_id)
+        return ("Gemini reachable", True, settings.gemini_model_id)
+    except Exception as exc:
+        return ("Gemini reachable", False, f"{type(exc).__name__}: {str(exc)[:160]}")
+
+
+def _ffmpeg_check() -> Check:
+    try:
+        from reelcrew.media import ffmpeg_exe
+
+        return ("ffmpeg", True, ffmpeg_exe())
+    except Exception as exc:
+        return ("ffmpeg", False, f"{exc}; reinstall imageio-ffmpeg")
+
+
+def _font_check(settings) -> Check:
+    try:
+        from reelcrew.assemble.fonts import find_font
+
+        sample = "中文字幕 Subtitles" if settings.language in ("auto", "zh") else "Subtitles"
+        font = find_font(sample, settings.subtitles.font)
+        return ("subtitle font", True, f"{font.path} covers {sample!r}")
+    except ReelcrewError as exc:
+        return ("subtitle font", False, f"{exc.problem}; {exc.fix}")
+
+
+def _ledger_check(settings) -> Check:
+    try:
+        from reelcrew.store import open_ledger, safe_url
+
+        store = open_ledger(settings)
+        return ("ledger", True, f"{safe_url(store.url)} ({store.in_flight()} operation(s) in flight)")
+    except ReelcrewError as exc:
+        return ("ledger", False, f"{exc.problem}; {exc.fix}")
+
+
+def _folder_checks(settings) -> list[Check]:
+    from reelcrew.files import ensure_writable
+
+    out = settings.reelcrew_output_dir
+    try:
+        ensure_writable(out)
+        free = shutil.disk_usage(out).free / 2**30
+        return [("output folder", True, f"{out.resolve()} writable"),
+                ("disk space", free > 2, f"{free:.1f} GiB free" + ("" if free > 2 else "; free some space"))]
+    except OSError as exc:
+        return [("output folder", False, f"{out}: {exc.strerror}; choose another --output-dir")]

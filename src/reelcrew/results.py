@@ -1,0 +1,107 @@
+"""The typed results of the service layer (`reelcrew.service`): what the CLI formats and the web API will serialise.
+
+A leaf module (pydantic only), so the pipeline and the faces can import it without importing each other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+
+class ProductionSummary(BaseModel):
+    """One production as a user sees it. `status` is a `ProductionStatus` value, or `interrupted` (derived: the
+    owner of a `running` production is dead); `stage` is where it is: the first stage without output, or `final`."""
+
+    id: str
+    topic: str
+    status: str
+    stage: str
+    failed_stage: str | None = None
+    error: str | None = None
+    clips_done: int = 0
+    clips_filtered: int = 0
+    clips_failed: int = 0
+    clips_paused: int = 0
+    cost_usd: float = 0.0
+    llm_answers: int = 0
+    final: str | None = None
+    folder: str = ""
+    note: str | None = None  # e.g. rendered, or being rendered, by another process
+
+    def as_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class ClipReport(BaseModel):
+    index: int
+    status: str
+    operation: str | None = None
+    error: str | None = None
+    retries: int = 0
+    possible_duplicate: bool = False
+
+
+class ProductionReport(ProductionSummary):
+    clips: list[ClipReport] = Field(default_factory=list)
+
+
+class StatusReport(BaseModel):
+    productions: list[ProductionReport]
+
+
+class Estimate(BaseModel):
+    """What a run would pay for: the clips still to make and the writers' tokens still to spend."""
+
+    clips: int = 0
+    seconds: float = 0.0
+    video_usd: float = 0.0
+    writers_usd: float = 0.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def usd(self) -> float:
+        return round(self.video_usd + self.writers_usd, 4)
+
+
+class ApprovalPolicy(BaseModel):
+    """How a paid run gets its yes: `--yes`, a question (`ask`), and a hard cap (`--budget-usd`).
+
+    `announce` is told the estimate first (the CLI prints it); with neither `yes` nor `ask` nothing is approved."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    yes: bool = False
+    budget_usd: float | None = None
+    ask: Callable[[Estimate], bool] | None = None
+    announce: Callable[[Estimate], None] | None = None
+
+
+class Approval(BaseModel):
+    estimate: Estimate
+    approved_by: str  # "--yes", "prompt", or "free" (mock mode, nothing to pay)
+
+
+class RepairReport(BaseModel):
+    fixed: list[str] = Field(default_factory=list)
+    needs_you: list[str] = Field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.fixed and not self.needs_you
+
+
+class CostReport(BaseModel):
+    total_usd: float
+    production: dict[str, float]
+    day: dict[str, float]
+    model: dict[str, float]
+    possible_extra_charges: int
+
+
+class AssembleResult(BaseModel):
+    output: Path
+    subtitles: Path
+    duration: float
+    render_path: str = "fast"  # which renderer made it: the streaming ffmpeg path or moviepy's writer

@@ -1,0 +1,188 @@
+"""Plan, estimate, approve, run, retry and status: the production verbs the CLI and the web API both call.
+
+Each takes the settings (and optionally an open ledger, else it opens one) and returns a typed result from
+`reelcrew.results`; nothing here prints or parses flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reelcrew.errors import BudgetError, InputError
+from reelcrew.files import owner_alive
+from reelcrew.models import STAGE_NAMES, ClipStatus, Production, ProductionStatus, PromptList
+from reelcrew.pipeline import Pipeline, Progress, estimate_clips
+from reelcrew.results import (
+    Approval,
+    ApprovalPolicy,
+    ClipReport,
+    Estimate,
+    ProductionReport,
+    ProductionSummary,
+    StatusReport,
+)
+from reelcrew.service.ledger import open_store, production_folder, require_production
+from reelcrew.settings import Settings
+from reelcrew.store import Store
+
+WAITING = (ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted, ClipStatus.downloading)
+RETRYABLE = ("failed", "filtered", "ambiguous", "paused")
+
+
+def plan(settings: Settings, topics: list[str], store: Store | None = None) -> list[Production]:
+    """The productions for these topics, recorded as `queued` (an existing one is returned as it is: resume)."""
+    store = store or open_store(settings)
+    return Pipeline(settings, store).plan(topics)
+
+
+def estimate(settings: Settings, productions: list[Production], store: Store | None = None) -> Estimate:
+    """What running these productions to the end would still pay: clips from their prompts when written,
+    otherwise `scenes` clips of `clip_seconds` each, plus the writers' tokens for productions not yet written
+    (a typical production's tokens, priced from config/pipeline.yaml). Mock mode is free."""
+    from reelcrew.writer_quota import writer_estimate_usd
+
+    store = store or open_store(settings)
+    unwritten = sum(1 for prod in productions if store.stage(prod.id, "prompts") is None)
+    writers = round(writer_estimate_usd(settings, unwritten), 4)
+    if settings.veo3_mock_mode:
+        return Estimate(writers_usd=writers)
+    todo: list[tuple[str, float, str]] = []
+    for prod in productions:
+        saved = store.stage(prod.id, "prompts")
+        if saved is None:
+            todo += [(settings.veo3_model, settings.clip_seconds, settings.resolution)] * prod.scenes
+            continue
+        done = {c.index for c in store.production_clips(prod.id) if c.status == ClipStatus.done}
+        todo += [(settings.veo3_model, p.duration, p.resolution)
+                 for p in PromptList.model_validate_json(saved).prompts if p.index not in done]
+    return estimate_clips(settings, todo).model_copy(update={"writers_usd": writers})
+
+
+def approve(settings: Settings, estimate: Estimate, policy: ApprovalPolicy, store: Store | None = None,
+            production_ids: tuple[str, ...] = ()) -> Approval:
+    """The approval step before the first paid submit: the budget cap, then `--yes` or the question.
+
+    Raises BudgetError (nothing is submitted) when over budget or not approved; records the approval."""
+    if settings.veo3_mock_mode or not estimate.clips:
+        return Approval(estimate=estimate, approved_by="free")
+    cap = policy.budget_usd
+    if cap is not None and estimate.usd > cap + 1e-9:
+        raise BudgetError(f"this run would cost about ${estimate.usd:.2f} ({estimate.clips} clips, "
+                          f"{estimate.seconds:.0f} s of video), over --budget-usd {cap:.2f}; nothing was submitted",
+                          "raise --budget-usd, cut --scenes, or use a cheaper VEO3_MODEL")
+    if policy.announce:
+        policy.announce(estimate)
+    if policy.yes:
+        by = "--yes"
+    elif policy.ask is not None and policy.ask(estimate):
+        by = "prompt"
+    else:
+        raise BudgetError("not confirmed: nothing was submitted", "run again and answer yes, or pass --yes")
+    if store is not None:
+        for pid in production_ids or (None,):
+            store.log("approval", f"${estimate.usd:.2f} for {estimate.clips} clip(s) approved by {by}", pid)
+    return Approval(estimate=estimate, approved_by=by)
+
+
+def run(settings: Settings, productions: list[Production], until: str = "final", progress: Progress | None = None,
+        policy: ApprovalPolicy | None = None, store: Store | None = None,
+        retry_clips: set[tuple[str, int]] | None = None) -> list[ProductionSummary]:
+    """Run the productions' stages up to `until`; the approval step runs before the first paid submit."""
+    store = store or open_store(settings)
+    policy = policy or ApprovalPolicy()
+    ids = tuple(p.id for p in productions)
+    pipeline = Pipeline(settings, store, progress or Progress(), policy.budget_usd,
+                        approve=lambda est: approve(settings, est, policy, store, ids))
+    notes = pipeline.run(productions, until, retry_clips)
+    return [summarize(settings, store, p.id, notes.get(p.id)) for p in productions]
+
+
+def unfinished(settings: Settings, store: Store | None = None) -> list[Production]:
+    """What `resume` works on: every production not done and not cancelled."""
+    store = store or open_store(settings)
+    return [p for p in store.all_productions() if p.status not in (ProductionStatus.done, ProductionStatus.cancelled)]
+
+
+def prepare_retry(settings: Settings, production_id: str, clip: int | None = None, prompt: str | None = None,
+                  store: Store | None = None) -> tuple[Production, set[tuple[str, int]]]:
+    """Pick the clips to make again (the given one, else every failed, filtered, ambiguous or paused one),
+    record an edited prompt, and drop the final so it is cut again. Returns what `run` needs."""
+    store = store or open_store(settings)
+    prod = require_production(store, production_id)
+    clips = store.production_clips(production_id)
+    targets = {c.index for c in clips if c.status.value in RETRYABLE}
+    if clip is not None:
+        if clip not in {c.index for c in clips}:
+            raise InputError(f"production {production_id} has no clip {clip}", f"choose 1..{len(clips)}")
+        targets = {clip}
+    if prompt is not None:
+        if clip is None:
+            raise InputError("--prompt needs --clip", "say which clip the new prompt is for")
+        saved = store.stage(production_id, "prompts")
+        if saved is None:
+            raise InputError(f"production {production_id} has no prompts yet", "run it to the prompts stage first")
+        prompts = PromptList.model_validate_json(saved)
+        prompts.prompts[clip - 1].prompt = prompt
+        store.save_stage(production_id, "prompts", prompts.model_dump_json())
+        (production_folder(settings, prod) / "prompts.json").unlink(missing_ok=True)
+    store.delete_stage(production_id, "final")
+    return prod, {(production_id, i) for i in targets}
+
+
+def retry(settings: Settings, production_id: str, clip: int | None = None, prompt: str | None = None,
+          progress: Progress | None = None, policy: ApprovalPolicy | None = None,
+          store: Store | None = None) -> list[ProductionSummary]:
+    """Regenerate a production's failed, filtered or ambiguous clips (or one, with a new prompt), then re-cut."""
+    store = store or open_store(settings)
+    prod, targets = prepare_retry(settings, production_id, clip, prompt, store)
+    return run(settings, [prod], progress=progress, policy=policy, store=store, retry_clips=targets)
+
+
+def current_stage(store: Store, pid: str) -> str:
+    """The first stage without output (`clips` once the prompts exist), or `final` once the final is rendered."""
+    for stage in ("script", "seo", "prompts"):
+        if store.stage(pid, stage) is None:
+            return stage
+    return "final" if store.stage(pid, "final") else "clips"
+
+
+def summarize(settings: Settings, store: Store, pid: str, note: str | None = None) -> ProductionSummary:
+    prod = require_production(store, pid)
+    clips = store.production_clips(pid)
+    folder = production_folder(settings, prod)
+    final = folder / "final.mp4"
+    count = lambda *states: sum(1 for c in clips if c.status in states)  # noqa: E731
+    status = prod.status.value
+    if prod.status == ProductionStatus.running and not owner_alive(store.production_owner(pid)):
+        status = "interrupted"  # its process died (crash, kill -9): `reelcrew resume` finishes it
+    stage = prod.failed_stage if prod.failed_stage in STAGE_NAMES else current_stage(store, pid)
+    return ProductionSummary(
+        id=pid, topic=prod.topic, status=status, stage=stage, failed_stage=prod.failed_stage, error=prod.error,
+        clips_done=count(ClipStatus.done), clips_filtered=count(ClipStatus.filtered),
+        clips_failed=count(ClipStatus.failed, ClipStatus.ambiguous), clips_paused=count(*WAITING),
+        cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=store.llm_answers(pid),
+        final=str(final) if final.exists() and store.stage(pid, "final") else None, folder=str(folder), note=note)
+
+
+def status(settings: Settings, production_id: str | None = None, store: Store | None = None) -> StatusReport:
+    """What the ledger knows: every production (or one), with its clips."""
+    store = store or open_store(settings)
+    if production_id:
+        require_production(store, production_id)
+    ids = [production_id] if production_id else [p.id for p in store.all_productions()]
+    reports = []
+    for pid in ids:
+        clips = [ClipReport(index=c.index, status=c.status.value, operation=c.operation_name, error=c.error,
+                            retries=c.retries, possible_duplicate=c.possible_duplicate)
+                 for c in store.production_clips(pid)]
+        reports.append(ProductionReport(**summarize(settings, store, pid).model_dump(), clips=clips))
+    return StatusReport(productions=reports)
+
+
+def exit_code(summaries: list[ProductionSummary]) -> int:
+    """1 when a production failed, is waiting or was interrupted; 0 otherwise."""
+    unsettled = {"failed", "incomplete", "paused", "interrupted", "awaiting_approval"}
+    return 1 if any(s.status in unsettled for s in summaries) else 0
+
+
+def folder_of(settings: Settings, store: Store, production_id: str) -> Path:
+    return production_folder(settings, require_production(store, production_id))
