@@ -132,9 +132,9 @@ def cost(settings: Settings, store: Store | None = None) -> CostReport:
     for r in rows:
         for name in groups:
             key = str(r["production_id" if name == "production" else name])
-            groups[name][key] = round(groups[name].get(key, 0.0) + r["usd"], 4)
+            groups[name][key] = round(groups[name].get(key, 0.0) + r["usd"], 9)  # writers' tokens cost micro-dollars
     doubtful = [r for r in store.receipts() if r["outcome"] == "ambiguous" or r["possible_duplicate"]]
-    return CostReport(total_usd=round(sum(r["usd"] for r in rows), 4), **groups,
+    return CostReport(total_usd=round(sum(r["usd"] for r in rows), 9), **groups,
                       possible_extra_charges=len(doubtful))
 
 
