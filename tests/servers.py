@@ -55,7 +55,7 @@ class PostgresServer:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(args[:2])} failed: {result.stderr[-2000:]}\n{log}")
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", PG_USER, "-A", "trust", "-E", "UTF8",
                   "--no-sync", "--no-instructions")
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root} "

@@ -14,10 +14,10 @@ from PIL import Image
 from reelcrew.assemble import CutClip, CutSpec, render_cut
 from reelcrew.assemble.captions import caption_position, draw_text_image, load_font, wrap
 from reelcrew.assemble.fonts import find_font
+from reelcrew.assemble.transitions import TRANSITIONS
 from reelcrew.errors import AssemblyError
 from reelcrew.media import ffmpeg_exe, probe, run_ffmpeg
 from reelcrew.models import VideoPrompt
-from reelcrew.assemble.transitions import TRANSITIONS
 from reelcrew.settings import RenderStyle, SubtitleStyle, TransitionStyle, WatermarkStyle
 from reelcrew.video.mockclip import render_mock_clip
 

@@ -6,7 +6,7 @@ Decided by the ledger in the claim's own transaction (`Store.claim_clip`), with 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ def charge(store: Store, key: str, usd: float = PRICE, at: float | None = None) 
     """A finished clip's cost row, as the generator writes it; `at` moves it in time."""
     store.finish_clip(key, Path(f"/nowhere/{key}.mp4"), "0" * 64, 8.0, usd)
     if at is not None:  # the test moves the charge in time, behind the ledger's back
-        day = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d")
+        day = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
         with store.engine.begin() as c:
             c.execute(update(costs).where(costs.c.clip_key == key).values(at=at, day=day))
 
@@ -110,7 +110,7 @@ def test_daily_cap_counts_what_earlier_runs_spent_today(store):
 
 
 def test_daily_cap_ignores_yesterdays_spending(store):
-    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).timestamp()
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).timestamp()
     charge(store, clip(store, 1, ClipStatus.done), usd=100, at=yesterday)
     assert refusal(store, Budget(daily_usd=PRICE), clip(store, 2)) is None
 

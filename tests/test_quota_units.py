@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -102,7 +102,7 @@ def test_unreadable_retry_delay_is_ignored_not_guessed():
 # -- next_quota_reset: midnight Pacific -----------------------------------------------------------
 
 def utc(*args) -> float:
-    return datetime(*args, tzinfo=timezone.utc).timestamp()
+    return datetime(*args, tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize("now,reset", [

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import pytest
-
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
 from tests.video_helpers import jobs, ledger, prompts, stack

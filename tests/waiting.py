@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 

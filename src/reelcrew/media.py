@@ -45,7 +45,7 @@ def probe(path: Path | str) -> MediaInfo:
         raise MediaError(f"{path} is missing or empty")
     try:
         info = ffmpeg_parse_infos(str(path))
-    except (OSError, IOError, IndexError, KeyError, ValueError) as exc:
+    except (OSError, IndexError, KeyError, ValueError) as exc:
         raise MediaError(f"{path} is not a readable video: {str(exc).splitlines()[0][:200]}") from None
     if not info.get("video_found") or not info.get("video_size"):
         raise MediaError(f"{path} has no video stream")

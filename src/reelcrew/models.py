@@ -40,7 +40,7 @@ class Script(BaseModel):
     scenes: list[Scene] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _indexes_in_order(self) -> "Script":
+    def _indexes_in_order(self) -> Script:
         expected = list(range(1, len(self.scenes) + 1))
         if [s.index for s in self.scenes] != expected:
             raise ValueError(f"scenes must be numbered {expected}, got {[s.index for s in self.scenes]}")
@@ -77,7 +77,7 @@ class VideoPrompt(BaseModel):
     subtitle: str = ""
     variant: int = Field(default=0, ge=0, description="another take of the same request: a new key, a new clip")
 
-    def check_against(self, model: str, backend: str | None = None) -> "VideoPrompt":
+    def check_against(self, model: str, backend: str | None = None) -> VideoPrompt:
         """Refuse what the Veo model would refuse (limits from the backend registry), naming the field."""
         from reelcrew.video.registry import UnknownModel, model_limits
 

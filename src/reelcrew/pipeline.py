@@ -16,20 +16,21 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reelcrew import mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
-from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
-from reelcrew.settings import Settings
 from reelcrew.files import new_owner, write_json_atomic
+from reelcrew.leases import Heartbeat
+from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
+from reelcrew.results import Estimate
+from reelcrew.settings import Settings
+from reelcrew.store import Store
 from reelcrew.video.registry import backend_name, backend_spec, model_limits
 from reelcrew.writer_quota import WritersPaused
-from reelcrew.leases import Heartbeat
-from reelcrew.results import Estimate
-from reelcrew.store import Store
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]

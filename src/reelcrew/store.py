@@ -23,14 +23,30 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from sqlalchemy import (Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
-                        func, inspect, insert, select, update)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
@@ -754,7 +770,7 @@ def _copy_missing(src: Connection, dst: Connection, table: Table, match: tuple[s
 
 def utc_day(moment: float | None = None) -> str:
     """The day a charge belongs to (daily budgets are per UTC day)."""
-    return datetime.fromtimestamp(time.time() if moment is None else moment, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(time.time() if moment is None else moment, UTC).strftime("%Y-%m-%d")
 
 
 def _clip_identity(clip: VideoClip) -> dict:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-import urllib.parse
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor

@@ -20,7 +20,7 @@ class RefusingGate:
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.opened = threading.Event()
 
-    def __enter__(self) -> "RefusingGate":
+    def __enter__(self) -> RefusingGate:
         return self
 
     def __exit__(self, *exc) -> None:

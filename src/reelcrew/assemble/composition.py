@@ -15,8 +15,15 @@ import numpy as np
 from moviepy import CompositeAudioClip, CompositeVideoClip, ImageClip
 from PIL import Image
 
-from reelcrew.assemble.captions import (Cue, caption_position, chunk_cues, draw_text_image, draw_words_image,
-                                        layout_words, load_font)
+from reelcrew.assemble.captions import (
+    Cue,
+    caption_position,
+    chunk_cues,
+    draw_text_image,
+    draw_words_image,
+    layout_words,
+    load_font,
+)
 from reelcrew.assemble.fonts import Font, find_font
 from reelcrew.assemble.nodes import MusicBed, SourceAudio, SourceClip
 from reelcrew.assemble.transitions import lookup

@@ -11,7 +11,8 @@ import importlib
 import inspect
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from reelcrew.errors import ConfigError
 

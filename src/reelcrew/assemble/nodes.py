@@ -100,7 +100,7 @@ class SourceClip(_Rebinding, VideoClip):
             self.plan = _standalone_plan(self)
         return self.plan.frame(self, t)
 
-    def subclipped(self, start_time: float = 0, end_time: float | None = None) -> "SourceClip":
+    def subclipped(self, start_time: float = 0, end_time: float | None = None) -> SourceClip:
         """A retime the fast path understands: a later in-point and a shorter duration."""
         end_time = self.duration if end_time is None else (end_time if end_time >= 0 else self.duration + end_time)
         new = copy.copy(self)
@@ -184,7 +184,7 @@ class SourceAudio(_Rebinding, AudioClip):
             gain *= np.clip((self.duration - t) / self.fade_out[0], 0, 1)
         return samples * (gain[:, None] if np.ndim(samples) == 2 else gain)
 
-    def subclipped(self, start_time: float = 0, end_time: float | None = None) -> "SourceAudio":
+    def subclipped(self, start_time: float = 0, end_time: float | None = None) -> SourceAudio:
         new = copy.copy(self)
         new.in_point = self.in_point + start_time
         new.duration = (self.duration if end_time is None else end_time) - start_time

@@ -17,24 +17,35 @@ import os
 import subprocess
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
 from reelcrew.assemble.captions import Cue
-from reelcrew.assemble.compiler import (NotCompilable, Plan, Segment, audio_graph, audio_parts, compile_video,
-                                        describe_path, own_audio_parts, plan_fades, segment_plan, write_overlays)
+from reelcrew.assemble.compiler import (
+    NotCompilable,
+    Plan,
+    Segment,
+    audio_graph,
+    audio_parts,
+    compile_video,
+    describe_path,
+    own_audio_parts,
+    plan_fades,
+    segment_plan,
+    write_overlays,
+)
 from reelcrew.assemble.composition import build_composition, incoming
 from reelcrew.assemble.fonts import Font
 from reelcrew.assemble.nodes import FrameReader, SourceClip, _fit_filter
 from reelcrew.errors import AssemblyError
 from reelcrew.files import part_path
 from reelcrew.media import MediaError, MediaInfo, ffmpeg_exe, probe
-from reelcrew.settings import (CardStyle, MusicStyle, RenderStyle, SubtitleStyle, TransitionStyle,
-                               WatermarkStyle)
+from reelcrew.settings import CardStyle, MusicStyle, RenderStyle, SubtitleStyle, TransitionStyle, WatermarkStyle
 
 log = logging.getLogger("reelcrew.assemble")
 

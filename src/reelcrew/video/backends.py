@@ -21,8 +21,15 @@ from typing import Any
 from reelcrew.google_auth import genai_client
 from reelcrew.models import VideoPrompt
 from reelcrew.settings import Settings
-from reelcrew.video.errors import (BackendError, CredentialsRefused, OutcomeUnknown, QuotaExceeded, Rejected,
-                                   Unavailable, VideoGone)
+from reelcrew.video.errors import (
+    BackendError,
+    CredentialsRefused,
+    OutcomeUnknown,
+    QuotaExceeded,
+    Rejected,
+    Unavailable,
+    VideoGone,
+)
 from reelcrew.video.registry import backend_spec
 
 log = logging.getLogger("reelcrew.video")

@@ -16,13 +16,19 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from tenacity import (Retrying, retry_if_not_exception_type, stop_before_delay, stop_when_event_set, wait_exponential,
-                      wait_random)
+from tenacity import (
+    Retrying,
+    retry_if_not_exception_type,
+    stop_before_delay,
+    stop_when_event_set,
+    wait_exponential,
+    wait_random,
+)
 
 from reelcrew.files import new_owner, part_path, sha256_file
 from reelcrew.leases import Heartbeat

@@ -9,8 +9,9 @@ This module imports nothing of ours, so settings.py and models.py can both read 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
