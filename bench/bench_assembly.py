@@ -49,7 +49,8 @@ def make_clips(n: int) -> list[Path]:
         if not path.exists():
             run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=s=1280x720:r=24:d=8,hue=h={i * 40}", "-f", "lavfi", "-i",
                         f"sine=frequency={300 + 20 * i}:sample_rate=48000:duration=8", "-c:v", "libx264", "-crf", "20",
-                        "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)], "bench input")
+                        "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
+                       "bench input")
         paths.append(path)
     return paths
 
@@ -95,7 +96,7 @@ def measure(fn) -> tuple[float, int, float]:
 
 def spec_for(clips: list[Path], engine: str = "auto") -> CutSpec:
     captions = [f"第{i + 1}段：清晨的城市慢慢醒来 The city wakes up" for i in range(len(clips))]
-    return CutSpec(clips=[CutClip(path=p, caption=c) for p, c in zip(clips, captions)],
+    return CutSpec(clips=[CutClip(path=p, caption=c) for p, c in zip(clips, captions, strict=True)],
                    subtitles=SubtitleStyle(style="karaoke"), transitions=TransitionStyle(kind=KIND, duration=FADE),
                    render=RenderStyle(engine=engine))
 
@@ -144,8 +145,8 @@ def main() -> None:
             command = baseline_command(spec, ass, mark, layer.pos(0), WORK / "baseline.mp4")
             ours, base = [], []
             for _ in range(options.repeat):  # alternating, so load from elsewhere hits both alike
-                base.append(measure(lambda: subprocess.run(command, check=True, cwd=tmp)))
-                ours.append(measure(lambda: render_cut(spec, WORK / "ours.mp4")))
+                base.append(measure(lambda command=command: subprocess.run(command, check=True, cwd=tmp)))
+                ours.append(measure(lambda spec=spec: render_cut(spec, WORK / "ours.mp4")))
         duration = result.duration
         med = lambda runs, k: statistics.median(run[k] for run in runs)  # noqa: E731
         ours_t, base_t, ours_cpu, base_cpu = med(ours, 0), med(base, 0), med(ours, 2), med(base, 2)
@@ -156,7 +157,8 @@ def main() -> None:
                 f"cpu-ratio={ours_cpu / base_cpu:.3f} (runs ours {[round(r[0], 2) for r in ours]}, "
                 f"baseline {[round(r[0], 2) for r in base]})")
         if not options.no_moviepy:
-            slow_t, slow_rss, slow_cpu = measure(lambda: render_cut(spec_for(clips, "moviepy"), WORK / "moviepy.mp4"))
+            slow_t, slow_rss, slow_cpu = measure(
+                lambda clips=clips: render_cut(spec_for(clips, "moviepy"), WORK / "moviepy.mp4"))
             line += (f" moviepy-path={slow_t:.2f}s wall {slow_cpu:.1f}s CPU ({duration / slow_t:.2f}x, "
                      f"peak RSS {slow_rss / 2**20:.0f} MiB) moviepy-ratio={slow_t / base_t:.3f} "
                      f"moviepy-cpu-ratio={slow_cpu / base_cpu:.3f}")

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT))
 from tests import servers  # noqa: E402
 from tests.fakes.google_server import FakeGoogle, Script  # noqa: E402
 
-SETTING_PREFIXES = ("REELCREW_", "VEO3_", "GEMINI_", "GOOGLE_", "POLLING_", "OPERATION_", "DOWNLOAD_", "SUBMIT_", "GCS_")
+SETTING_PREFIXES = ("REELCREW_", "VEO3_", "GEMINI_", "GOOGLE_", "POLLING_", "OPERATION_", "DOWNLOAD_", "SUBMIT_",
+                    "GCS_")
 
 # Real mode, but with the waits of a test. Short sleeps between tries; generous timeouts, because a timeout
 # that fires on a busy machine turns a passing test into a failing one (a timed-out submit is "ambiguous").

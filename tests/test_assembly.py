@@ -26,13 +26,14 @@ ZH = "清晨的城市慢慢醒来"
 
 def clip(tmp_path, i, aspect="16:9", duration=4):
     path = tmp_path / f"in{i}.mp4"
-    render_mock_clip(VideoPrompt(index=i + 1, scene_index=i + 1, prompt=f"plain {i}", duration=duration, aspect_ratio=aspect), path)
+    prompt = VideoPrompt(index=i + 1, scene_index=i + 1, prompt=f"plain {i}", duration=duration, aspect_ratio=aspect)
+    render_mock_clip(prompt, path)
     return path
 
 
 def frame(video, t, w=1280, h=720) -> np.ndarray:
-    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", str(t), "-i", str(video), "-frames:v", "1", "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", str(t), "-i", str(video), "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(h, w, 3).astype(int)
 
 
@@ -142,7 +143,7 @@ def test_srt_parses_and_matches_the_burned_in_cues(tmp_path):
     write_srt(result.cues, tmp_path / "final.srt")
     subs = list(srt.parse((tmp_path / "final.srt").read_text(encoding="utf-8")))
     assert len(subs) == len(result.cues) >= 3  # the long caption was split into readable chunks
-    for sub, cue in zip(subs, result.cues):
+    for sub, cue in zip(subs, result.cues, strict=True):
         assert abs(sub.start - dt.timedelta(seconds=cue.start)) < dt.timedelta(milliseconds=2)
         assert sub.content == cue.text
     assert subs[-1].end == dt.timedelta(seconds=8)

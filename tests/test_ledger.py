@@ -108,7 +108,8 @@ def test_clips_are_reused_across_output_folders_without_paying_again(real, fake,
 def test_two_output_folders_share_one_in_flight_limit_and_one_rate(real, fake, tmp_path):
     fake.script.latency = 0.5
     fake.script.quota_limit, fake.script.quota_window = 2, 1.5  # Veo's own limit: 2 a window, else 429
-    env = {"VEO3_MAX_CONCURRENT": "2", "VEO3_RPM": "2", "VEO3_RATE_WINDOW_SECONDS": "3"}  # ours: 2 per 3 s, machine-wide
+    # ours: 2 per 3 s, machine-wide
+    env = {"VEO3_MAX_CONCURRENT": "2", "VEO3_RPM": "2", "VEO3_RATE_WINDOW_SECONDS": "3"}
     procs = [start("--topic", topic, "--scenes", "3", "--yes", "--until", "clips", "--json", "-o",
                    str(tmp_path / folder), env=env) for topic, folder in (("tea", "a"), ("coffee", "b"))]
     outs = [p.communicate(timeout=240) for p in procs]

@@ -34,7 +34,8 @@ def summary(result):
 
 @pytest.mark.slow
 def test_until_prompts_writes_valid_stage_files_in_json_summary(tmp_path):
-    result = cli("--mock", "--topic", "how tea is made", "--scenes", "5", "--until", "prompts", "--json", "-o", str(tmp_path / "o"))
+    result = cli("--mock", "--topic", "how tea is made", "--scenes", "5", "--until", "prompts", "--json",
+                 "-o", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
     prod = summary(result)[0]
     folder = Path(prod["folder"])
@@ -53,7 +54,7 @@ def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
     prods = summary(result)
     assert [p["status"] for p in prods] == ["done", "done"]
     assert [p["topic"] for p in prods] == ["茶是怎么制作的", "熊猫为什么爱吃竹子"]
-    for p, other in zip(prods, reversed(prods)):
+    for p, other in zip(prods, reversed(prods), strict=True):
         folder = Path(p["folder"])
         assert probe(folder / "final.mp4").duration == pytest.approx(16, abs=0.05)
         subs = list(srt.parse((folder / "final.srt").read_text(encoding="utf-8")))
@@ -244,7 +245,8 @@ def test_secrets_never_reach_logs_output_files_or_the_terminal(real_env, fake, t
     assert "GEMINI_API_KEY" in shown.stdout and "**** (set)" in shown.stdout
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
     texts = [result.stdout, result.stderr, shown.stdout, shown.stderr]
-    texts += [p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".json", ".srt")]
+    texts += [p.read_text(errors="ignore") for p in out.rglob("*")
+              if p.is_file() and p.suffix in (".log", ".json", ".srt")]
     assert all(secret not in t for t in texts)
     log = (out / "reelcrew.log").read_text()
     assert '"production_id"' in log and '"attempt": 1' in log  # structured lines with the clip's context
@@ -260,7 +262,8 @@ def test_an_older_ledger_is_migrated_on_open(tmp_path):
     old = Store(url)
     with old.engine.begin() as con:  # what version 1 looked like
         for statement in ("ALTER TABLE events DROP COLUMN attempt", "ALTER TABLE productions DROP COLUMN owner",
-                          "ALTER TABLE productions DROP COLUMN lease_until", "ALTER TABLE productions DROP COLUMN folder",
+                          "ALTER TABLE productions DROP COLUMN lease_until",
+                          "ALTER TABLE productions DROP COLUMN folder",
                           "UPDATE schema_info SET value='1' WHERE key='version'"):
             con.execute(text(statement))
     old.close()
@@ -304,7 +307,6 @@ def test_doctor_and_config_init_in_mock_mode(tmp_path):
 @pytest.mark.usefixtures("ledger_db")
 def test_sigterm_stops_promptly_keeps_receipts_and_resume_reattaches(real_env, fake, tmp_path):
     fake.script.latency = 120
-    out = Path(real_env["REELCREW_OUTPUT_DIR"])
     proc = subprocess.Popen([*RUN, "--topic", "tea", "--scenes", "3", "--yes"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     store = ledger()
@@ -334,7 +336,8 @@ def test_repair_frees_a_clip_stuck_between_intent_and_receipt_and_flags_it(tmp_p
     out = tmp_path / "o"
     store = ledger()
     clip = store.ensure_clip("p1", VideoPrompt(index=1, scene_index=1, prompt="x"), "veo-3.1-fast-generate-001")
-    store.update_clip(clip.key, status=ClipStatus.submitting, lease_owner=f"{HOST}:999999", lease_until=time.time() + 600)
+    store.update_clip(clip.key, status=ClipStatus.submitting, lease_owner=f"{HOST}:999999",
+                      lease_until=time.time() + 600)
     result = cli("repair", "-o", str(out))
     assert result.returncode == 0 and "possible duplicate" in result.stderr
     fixed = store.clip(clip.key)

@@ -6,6 +6,8 @@ frame is asked for) and compiled to the ffmpeg plan the fast path renders.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from reelcrew.assemble.compiler import compile_video
@@ -104,7 +106,7 @@ def test_segments_tile_the_cut_with_no_gap_no_overlap_and_the_right_frame_count(
     assert total == pytest.approx(sum(durations) - fade * (len(durations) - 1))
     assert plan.duration == pytest.approx(total)
     assert frames[0][0] == 0
-    for (first, count), (next_first, _) in zip(frames, frames[1:]):
+    for (first, count), (next_first, _) in pairwise(frames):
         assert first + count == next_first  # contiguous: every frame of the cut is drawn exactly once
     assert all(count > 0 for _, count in frames)
     assert frames[-1][0] + frames[-1][1] == round(total * FPS)
@@ -137,7 +139,7 @@ def test_a_long_caption_is_split_in_time_within_its_clip(tmp_path):
     later = cues[1:]
     assert len(later) >= 2
     assert later[0].start == 8.0 and later[-1].end == 16.0
-    for a, b in zip(later, later[1:]):
+    for a, b in pairwise(later):
         assert a.end == b.start
         assert a.end > a.start
     assert all(c.text.count("\n") < spec.subtitles.max_lines for c in later)  # each chunk fits the line limit

@@ -40,7 +40,8 @@ class MockLLM(BaseLLM):
         b = self.brief
         task = getattr(from_task, "name", None) or b.get("_task")
         if task == "write_script":
-            answer = mock_writer.write_script(b["topic"], b["language"], int(b["scenes"]), int(b["clip_seconds"]), b["style"])
+            answer = mock_writer.write_script(b["topic"], b["language"], int(b["scenes"]), int(b["clip_seconds"]),
+                                              b["style"])
         elif task == "write_seo":
             answer = mock_writer.write_seo(Script.model_validate_json(b["script_json"]), b["topic"])
         elif task == "make_prompts":

@@ -51,7 +51,8 @@ def probe(path: Path | str) -> MediaInfo:
         raise MediaError(f"{path} has no video stream")
     width, height = info["video_size"]
     return MediaInfo(duration=float(info.get("video_duration") or info.get("duration") or 0.0), width=int(width),
-                     height=int(height), fps=float(info.get("video_fps") or 0.0), has_audio=bool(info.get("audio_found")))
+                     height=int(height), fps=float(info.get("video_fps") or 0.0),
+                     has_audio=bool(info.get("audio_found")))
 
 
 def decodes(path: Path | str) -> str | None:

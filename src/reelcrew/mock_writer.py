@@ -15,7 +15,8 @@ import re
 from reelcrew.models import Chapter, PromptList, Scene, Script, SeoPackage, VideoPrompt
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-STOPWORDS = set("a an the of and or to in on for is are was how why what who made make do does with about from by at it its".split())
+STOPWORDS = set("a an the of and or to in on for is are was how why what who made make do does with about from by "
+                "at it its".split())
 
 
 def is_chinese(text: str) -> bool:
@@ -96,7 +97,8 @@ def write_script(topic: str, language: str, scenes: int, clip_seconds: int, styl
             line = f"现在你知道{t}了吧？下次见！" if zh else f"And that is {t}. Now you know the whole story."
         else:
             line = beats[(i - 1) % len(beats)].format(t=subject_words)
-        visual = f"{subject} in {place}: {', '.join(keywords(topic))}, moment {i + 1} of {scenes}; {rng.choice(CAMERAS)}"
+        visual = (f"{subject} in {place}: {', '.join(keywords(topic))}, moment {i + 1} of {scenes}; "
+                  f"{rng.choice(CAMERAS)}")
         out.append(Scene(index=i + 1, narration=line, visual=visual, duration=clip_seconds))
     title = f"{t}：一分钟看懂" if zh else f"{t[:1].upper()}{t[1:]}: the whole story"
     hook = f"{t}，比你想象的更有意思。" if zh else f"{t[:1].upper()}{t[1:]} is more surprising than you think."

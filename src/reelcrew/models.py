@@ -93,7 +93,8 @@ class VideoPrompt(BaseModel):
         if self.resolution not in limits.resolutions:
             problems.append(f"resolution={self.resolution} (allowed: {', '.join(limits.resolutions)})")
         elif self.resolution != "720p" and self.duration != limits.full_hd_requires:
-            problems.append(f"resolution={self.resolution} needs duration={limits.full_hd_requires}, got {self.duration}")
+            problems.append(f"resolution={self.resolution} needs duration={limits.full_hd_requires}, "
+                            f"got {self.duration}")
         if problems:
             raise ValueError(f"prompt {self.index} is invalid for {model}: " + "; ".join(problems))
         return self
@@ -127,7 +128,7 @@ class PromptList(BaseModel):
     prompts: list[VideoPrompt] = Field(min_length=1)
 
 
-class ClipStatus(str, Enum):
+class ClipStatus(str, Enum):  # noqa: UP042 - StrEnum would change str()/format() of members stored and printed
     pending = "pending"
     submitting = "submitting"  # intent committed, HTTP submit under way
     submitted = "submitted"  # receipt (operation name) committed: poll, never resubmit
@@ -163,7 +164,7 @@ class VideoClip(BaseModel):
     submitted_at: float | None = None
 
 
-class ProductionStatus(str, Enum):
+class ProductionStatus(str, Enum):  # noqa: UP042 - StrEnum would change str()/format() of members stored and printed
     """DESIGN.md's one list of production status names (the CLI's --json, the API, events and alerts use them).
 
     `interrupted` is not stored: it is derived for display when the owner of a `running` production is dead."""

@@ -63,13 +63,15 @@ def read_topics(topics: list[str], topics_file: Path | None) -> list[str]:
         try:
             text = Path(topics_file).read_text(encoding="utf-8-sig")
         except FileNotFoundError:
-            raise InputError(f"topics file {topics_file} does not exist", "check the path given to --topics-file") from None
+            raise InputError(f"topics file {topics_file} does not exist",
+                             "check the path given to --topics-file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"topics file {topics_file} cannot be read: {exc}",
                              "make it a readable UTF-8 text file, one topic a line") from None
         lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
         if not lines:
-            raise InputError(f"topics file {topics_file} has no topics", "write one topic a line (lines starting # are skipped)")
+            raise InputError(f"topics file {topics_file} has no topics",
+                             "write one topic a line (lines starting # are skipped)")
         out += lines
     if not out:
         raise InputError("no topic given", 'pass --topic "your topic" or --topics-file FILE')
@@ -155,7 +157,8 @@ class Pipeline:
         from reelcrew.brief import brief
 
         s = self.settings
-        return brief(prod.topic, prod.language, prod.scenes, prod.aspect_ratio, prod.style, s.clip_seconds, s.resolution)
+        return brief(prod.topic, prod.language, prod.scenes, prod.aspect_ratio, prod.style, s.clip_seconds,
+                     s.resolution)
 
     # -- the writers' stages ------------------------------------------------------------------------
     def _stage(self, prod: Production, stage: str, model, make: Callable[[], Any]):
@@ -302,7 +305,8 @@ class Pipeline:
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self.progress.stage(prod.id, "clips")
             self.store.log("stage", "clips", prod.id, stage="clips")
-        ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip).run([job for _, job, _ in jobs])
+        generator = ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip)
+        generator.run([job for _, job, _ in jobs])
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self._settle_clips(prod)
 
@@ -317,7 +321,8 @@ class Pipeline:
         elif paused:
             detail = next((c.error for c in paused if c.error), "clips not finished")
             self.store.set_production_status(prod.id, ProductionStatus.paused, "clips",
-                                             f"{len(paused)} clip(s) waiting: {detail}. Run `reelcrew resume` to continue.")
+                                             f"{len(paused)} clip(s) waiting: {detail}. "
+                                             "Run `reelcrew resume` to continue.")
         self.write_manifest(prod)
 
     def write_manifest(self, prod: Production) -> None:
@@ -330,7 +335,8 @@ class Pipeline:
         write_json_atomic(folder / "manifest.json", {
             "production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
             "backend": backend_name(self.settings),
-            "clips": [{"index": c.index, "key": c.key, "status": c.status.value, "prompt": c.prompt.model_dump(mode="json"),
+            "clips": [{"index": c.index, "key": c.key, "status": c.status.value,
+                       "prompt": c.prompt.model_dump(mode="json"),
                        "operation_name": c.operation_name, "video_uri": c.video_uri, "file": c.path, "sha256": c.sha256,
                        "duration": c.duration, "retries": c.retries, "error": c.error, "cost_usd": c.cost_usd,
                        "possible_duplicate": c.possible_duplicate, "submits": receipts.get(c.key, [])} for c in clips],

@@ -270,7 +270,8 @@ class Settings(BaseSettings):
         return price_per_second(self, model, resolution)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
         return (init_settings, env_settings, dotenv_settings, _YAML_SOURCE(settings_cls))
 
 
@@ -288,7 +289,8 @@ _YAML_SOURCE = _YamlHolder()
 
 def read_yaml_config(path: Path) -> dict[str, Any]:
     if not path.exists():
-        raise ConfigError(f"config file {path} does not exist", "create it (copy config/pipeline.yaml) or pass --config")
+        raise ConfigError(f"config file {path} does not exist",
+                          "create it (copy config/pipeline.yaml) or pass --config")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -323,7 +325,8 @@ def setting_sources(settings: Settings, config_path: Path | None = None) -> dict
     env = {k.lower() for k in os.environ}
     out = {}
     for name in Settings.model_fields:
-        out[name] = "env" if name in env else ".env" if name in dotenv else "pipeline.yaml" if name in yaml_keys else "default"
+        out[name] = ("env" if name in env else ".env" if name in dotenv
+                     else "pipeline.yaml" if name in yaml_keys else "default")
     return out
 
 

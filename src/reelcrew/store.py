@@ -90,7 +90,8 @@ receipts = Table(
     Column("attempt", Integer), Column("possible_duplicate", Boolean, default=False), Column("at", Float))
 costs = Table(
     "costs", meta,
-    Column("id", Integer, primary_key=True, autoincrement=True), Column("clip_key", String, nullable=False, unique=True),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("clip_key", String, nullable=False, unique=True),
     Column("production_id", String), Column("model", String), Column("resolution", String),
     Column("seconds", Float), Column("usd", Float), Column("operation_name", String),
     Column("day", String), Column("at", Float),
@@ -328,13 +329,15 @@ class Store:
     def save_stage(self, pid: str, stage: str, data: Any, llm_answers: int = 0) -> None:
         text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
         with self._write() as c:
-            c.execute(stage_outputs.delete().where((stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
+            c.execute(stage_outputs.delete().where(
+                (stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
             c.execute(insert(stage_outputs).values(production_id=pid, stage=stage, data=text, llm_answers=llm_answers,
                                                    created_at=time.time()))
 
     def delete_stage(self, pid: str, stage: str) -> None:
         with self._write() as c:
-            c.execute(stage_outputs.delete().where((stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
+            c.execute(stage_outputs.delete().where(
+                (stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
 
     def stage(self, pid: str, stage: str) -> str | None:
         with self._read() as c:
@@ -679,7 +682,8 @@ class Store:
                                            prompt=e["prompt"], status="pending", retries=0, cost_usd=0.0,
                                            possible_duplicate=False, lease_until=0.0, updated_at=time.time()))
             if not c.execute(select(production_clips.c.clip_key).where(
-                    production_clips.c.production_id == e["production_id"], production_clips.c.idx == e["index"])).first():
+                    production_clips.c.production_id == e["production_id"],
+                    production_clips.c.idx == e["index"])).first():
                 c.execute(insert(production_clips).values(production_id=e["production_id"], idx=e["index"],
                                                           clip_key=key))
             row = c.execute(select(clips).where(clips.c.key == key)).mappings().first()

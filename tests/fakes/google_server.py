@@ -266,7 +266,8 @@ class FakeGoogle:
             fault = s.poll_faults.popleft() if s.poll_faults else None
             if fault:
                 code = int(fault)
-                return code, {"error": {"code": code, "status": {503: "UNAVAILABLE", 429: "RESOURCE_EXHAUSTED"}.get(code, "INTERNAL"),
+                status = {503: "UNAVAILABLE", 429: "RESOURCE_EXHAUSTED"}.get(code, "INTERNAL")
+                return code, {"error": {"code": code, "status": status,
                                         "message": "The service is currently unavailable."}}
             op = self.ops.get(name)
             if op is None:
@@ -286,7 +287,8 @@ class FakeGoogle:
             if op["vertex"]:
                 video = {"bytesBase64Encoded": base64.b64encode(self.video_bytes(op)).decode(), "mimeType": "video/mp4"}
                 return 200, {"name": name, "done": True, "response": {
-                    "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse", "videos": [video]}}
+                    "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse",
+                    "videos": [video]}}
             uri = f"https://generativelanguage.googleapis.com/v1beta/files/{op['file']}:download?alt=media"
             return 200, {"name": name, "done": True, "response": {
                 "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
@@ -322,7 +324,8 @@ class FakeGoogle:
             answer = self.script.text_answers.popleft() if self.script.text_answers else "{}"
         if isinstance(answer, int):
             return answer, (self._quota_body(self.script.text_quota_kind)
-                            if answer == 429 else {"error": {"code": answer, "status": "UNAVAILABLE", "message": "overloaded"}})
+                            if answer == 429
+                            else {"error": {"code": answer, "status": "UNAVAILABLE", "message": "overloaded"}})
         parts = [{"text": "Weighing the brief before answering.", "thought": True},
                  {"text": answer, "thoughtSignature": THOUGHT_SIGNATURE}]
         return 200, {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
@@ -399,7 +402,8 @@ class FakeGoogle:
             def do_GET(self):
                 path = self.path.split("?")[0]
                 self._log(path)
-                m = re.fullmatch(r"/v1beta/files/([a-z0-9]+):download", path) or re.fullmatch(r"/__blob/([a-z0-9]+)", path)
+                m = (re.fullmatch(r"/v1beta/files/([a-z0-9]+):download", path)
+                     or re.fullmatch(r"/__blob/([a-z0-9]+)", path))
                 if m:
                     code, payload, headers = fake._download(m.group(1))
                     return self._send(code, payload, headers)

@@ -74,7 +74,7 @@ def ass_text(cues: list[Cue], style, font: Font | None, size: int, width: int, h
         else:
             lines = cue.text.split("\n")
             parts = []
-            for j, (text, words) in enumerate(zip(lines, cue.timed_words())):
+            for j, (text, words) in enumerate(zip(lines, cue.timed_words(), strict=True)):
                 cursor = 0
                 for w in words:
                     at = text.find(w.text, cursor)

@@ -18,7 +18,8 @@ from reelcrew.settings import SubtitleStyle
 
 CLOSING = set("，。！？、；：”’）》」』】…,.!?;:)]}%")
 OPENING = set("“‘（《「『【([{")
-TOKEN = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]|[^\s\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+\s*|\s+")
+TOKEN = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]"
+                   r"|[^\s\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+\s*|\s+")
 
 
 @dataclass
@@ -63,7 +64,7 @@ def chunk_cues(text: str, start: float, end: float, font: ImageFont.FreeTypeFont
     groups = [lines[i:i + max_lines] for i in range(0, len(lines), max_lines)]
     weights = [max(1, sum(len(line) for line in group)) for group in groups]
     total, t, cues = sum(weights), start, []
-    for group, weight in zip(groups, weights):
+    for group, weight in zip(groups, weights, strict=True):
         span = (end - start) * weight / total
         cues.append(Cue(round(t, 3), round(t + span, 3), "\n".join(group)))
         t += span
@@ -123,7 +124,7 @@ def layout_words(cue: Cue, font: ImageFont.FreeTypeFont, stroke: int,
     size = (int(max(widths) + 2 * (pad + stroke)) + 1,
             int(len(lines) * (ascent + descent) + (len(lines) - 1) * spacing + 2 * (pad + stroke)) + 1)
     boxes: list[WordBox] = []
-    for j, (line, words) in enumerate(zip(lines, cue.timed_words())):
+    for j, (line, words) in enumerate(zip(lines, cue.timed_words(), strict=True)):
         x0 = (size[0] - widths[j]) / 2
         y = pad + stroke + j * (ascent + descent + spacing)
         cursor = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def segment_plan(sources: list[SourceClip], fps: int, duration: float) -> list[S
     if duration > cursor + EPS:
         segments.append(Segment(round(cursor * fps), 0))
     last = round(duration * fps)
-    for seg, nxt in zip(segments, segments[1:] + [None]):
+    for seg, nxt in zip(segments, segments[1:] + [None], strict=True):
         seg.frames = (nxt.first if nxt else last) - seg.first
     return [s for s in segments if s.frames > 0]
 
@@ -148,7 +149,7 @@ def compile_video(comp) -> Plan:
         if any(sz > z and src.start < end - EPS and src.end > image.start + EPS for sz, src in source_z):
             raise NotCompilable("an image layer sits below a clip that covers it")
     by_start = sorted(source_z, key=lambda zs: zs[1].start)  # (never `==` on clips: moviepy compares every frame)
-    for (z_earlier, earlier), (z_later, later) in zip(by_start, by_start[1:]):
+    for (z_earlier, earlier), (z_later, later) in pairwise(by_start):
         if later.start < earlier.end - EPS and z_later < z_earlier:
             raise NotCompilable(f"clip {later.path.name} is drawn below the clip it overlaps")
     return Plan(width, height, fps, comp.duration, segment_plan(sources, fps, comp.duration), overlays)
@@ -189,7 +190,7 @@ def plan_fades(parts: list[AudioPart]) -> None:
     sounds = sorted((p for p in parts if isinstance(p.node, SourceAudio)), key=lambda p: p.start)
     for part in sounds:
         part.node.fade_in = part.node.fade_out = (0.0, "tri")
-    for a, b in zip(sounds, sounds[1:]):
+    for a, b in pairwise(sounds):
         overlap = a.start + a.node.duration - b.start
         if overlap > EPS:
             curves = lookup(b.node.transition) if b.node.transition else None

@@ -76,7 +76,7 @@ def caption_layers(spec, spans_: list[tuple[float, float]]) -> tuple[list[ImageC
     pil_font = load_font(font, size)
     stroke, pad = round(style.stroke_width * scale), round(style.size * scale * 0.3)
     layers, cues = [], []
-    for i, (text, (start, end)) in enumerate(zip(texts, spans_)):
+    for i, (text, (start, end)) in enumerate(zip(texts, spans_, strict=True)):
         if not text:
             continue
         start += incoming(spec, i)[1] / 2  # captions change mid-transition, never overlap
@@ -132,7 +132,7 @@ def build_composition(spec, infos: list[MediaInfo]) -> Built:
     W, H, fps = spec.width, spec.height, spec.render.fps
     places = spans(spec, infos)
     sources = []
-    for i, (clip, info, (start, _)) in enumerate(zip(spec.clips, infos, places)):
+    for i, (clip, info, (start, _)) in enumerate(zip(spec.clips, infos, places, strict=True)):
         kind, fade = incoming(spec, i)
         sources.append(SourceClip(clip.path, info, (W, H), fps, spec.render.fit, kind, fade).with_start(start))
     total = places[-1][1]

@@ -43,7 +43,7 @@ def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: i
     """A frame from the strongest scene (the most detail per second), with the title on top if given."""
     from moviepy import VideoFileClip
 
-    sizes = [Path(c.path).stat().st_size / max(info.duration, 0.1) for c, info in zip(clips, result.infos)]
+    sizes = [Path(c.path).stat().st_size / max(info.duration, 0.1) for c, info in zip(clips, result.infos, strict=True)]
     best = max(range(len(clips)), key=sizes.__getitem__)
     with VideoFileClip(str(clips[best].path), audio=False) as video:
         frame = video.get_frame(video.duration / 2)

@@ -32,7 +32,8 @@ TASK_KEYS = ("description", "expected_output")
 
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
-        raise ConfigError(f"crew file {path} is missing", "restore it from the repository's crews/ or point --crews-dir at a full copy")
+        raise ConfigError(f"crew file {path} is missing",
+                          "restore it from the repository's crews/ or point --crews-dir at a full copy")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -57,7 +58,8 @@ def _check_placeholders(section: dict[str, str], keys: tuple[str, ...], inputs: 
         for var in PLACEHOLDER.findall(section[key]):
             if var not in inputs:
                 raise ConfigError(f"{path}: {name}.{key} uses {{{var}}}, which has no value",
-                                  f"use one of {', '.join('{' + k + '}' for k in sorted(inputs) if not k.startswith('_'))}"
+                                  "use one of "
+                                  f"{', '.join('{' + k + '}' for k in sorted(inputs) if not k.startswith('_'))}"
                                   f" or escape it")
 
 
@@ -94,7 +96,8 @@ class CrewResult(Generic[M]):
     errors: list[str] = field(default_factory=list)
 
 
-def run_crew(spec: CrewSpec[M], llm: BaseLLM, inputs: dict[str, Any], crews_dir: Path, max_repairs: int) -> CrewResult[M]:
+def run_crew(spec: CrewSpec[M], llm: BaseLLM, inputs: dict[str, Any], crews_dir: Path,
+             max_repairs: int) -> CrewResult[M]:
     folder = Path(crews_dir) / spec.folder
     agents_path, tasks_path = folder / "agents.yaml", folder / "tasks.yaml"
     agent_cfg = _section(read_yaml(agents_path), spec.agent, AGENT_KEYS, agents_path)
@@ -139,10 +142,12 @@ def run_crew(spec: CrewSpec[M], llm: BaseLLM, inputs: dict[str, Any], crews_dir:
             raise CrewOutputError(
                 f"the {spec.agent} agent's answer did not fit {spec.output.__name__} after {answers} tries:\n  "
                 + "\n  ".join(errors),
-                f"edit crews/{spec.folder}/tasks.yaml to ask for the fields above, or choose a stronger model (GEMINI_MODEL)",
+                f"edit crews/{spec.folder}/tasks.yaml to ask for the fields above, "
+                "or choose a stronger model (GEMINI_MODEL)",
             ) from exc
         raise CrewOutputError(f"the {spec.agent} agent failed: {exc}",
-                              "check the key and the model name (GEMINI_MODEL), or rerun: finished stages are kept") from exc
+                              "check the key and the model name (GEMINI_MODEL), "
+                              "or rerun: finished stages are kept") from exc
     if not parsed:
         raise CrewOutputError(f"the {spec.agent} agent gave no answer", "rerun; finished stages are kept")
     return CrewResult(parsed[-1], answers, errors)

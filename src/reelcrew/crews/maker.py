@@ -28,6 +28,6 @@ def make_prompts(llm: BaseLLM, inputs: dict, script: Script, veo_model: str, cre
     spec = CrewSpec("maker", "maker", "make_prompts", PromptList, _checker(script, veo_model))
     result = run_crew(spec, llm, {**inputs, "script_json": script.model_dump_json()}, crews_dir, max_repairs)
     # The subtitle is the script's narration, whatever the Maker copied: captions must match the script.
-    for prompt, scene in zip(result.value.prompts, script.scenes):
+    for prompt, scene in zip(result.value.prompts, script.scenes, strict=True):
         prompt.subtitle = scene.narration
     return result

@@ -206,7 +206,8 @@ def _gcs_download(uri: str, timeout: float) -> bytes:
     creds.refresh(google.auth.transport.requests.Request())
     base = os.environ.get("REELCREW_GCS_BASE_URL", "https://storage.googleapis.com")
     url = f"{base}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
-    response = httpx.get(url, headers={"Authorization": f"Bearer {creds.token}"}, timeout=timeout, follow_redirects=True)
+    response = httpx.get(url, headers={"Authorization": f"Bearer {creds.token}"}, timeout=timeout,
+                         follow_redirects=True)
     response.raise_for_status()
     return response.content
 

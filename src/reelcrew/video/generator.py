@@ -264,7 +264,8 @@ class ClipGenerator:
         retries = clip.retries + 1
         self.breaker.failure(reason)
         if retries > self.s.veo3_max_retries:
-            self._release(clip, ClipStatus.failed, error=f"{reason} (gave up after {retries} attempts)", retries=retries)
+            self._release(clip, ClipStatus.failed, error=f"{reason} (gave up after {retries} attempts)",
+                          retries=retries)
             return False
         self._release(clip, ClipStatus.pending, error=reason, retries=retries)
         self._sleep(jitter(self.s.veo3_retry_wait_base * 2 ** (retries - 1)))
@@ -335,7 +336,8 @@ class ClipGenerator:
                                     f"({self.s.operation_timeout:.0f}s); not resubmitted (it may still finish: "
                                     f"`reelcrew repair` re-checks it)")
                 return None
-            self._sleep(self.s.polling_interval if outcome else min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30))
+            backoff = min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30)
+            self._sleep(self.s.polling_interval if outcome else backoff)
 
     def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
         """Fetch and validate, patiently: DOWNLOAD_TIMEOUT per attempt, back-off over DOWNLOAD_RETRY_WINDOW.

@@ -33,7 +33,8 @@ def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24) -> None:
     speed = 80 + h[3] % 200
     tone = 220 + (h[4] % 40) * 11
     label = _label(prompt).replace("'", "").replace(":", " ").replace("\\", " ")
-    filters = [f"drawbox=x='mod(t*{speed},{width})':y={height // 2 - size // 2}:w={size}:h={size}:color={box}@0.9:t=fill"]
+    filters = [f"drawbox=x='mod(t*{speed},{width})':y={height // 2 - size // 2}:w={size}:h={size}"
+               f":color={box}@0.9:t=fill"]
     if DEJAVU.exists():
         filters.append(f"drawtext=fontfile={DEJAVU}:text='{label}':fontsize={max(18, height // 24)}:fontcolor=white:"
                        f"borderw=2:x=(w-tw)/2:y=h/6")
