@@ -24,10 +24,11 @@ class RepairableGemini(GeminiCompletion):
     Overrides a private hook of crewai 1.15.30 (pinned); tests/test_crews.py covers it through the wire.
     """
 
-    def _validate_and_emit_structured_output(self, content: str, response_model: type[BaseModel],
-                                             messages_for_event: list, from_task: Any = None, from_agent: Any = None,
-                                             usage: dict | None = None, finish_reason: str | None = None,
-                                             response_id: str | None = None) -> BaseModel | str:
+    # returning the raw text on purpose: crewai's callers also take a str (its non-structured path)
+    def _validate_and_emit_structured_output(  # type: ignore[override]
+            self, content: str, response_model: type[BaseModel], messages_for_event: list, from_task: Any = None,
+            from_agent: Any = None, usage: dict | None = None, finish_reason: str | None = None,
+            response_id: str | None = None) -> BaseModel | str:
         try:
             response_model.model_validate_json(content)
         except ValidationError:

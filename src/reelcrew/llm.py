@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from crewai import BaseLLM
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from reelcrew import mock_writer
 from reelcrew.errors import ConfigError
@@ -39,6 +39,7 @@ class MockLLM(BaseLLM):
         self.received.append(list(messages))
         b = self.brief
         task = getattr(from_task, "name", None) or b.get("_task")
+        answer: BaseModel
         if task == "write_script":
             answer = mock_writer.write_script(b["topic"], b["language"], int(b["scenes"]), int(b["clip_seconds"]),
                                               b["style"])

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 _KEY_PATTERNS = [re.compile(r"AIza[0-9A-Za-z_\-]{20,}"), re.compile(r"(key=)[^&\s\"']+"),
                  re.compile(r"(x-goog-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+", re.I),
@@ -32,7 +33,7 @@ def redact(text: str) -> str:
     return text
 
 
-def _redact_event(_, __, event: dict) -> dict:
+def _redact_event(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return {k: redact(v) if isinstance(v, str) else v for k, v in event.items()}
 
 

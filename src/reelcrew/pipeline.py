@@ -169,8 +169,9 @@ class Pipeline:
             value = model.model_validate_json(saved)
         else:
             self.progress.stage(prod.id, stage)
-            if getattr(self, "writer_quota", None) is not None:
-                self.writer_quota.production_id = prod.id  # its tokens are this production's cost
+            quota = getattr(self, "writer_quota", None)
+            if quota is not None:
+                quota.production_id = prod.id  # its tokens are this production's cost
             result = make()
             value = result.value
             self.store.save_stage(prod.id, stage, value.model_dump_json(), result.answers)
@@ -224,6 +225,7 @@ class Pipeline:
                 where = Path(claim.folder or self.out / prod.id) / "final.mp4"
                 self._notes[prod.id] = f"being rendered by another process ({claim.holder}); its final will be {where}"
                 continue
+            assert claim.folder is not None  # a granted claim always records its folder
             self._folders[prod.id] = Path(claim.folder)
             heartbeat.hold(owner)
             mine.append(prod)
@@ -259,6 +261,7 @@ class Pipeline:
                     self._final(prod, *written[prod.id])
         for prod in prods:
             current = self.store.production(prod.id)
+            assert current is not None  # prods come from the ledger, which never deletes one
             if prod.id in written and current.status == ProductionStatus.running:
                 self.store.set_production_status(prod.id, ProductionStatus.done)
 
@@ -346,6 +349,7 @@ class Pipeline:
         from reelcrew.assemble import CutClip, assemble_production
 
         current = self.store.production(prod.id)
+        assert current is not None  # prod comes from the ledger, which never deletes one
         if current.status in (ProductionStatus.failed, ProductionStatus.paused) or prompts is None:
             return
         clips = self.store.production_clips(prod.id)

@@ -28,7 +28,7 @@ def draw_card(width: int, height: int, text: str | None, style, logo: str | None
             raise AssemblyError(f"card logo {src} does not exist", "fix cards.logo in config/pipeline.yaml")
         image = Image.open(src).convert("RGBA")
         side = round(min(width, height) * 0.3)
-        image.thumbnail((side, side), Image.LANCZOS)
+        image.thumbnail((side, side), Image.Resampling.LANCZOS)
         pieces.append(image)
     if text:
         size = max(12, round(style.size * min(width, height) / 720))

@@ -105,9 +105,12 @@ def segment_plan(sources: list[SourceClip], fps: int, duration: float) -> list[S
                 fade = overlap
         if node.start > cursor + EPS:
             segments.append(Segment(round(cursor * fps), 0))
-        segments.append(Segment(round(node.start * fps), 0, node, prev if fade else None, fade,
-                                lookup(node.transition).xfade if fade else "fade",
-                                (prev.in_point + node.start - prev.start) if fade else 0.0))
+        xfade, offset = "fade", 0.0
+        if fade:
+            transition = lookup(node.transition)
+            assert prev is not None and transition is not None  # a fade is set only after both were found
+            xfade, offset = transition.xfade, prev.in_point + node.start - prev.start
+        segments.append(Segment(round(node.start * fps), 0, node, prev if fade else None, fade, xfade, offset))
         cursor, prev = max(cursor, node.end), node
     if duration > cursor + EPS:
         segments.append(Segment(round(cursor * fps), 0))

@@ -108,7 +108,7 @@ def watermark_layer(spec, total: float) -> ImageClip | None:
             raise AssemblyError(f"watermark image {src} does not exist", "fix watermark.image in config/pipeline.yaml")
         logo = Image.open(src).convert("RGBA")
         width = max(8, int(spec.width * wm.scale))
-        logo = logo.resize((width, max(1, logo.height * width // logo.width)), Image.LANCZOS)
+        logo = logo.resize((width, max(1, logo.height * width // logo.width)), Image.Resampling.LANCZOS)
         logo.putalpha(logo.getchannel("A").point(lambda a: int(a * wm.opacity)))
     elif wm.text:
         from reelcrew.settings import SubtitleStyle

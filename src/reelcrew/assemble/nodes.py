@@ -13,12 +13,15 @@ from __future__ import annotations
 import copy
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from moviepy import AudioClip, VideoClip
 
 from reelcrew.media import MediaInfo, ffmpeg_exe
+
+if TYPE_CHECKING:
+    from moviepy import AudioFileClip
 
 
 class FrameReader:
@@ -32,7 +35,7 @@ class FrameReader:
 
     def _read_one(self) -> bool:
         size = self.width * self.height * 3
-        data = self.proc.stdout.read(size) if self.proc else b""
+        data = self.proc.stdout.read(size) if self.proc and self.proc.stdout else b""  # stdout is always a PIPE
         if len(data) < size:
             return False
         self.frame = np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
@@ -71,8 +74,8 @@ class _Rebinding:
             if self.__dict__.get(attr) is not None:
                 setattr(new, attr, copy.copy(self.__dict__[attr]))
         function = self.__dict__.get("frame_function")
-        if getattr(function, "__self__", None) is self:
-            new.frame_function = getattr(new, function.__name__)
+        if function is not None and getattr(function, "__self__", None) is self:
+            setattr(new, "frame_function", getattr(new, function.__name__))  # noqa: B010 (not declared on the mixin)
         return new
 
     def copy(self):
@@ -168,7 +171,7 @@ class SourceAudio(_Rebinding, AudioClip):
         self.fade_out: tuple[float, str] = (0.0, "tri")
         self.nchannels = 2
         self.frame_function = self._frame
-        self._reader = None
+        self._reader: AudioFileClip | None = None  # opened on the first frame asked for
 
     def _frame(self, t):
         from moviepy import AudioFileClip
@@ -209,7 +212,7 @@ class MusicBed(_Rebinding, AudioClip):
         self.path, self.volume, self.fade = Path(path), volume, fade
         self.nchannels = 2
         self.frame_function = self._frame
-        self._reader = None
+        self._reader: AudioFileClip | None = None  # opened on the first frame asked for
 
     def _frame(self, t):
         from moviepy import AudioFileClip

@@ -49,7 +49,7 @@ def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: i
         frame = video.get_frame(video.duration / 2)
     image = Image.fromarray(frame).convert("RGB")
     scale = max(width / image.width, height / image.height)
-    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
     left, top = (image.width - width) // 2, (image.height - height) // 2
     image = image.crop((left, top, left + width, top + height))
     if title:

@@ -169,6 +169,7 @@ def _stream_render(plan: Plan, soundtrack: Path, style: RenderStyle, output: Pat
     encoder += ["-map", "1:a", *_encode_args(style, plan.duration, output)]
     with open(work / "encoder.log", "w+") as enc_log:
         enc = subprocess.Popen(encoder, stdin=subprocess.PIPE, stderr=enc_log)
+        assert enc.stdin is not None  # stdin=PIPE
         problem = None
         segs = plan.segments
         start = lambda i: subprocess.Popen(segment_command(segs[i], plan.width, plan.height, plan.fps),  # noqa: E731
@@ -177,9 +178,12 @@ def _stream_render(plan: Plan, soundtrack: Path, style: RenderStyle, output: Pat
         try:
             for i in range(len(segs)):
                 following = start(i + 1) if i + 1 < len(segs) else None
+                # one decoder per segment, each started with stdout and stderr PIPEs
+                assert decoder is not None and decoder.stdout is not None and decoder.stderr is not None
                 _pipe_to_pipe(decoder.stdout, enc.stdin)
                 if decoder.wait() != 0:
-                    name = segs[i].node.path if segs[i].node else "black"
+                    node = segs[i].node
+                    name = node.path if node else "black"
                     problem = f"decoding {name} failed: {decoder.stderr.read().decode(errors='replace')[-400:]}"
                     if following:
                         following.kill()

@@ -14,6 +14,7 @@ import random
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,8 @@ class MockBackend(VeoBackend):
         render_mock_clip(prompt, dest)
 
 
-_CLASSES: dict[str, type[VeoBackend]] = {"gemini": GenaiBackend, "vertex": GenaiBackend, "mock": MockBackend}
+_CLASSES: dict[str, Callable[[Settings], VeoBackend]] = {
+    "gemini": GenaiBackend, "vertex": GenaiBackend, "mock": MockBackend}
 
 
 def make_backend(settings: Settings) -> VeoBackend:

@@ -313,6 +313,7 @@ class ClipGenerator:
         self._download(clip, outcome, job.dest)
 
     def _poll_until_done(self, clip: VideoClip, deadline: float) -> Outcome | None:
+        assert clip.operation_name is not None  # polled only after its receipt was committed
         failures = 0
         while True:
             try:
@@ -390,6 +391,7 @@ class ClipGenerator:
             if fresh:
                 if self._stop.is_set():
                     raise InterruptedError("stopping: the download resumes on the next run")
+                assert clip.operation_name is not None  # downloads follow a committed receipt
                 outcome = self.backend.poll(clip.operation_name)
             self.backend.download(outcome, tmp, clip.prompt)
             return self._validate(tmp, clip)

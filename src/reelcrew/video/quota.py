@@ -23,7 +23,7 @@ from reelcrew.store import Store
 try:
     from zoneinfo import ZoneInfo
 
-    PACIFIC = ZoneInfo("America/Los_Angeles")
+    PACIFIC: ZoneInfo | None = ZoneInfo("America/Los_Angeles")
 except Exception:  # no tz database: fall back to the configured reset interval
     PACIFIC = None
 

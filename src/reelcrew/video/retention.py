@@ -14,12 +14,14 @@ GEMINI_API_RETENTION_SECONDS = 2 * 24 * 3600
 
 
 def on_gemini_api(operation_name: str | None) -> bool:
-    return bool(operation_name) and operation_name.startswith("models/")
+    return operation_name is not None and operation_name.startswith("models/")
 
 
 def past_retention(operation_name: str | None, submitted_at: float | None, now: float) -> bool:
     """True when a Gemini API operation is older than the 2 days its video is kept."""
-    return on_gemini_api(operation_name) and bool(submitted_at) and now - submitted_at > GEMINI_API_RETENTION_SECONDS
+    if not on_gemini_api(operation_name) or not submitted_at:
+        return False
+    return now - submitted_at > GEMINI_API_RETENTION_SECONDS
 
 
 GONE = "the Gemini API no longer has this video"
