@@ -161,7 +161,27 @@ def _standalone_plan(node: SourceClip) -> _Standalone:
     return _Standalone(node)
 
 
-class SourceAudio(_Rebinding, AudioClip):
+class _LazyAudioFile:
+    """The file's decoder opened on the first frame asked for: a cut of many clips never holds them all open."""
+
+    path: Path
+    fps: int
+    _reader: AudioFileClip | None = None
+
+    def _opened(self) -> AudioFileClip:
+        from moviepy import AudioFileClip
+
+        if self._reader is None:
+            self._reader = AudioFileClip(str(self.path), fps=self.fps, nbytes=2)
+        return self._reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+class SourceAudio(_LazyAudioFile, _Rebinding, AudioClip):
     """A clip's sound; its fades are decided from its neighbours when the cut is rendered."""
 
     def __init__(self, path: Path, in_point: float, duration: float, transition: str | None = None):
@@ -171,15 +191,11 @@ class SourceAudio(_Rebinding, AudioClip):
         self.fade_out: tuple[float, str] = (0.0, "tri")
         self.nchannels = 2
         self.frame_function = self._frame
-        self._reader: AudioFileClip | None = None  # opened on the first frame asked for
 
     def _frame(self, t):
-        from moviepy import AudioFileClip
-
-        if self._reader is None:
-            self._reader = AudioFileClip(str(self.path), fps=self.fps, nbytes=2)
+        reader = self._opened()
         t = np.asarray(t)
-        samples = self._reader.get_frame(np.clip(t + self.in_point, 0, self._reader.duration - 1e-3))
+        samples = reader.get_frame(np.clip(t + self.in_point, 0, reader.duration - 1e-3))
         gain = np.ones_like(t, dtype=float)
         if self.fade_in[0]:
             gain *= np.clip(t / self.fade_in[0], 0, 1)
@@ -198,13 +214,8 @@ class SourceAudio(_Rebinding, AudioClip):
     def is_pristine(self) -> bool:
         return _own(self, SourceAudio._frame)
 
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
 
-
-class MusicBed(_Rebinding, AudioClip):
+class MusicBed(_LazyAudioFile, _Rebinding, AudioClip):
     """Background music looped or cut to the video, faded in and out, at a volume."""
 
     def __init__(self, path: Path, duration: float, volume: float, fade: float):
@@ -212,15 +223,11 @@ class MusicBed(_Rebinding, AudioClip):
         self.path, self.volume, self.fade = Path(path), volume, fade
         self.nchannels = 2
         self.frame_function = self._frame
-        self._reader: AudioFileClip | None = None  # opened on the first frame asked for
 
     def _frame(self, t):
-        from moviepy import AudioFileClip
-
-        if self._reader is None:
-            self._reader = AudioFileClip(str(self.path), fps=self.fps, nbytes=2)
+        reader = self._opened()
         t = np.asarray(t)
-        samples = self._reader.get_frame(np.mod(t, self._reader.duration - 1e-3))
+        samples = reader.get_frame(np.mod(t, reader.duration - 1e-3))
         gain = np.full(np.shape(t), self.volume, dtype=float)
         if self.fade:
             gain *= np.clip(t / self.fade, 0, 1) * np.clip((self.duration - t) / self.fade, 0, 1)
@@ -228,8 +235,3 @@ class MusicBed(_Rebinding, AudioClip):
 
     def is_pristine(self) -> bool:
         return _own(self, MusicBed._frame)
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
