@@ -16,7 +16,7 @@ import pytest
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
 from tests.video_helpers import jobs, ledger, prompts, stack
-from tests.waiting import wait_until
+from tests.waiting import DEADLINE, wait_until
 
 pytestmark = pytest.mark.usefixtures("ledger_db")  # every test here, on SQLite and on PostgreSQL
 
@@ -352,7 +352,6 @@ def test_a_gemini_api_clip_older_than_2_days_is_not_downloaded_but_explained(rea
 
 
 def test_connection_refused_on_submit_is_retried_and_the_clip_paid_once(real_env, fake, tmp_path, monkeypatch):
-    from reelcrew.store import Store
     from tests.fakes.refusing_gate import RefusingGate
 
     with RefusingGate(int(fake.url.rpartition(":")[2])) as gate:
@@ -363,10 +362,10 @@ def test_connection_refused_on_submit_is_retried_and_the_clip_paid_once(real_env
         refusals: list[str] = []
 
         def open_after_a_refusal():
-            ledger = Store(settings.db_url)
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                error = ledger.clip(job_list[0].key).error or ""
+            watcher = ledger()
+            deadline = time.monotonic() + DEADLINE
+            while time.monotonic() < deadline:
+                error = watcher.clip(job_list[0].key).error or ""
                 if "connection refused" in error:
                     refusals.append(error)
                     break
