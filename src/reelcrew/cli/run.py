@@ -63,6 +63,7 @@ def run(
             raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
         store = open_store(settings)
         prods = service.plan(settings, topics, store)
+        service.adopt_edits(settings, prods, store, err.print)
         code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:
         fail(exc)
@@ -88,6 +89,7 @@ def resume(
         if not todo:
             err.print("nothing to resume: every production is done")
             raise typer.Exit(0)
+        service.adopt_edits(settings, todo, store, err.print)
         code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:
         fail(exc)
@@ -112,7 +114,7 @@ def retry(
     try:
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
-        prod, targets = service.prepare_retry(settings, production, clip, prompt, store)
+        prod, targets = service.prepare_retry(settings, production, clip, prompt, store, err.print)
         code = run_productions(settings, store, [prod], as_json=as_json, yes=yes, retry_clips=targets)
     except ReelcrewError as exc:
         fail(exc)
