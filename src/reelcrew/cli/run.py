@@ -25,6 +25,7 @@ from reelcrew.cli.app import (
 )
 from reelcrew.cli.render import Bars, approval_policy, print_summaries, progress_lines
 from reelcrew.errors import ConfigError, ReelcrewError
+from reelcrew.models import ProductionStatus
 
 
 def run_productions(settings, store, prods, until: str = "final", *, as_json: bool = False, yes: bool = False,
@@ -63,7 +64,9 @@ def run(
             raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
         store = open_store(settings)
         prods = service.plan(settings, topics, store)
-        service.adopt_edits(settings, prods, store, err.print)
+        # edits of a production this run continues; a rendered one is left alone (`assemble` re-cuts it)
+        service.adopt_edits(settings, [p for p in prods if not (p.status == ProductionStatus.done
+                                                                and store.stage(p.id, "final"))], store, err.print)
         code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:
         fail(exc)
