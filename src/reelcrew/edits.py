@@ -287,7 +287,10 @@ def _held_note(path: Path, pid: str, prompt: VideoPrompt, clip: VideoClip) -> st
     elif clip.status in (ClipStatus.failed, ClipStatus.filtered):
         state = f"is {clip.status.value}; `resume` and `assemble` do not make it again"
         then = f"to make it from the edited prompt, run {retry}"
+    elif clip.status == ClipStatus.ambiguous:
+        state = "has a submit Veo may have accepted (and charged), so it is kept"
+        then = f"{retry} makes it anew from the edited prompt when you decide"
     else:
-        state = f"is {clip.status.value} at Veo and is kept (its operation may be charged)"
-        then = f"once it settles, {retry} makes it anew from the edited prompt"
+        state = f"is in flight at Veo ({clip.status.value}) and will be charged, so it is kept"
+        then = f"once it is done, {retry} makes it anew from the edited prompt (a new paid clip)"
     return f"{path.name}: prompt {prompt.index}'s request changed, but clip {prompt.index} {state}; {then}"
