@@ -362,7 +362,9 @@ class Pipeline:
         width, height = frame_size(prod.aspect_ratio, self.settings.resolution)
         moods = {scene.index: scene.mood.strip().lower() for scene in script.scenes}
         by_mood = self.settings.transitions.by_mood
-        cut = [CutClip(path=folder / "clips" / f"clip-{c.index:02d}.mp4", caption=c.prompt.subtitle,
+        subtitles = {p.index: p.subtitle for p in prompts.prompts}  # the prompts stage: where an edited subtitle lands
+        cut = [CutClip(path=folder / "clips" / f"clip-{c.index:02d}.mp4",
+                       caption=subtitles.get(c.index, c.prompt.subtitle),
                        transition=by_mood.get(moods.get(c.prompt.scene_index, ""))) for c in usable]
         facts = {"production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
                  "clips_skipped": [{"index": c.index, "status": c.status.value, "reason": c.error}

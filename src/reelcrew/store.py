@@ -339,6 +339,20 @@ class Store:
             c.execute(stage_outputs.delete().where(
                 (stage_outputs.c.production_id == pid) & (stage_outputs.c.stage == stage)))
 
+    def adopt_stage_edits(self, pid: str, data: dict[str, str], messages: dict[str, str]) -> None:
+        """Edited stage files adopted (reelcrew.edits): each stage's output replaced in place (its LLM answer
+        count kept) with an `edit` event naming the file and fields, all in one transaction."""
+        now = time.time()
+        with self._write() as c:
+            for stage, text in data.items():
+                c.execute(update(stage_outputs).where((stage_outputs.c.production_id == pid)
+                                                      & (stage_outputs.c.stage == stage)).values(data=text))
+                c.execute(insert(events).values(at=now, production_id=pid, stage=stage, kind="edit",
+                                                message=messages[stage]))
+        for stage in data:
+            _events_log.info(messages[stage], extra={"kind": "edit", "production_id": pid, "clip_index": None,
+                                                     "stage": stage, "attempt": None})
+
     def stage(self, pid: str, stage: str) -> str | None:
         with self._read() as c:
             row = c.execute(select(stage_outputs.c.data).where(

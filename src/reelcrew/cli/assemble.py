@@ -57,6 +57,7 @@ def assemble(
         if production:
             store = open_store(settings)
             prod = service.require_production(store, production)
+            service.adopt_edits(settings, [prod], store, err.print)  # invalid: exit 2 before the final is dropped
             store.delete_stage(production, "final")
             raise typer.Exit(run_productions(settings, store, [prod]))
         result = service.assemble_files(settings, clips, captions, aspect.value, output or Path("out.mp4"))

@@ -25,6 +25,7 @@ from reelcrew.cli.app import (
 )
 from reelcrew.cli.render import Bars, approval_policy, print_summaries, progress_lines
 from reelcrew.errors import ConfigError, ReelcrewError
+from reelcrew.models import ProductionStatus
 
 
 def run_productions(settings, store, prods, until: str = "final", *, as_json: bool = False, yes: bool = False,
@@ -63,6 +64,9 @@ def run(
             raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
         store = open_store(settings)
         prods = service.plan(settings, topics, store)
+        # edits of a production this run continues; a rendered one is left alone (`assemble` re-cuts it)
+        service.adopt_edits(settings, [p for p in prods if not (p.status == ProductionStatus.done
+                                                                and store.stage(p.id, "final"))], store, err.print)
         code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:
         fail(exc)
@@ -88,6 +92,7 @@ def resume(
         if not todo:
             err.print("nothing to resume: every production is done")
             raise typer.Exit(0)
+        service.adopt_edits(settings, todo, store, err.print)
         code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:
         fail(exc)
@@ -112,7 +117,7 @@ def retry(
     try:
         settings = settings_for(output_dir, config, mock)
         store = open_store(settings)
-        prod, targets = service.prepare_retry(settings, production, clip, prompt, store)
+        prod, targets = service.prepare_retry(settings, production, clip, prompt, store, err.print)
         code = run_productions(settings, store, [prod], as_json=as_json, yes=yes, retry_clips=targets)
     except ReelcrewError as exc:
         fail(exc)

@@ -4,6 +4,7 @@ over these: they parse and format, nothing more. The pipeline underneath stays t
 
 from reelcrew.service.ledger import import_ledger, open_store, require_production
 from reelcrew.service.productions import (
+    adopt_edits,
     approve,
     estimate,
     exit_code,
@@ -17,8 +18,8 @@ from reelcrew.service.productions import (
 )
 from reelcrew.service.upkeep import assemble_files, cost, repair
 
-__all__ = ["approve", "assemble", "assemble_files", "cost", "estimate", "exit_code", "import_ledger", "open_store",
-           "plan", "prepare_retry", "repair", "require_production", "retry", "run", "status", "summarize",
+__all__ = ["adopt_edits", "approve", "assemble", "assemble_files", "cost", "estimate", "exit_code", "import_ledger",
+           "open_store", "plan", "prepare_retry", "repair", "require_production", "retry", "run", "status", "summarize",
            "unfinished"]
 
 
@@ -30,6 +31,7 @@ def assemble(settings, production_id=None, *, clips=(), captions=(), aspect="16:
     if production_id:
         store = store or open_store(settings)
         prod = require_production(store, production_id)
+        adopt_edits(settings, [prod], store)  # an invalid edit raises here, before the final is dropped
         store.delete_stage(production_id, "final")
         return run(settings, [prod], progress=progress, store=store)
     return assemble_files(settings, list(clips), list(captions), aspect, Path(output or "out.mp4"))

@@ -5,6 +5,8 @@ Each takes the settings (and optionally an open ledger, else it opens one) and r
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from reelcrew.errors import BudgetError, InputError
@@ -24,6 +26,7 @@ from reelcrew.service.ledger import open_store, production_folder, require_produ
 from reelcrew.settings import Settings
 from reelcrew.store import Store
 
+log = logging.getLogger("reelcrew.service")
 WAITING = (ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted, ClipStatus.downloading)
 RETRYABLE = ("failed", "filtered", "ambiguous", "paused")
 
@@ -96,6 +99,19 @@ def run(settings: Settings, productions: list[Production], until: str = "final",
     return [summarize(settings, store, p.id, notes.get(p.id)) for p in productions]
 
 
+def adopt_edits(settings: Settings, productions: list[Production], store: Store | None = None,
+                notify: Callable[[str], None] = log.info,
+                allow_new_clips: set[tuple[str, int]] | None = None) -> None:
+    """Adopt the productions' edited stage files (script.json, seo.json, prompts.json) into the ledger, each
+    recorded as an `edit` event, before a verb works on them. An invalid edit raises InputError (exit 2) and
+    nothing is changed. A changed clip request is adopted only for a clip not submitted yet, or one in
+    `allow_new_clips` (what `retry` regenerates); others are told through `notify` with the command to use."""
+    from reelcrew.edits import adopt_edits as adopt
+
+    store = store or open_store(settings)
+    adopt(settings, store, productions, lambda prod: production_folder(settings, prod), allow_new_clips, notify)
+
+
 def unfinished(settings: Settings, store: Store | None = None) -> list[Production]:
     """What `resume` works on: every production not done and not cancelled."""
     store = store or open_store(settings)
@@ -103,8 +119,10 @@ def unfinished(settings: Settings, store: Store | None = None) -> list[Productio
 
 
 def prepare_retry(settings: Settings, production_id: str, clip: int | None = None, prompt: str | None = None,
-                  store: Store | None = None) -> tuple[Production, set[tuple[str, int]]]:
+                  store: Store | None = None, notify: Callable[[str], None] = log.info
+                  ) -> tuple[Production, set[tuple[str, int]]]:
     """Pick the clips to make again (the given one, else every failed, filtered, ambiguous or paused one),
+    adopt the edited stage files (a clip to make again takes its edited prompt from prompts.json),
     record an edited prompt, and drop the final so it is cut again. Returns what `run` needs."""
     store = store or open_store(settings)
     prod = require_production(store, production_id)
@@ -114,6 +132,7 @@ def prepare_retry(settings: Settings, production_id: str, clip: int | None = Non
         if clip not in {c.index for c in clips}:
             raise InputError(f"production {production_id} has no clip {clip}", f"choose 1..{len(clips)}")
         targets = {clip}
+    adopt_edits(settings, [prod], store, notify, {(production_id, i) for i in targets})
     if prompt is not None:
         if clip is None:
             raise InputError("--prompt needs --clip", "say which clip the new prompt is for")
