@@ -86,7 +86,8 @@ def resume(
         store = open_store(settings)
         todo = service.unfinished(settings, store)
         if not todo:
-            err.print("nothing to resume: every production is done")
+            err.print("nothing to resume: every production is done, incomplete or cancelled "
+                      "(`reelcrew status` lists them; `reelcrew retry ID` brings an incomplete one's scenes back)")
             raise typer.Exit(0)
         code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
     except ReelcrewError as exc:

@@ -163,6 +163,7 @@ def summarize(settings: Settings, store: Store, pid: str, note: str | None = Non
     note = note or _final_note(pid, final, cut, status)
     missing = [c for c in clips if c.status in (ClipStatus.filtered, ClipStatus.failed)]
     incomplete = prod.status == ProductionStatus.incomplete
+    mock = settings.veo3_mock_mode or any((c.operation_name or "").startswith("mock/") for c in clips)
     return ProductionSummary(
         id=pid, topic=prod.topic, status=status, stage=stage, failed_stage=prod.failed_stage, error=prod.error,
         clips_done=count(ClipStatus.done), clips_filtered=count(ClipStatus.filtered),
@@ -170,7 +171,7 @@ def summarize(settings: Settings, store: Store, pid: str, note: str | None = Non
         cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=store.llm_answers(pid),
         final=str(final) if current_final else None, folder=str(folder), note=note,
         scenes_missing=[c.prompt.scene_index for c in missing] if incomplete else [],
-        retry_commands=[retry_command(pid, c.index, c.status == ClipStatus.filtered, settings.veo3_mock_mode)
+        retry_commands=[retry_command(pid, c.index, c.status == ClipStatus.filtered, mock)
                         for c in missing] if incomplete else [],
         stopped_after=stopped_by_until(prod.status, prod.failed_stage, prod.error))
 
