@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,9 @@ import srt
 
 from reelcrew.media import probe
 from reelcrew.models import Chapter, Scene, Script
-from tests.test_pipeline_cli import cli, summary
+from tests.test_pipeline_cli import RUN, cli, summary
+from tests.video_helpers import ledger
+from tests.waiting import wait_until
 
 REWORD = '--prompt "<reworded prompt>"'
 
@@ -161,3 +166,31 @@ def test_chapters_follow_the_scenes_that_are_in_the_cut():
     shortened = cut_chapters(planned, script, places, 15.0)  # an edit function cut the video short
     assert [c.title for c in shortened] == ["intro", "middle"]
     assert cut_chapters(planned, script, [ScenePlace(1, 0.0, 8.0)], 8.0) == [Chapter(start="00:00", title="intro")]
+
+
+@pytest.mark.slow
+def test_cancel_submits_nothing_new_lets_the_operation_at_veo_finish_and_retry_starts_it_again(real_env, fake):
+    fake.script.latency = 120
+    proc = subprocess.Popen([*RUN, "--topic", "tea", "--scenes", "3", "--yes", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "VEO3_MAX_CONCURRENT": "1"})
+    store = ledger()
+    wait_until(lambda: len(store.receipts()) >= 1, "the first receipt", proc=proc)
+    pid = store.all_productions()[0].id
+    cancelled = cli("cancel", pid, "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    prod = summary(cancelled)[0]
+    assert prod["status"] == "cancelled" and "1 operation(s) already at Veo finish" in prod["error"]
+    for op in fake.ops.values():  # Veo finishes the operation submitted before the cancel
+        op["done_at"] = time.time()
+    fake.script.latency = 0
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-1500:]
+    assert json.loads(out)["productions"][0]["status"] == "cancelled"
+    clips = one_status(pid)["clips"]
+    assert fake.accepted == 1 and [c["status"] for c in clips] == ["done", "paused", "paused"]
+    assert all("cancelled" in c["error"] for c in clips[1:])
+    assert one_status(pid)["final"] is None and cli("resume", "--yes").returncode == 0 and fake.accepted == 1
+    again = cli("retry", pid, "--yes", "--json")
+    assert again.returncode == 0, again.stderr
+    assert summary(again)[0]["status"] == "done" and fake.accepted == 3

@@ -241,6 +241,9 @@ class Pipeline:
                 continue
             owner = new_owner()
             claim = self.store.claim_production(prod.id, owner, PRODUCTION_LEASE, self.out.resolve() / prod.id)
+            if not claim.granted and claim.status == ProductionStatus.cancelled:
+                self._notes[prod.id] = f"cancelled: left alone (`reelcrew retry {prod.id}` starts it again)"
+                continue
             if not claim.granted:
                 where = Path(claim.folder or self.out / prod.id) / "final.mp4"
                 self._notes[prod.id] = f"being rendered by another process ({claim.holder}); its final will be {where}"
@@ -250,6 +253,10 @@ class Pipeline:
             heartbeat.hold(owner)
             mine.append(prod)
         return sorted(mine, key=prods.index)
+
+    def _cancelled(self, pid: str) -> bool:
+        current = self.store.production(pid)
+        return current is not None and current.status == ProductionStatus.cancelled
 
     def _rendered(self, pid: str) -> bool:
         """Done, or incomplete (rendered with a scene missing: `reelcrew retry` is what changes it)."""
@@ -265,6 +272,8 @@ class Pipeline:
             load_edit(self.settings.render.edit)
         self.progress.plan("stages", len(prods) * (STAGES.index(until) + 1))
         for prod in prods:
+            if self._cancelled(prod.id):  # cancelled meanwhile (`reelcrew cancel`): nothing more is written
+                continue
             try:
                 written[prod.id] = self.write(prod, until)
             except ReelcrewError as exc:
@@ -379,7 +388,8 @@ class Pipeline:
 
         current = self.store.production(prod.id)
         assert current is not None  # prod comes from the ledger, which never deletes one
-        if current.status in (ProductionStatus.failed, ProductionStatus.paused) or prompts is None:
+        if current.status in (ProductionStatus.failed, ProductionStatus.paused, ProductionStatus.cancelled) \
+                or prompts is None:
             return
         self.store.delete_stage(prod.id, "final")  # from here on an earlier cut is not this production's final
         clips = self.store.production_clips(prod.id)

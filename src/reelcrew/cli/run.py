@@ -120,3 +120,20 @@ def retry(
     except KeyboardInterrupt:
         interrupted()
     raise typer.Exit(code)
+
+
+@app.command()
+def cancel(
+    production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
+    output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop a production: nothing new is submitted; operations already at Veo finish and are recorded."""
+    try:
+        settings = settings_for(output_dir, config)
+        summary = service.cancel(settings, production, open_store(settings))
+    except ReelcrewError as exc:
+        fail(exc)
+    print_summaries([summary], as_json)
+    raise typer.Exit(0)

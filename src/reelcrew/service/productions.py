@@ -109,6 +109,9 @@ def prepare_retry(settings: Settings, production_id: str, clip: int | None = Non
     record an edited prompt, and drop the final so it is cut again. Returns what `run` needs."""
     store = store or open_store(settings)
     prod = require_production(store, production_id)
+    if prod.status == ProductionStatus.cancelled:  # an explicit retry starts a cancelled production again
+        store.uncancel(production_id)
+        prod = require_production(store, production_id)
     clips = store.production_clips(production_id)
     targets = {c.index for c in clips if c.status.value in RETRYABLE}
     if clip is not None:
@@ -136,6 +139,30 @@ def retry(settings: Settings, production_id: str, clip: int | None = None, promp
     store = store or open_store(settings)
     prod, targets = prepare_retry(settings, production_id, clip, prompt, store)
     return run(settings, [prod], progress=progress, policy=policy, store=store, retry_clips=targets)
+
+
+def cancel(settings: Settings, production_id: str, store: Store | None = None) -> ProductionSummary:
+    """Stop a production: nothing new is submitted for it (the ledger refuses the claim), while operations
+    already at Veo finish in the process that follows them and are recorded (they are paid for). A run
+    working on it writes and cuts nothing more; `reelcrew retry` starts it again."""
+    store = store or open_store(settings)
+    prod = require_production(store, production_id)
+    if prod.status in (ProductionStatus.done, ProductionStatus.incomplete):
+        raise InputError(f"production {production_id} is {prod.status.value}: there is nothing left to cancel",
+                         f"`reelcrew status {production_id}` shows it; its files are in {prod.folder}")
+    if prod.status != ProductionStatus.cancelled:
+        live = prod.status == ProductionStatus.running and owner_alive(store.production_owner(production_id))
+        at_veo = [c for c in store.production_clips(production_id)
+                  if c.status in (ClipStatus.submitting, ClipStatus.submitted, ClipStatus.downloading)]
+        note = "cancelled: nothing new is submitted"
+        if at_veo:
+            note += (f"; {len(at_veo)} operation(s) already at Veo "
+                     + ("finish in the running process and are recorded" if live else
+                        f"keep their receipts: `reelcrew retry {production_id}` collects them without paying again"))
+        store.set_production_status(production_id, ProductionStatus.cancelled, current_stage(store, production_id),
+                                    note)
+        store.log("cancelled", note, production_id)
+    return summarize(settings, store, production_id)
 
 
 def current_stage(store: Store, pid: str) -> str:
@@ -202,9 +229,9 @@ def status(settings: Settings, production_id: str | None = None, store: Store | 
 
 
 def exit_code(summaries: list[ProductionSummary]) -> int:
-    """1 when a production failed, is incomplete, is waiting or was interrupted; 0 otherwise. A production
+    """1 when a production failed, is incomplete, is waiting, was interrupted or cancelled; 0 otherwise. A production
     that stopped where `--until` asked, with no clip failed or filtered, is what was asked for: 0."""
-    unsettled = {"failed", "incomplete", "paused", "interrupted", "awaiting_approval"}
+    unsettled = {"failed", "incomplete", "paused", "interrupted", "awaiting_approval", "cancelled"}
     return 1 if any(s.status in unsettled and not _as_asked(s) for s in summaries) else 0
 
 
