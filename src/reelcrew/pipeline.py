@@ -209,7 +209,10 @@ class Pipeline:
             mine = self._claim(prods, until, heartbeat)
             self._run(mine, until, retry_clips)
         except Exception as exc:  # a config error (or a bug) ends the run: say so, never leave it `running`
-            self._settle_after_error(mine, exc)
+            try:
+                self._settle_after_error(mine, exc)
+            except Exception as during:  # e.g. the ledger's disk is full: the first error is the one to report
+                log.warning("could not record why the run stopped: %s", during)
             raise
         finally:
             heartbeat.stop()
