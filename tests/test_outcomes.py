@@ -169,6 +169,7 @@ def test_chapters_follow_the_scenes_that_are_in_the_cut():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_cancel_submits_nothing_new_lets_the_operation_at_veo_finish_and_retry_starts_it_again(real_env, fake):
     fake.script.latency = 120
     proc = subprocess.Popen([*RUN, "--topic", "tea", "--scenes", "3", "--yes", "--json"], stdout=subprocess.PIPE,
