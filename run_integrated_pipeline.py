@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-COMMANDS = {"run", "resume", "retry", "status", "repair", "cost", "doctor", "config", "assemble", "ledger",
+COMMANDS = {"run", "resume", "retry", "cancel", "status", "repair", "cost", "doctor", "config", "assemble", "ledger",
             "--help", "-h"}
 
 if __name__ == "__main__":

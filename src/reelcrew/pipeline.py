@@ -204,12 +204,35 @@ class Pipeline:
             ) -> dict[str, str]:
         """Run the stages; returns a note per production this run left alone (rendered, or held elsewhere)."""
         heartbeat = Heartbeat(self.store, PRODUCTION_LEASE)
+        mine: list[Production] = []
         try:
             mine = self._claim(prods, until, heartbeat)
             self._run(mine, until, retry_clips)
+        except Exception as exc:  # a config error (or a bug) ends the run: say so, never leave it `running`
+            try:
+                self._settle_after_error(mine, exc)
+            except Exception as during:  # e.g. the ledger's disk is full: the first error is the one to report
+                log.warning("could not record why the run stopped: %s", during)
+            raise
         finally:
             heartbeat.stop()
         return dict(self._notes)
+
+    def _settle_after_error(self, prods: list[Production], exc: Exception) -> None:
+        """Productions this run still holds when an error stops it are `failed` with the stage and the cause
+        (`awaiting_approval` for a budget refusal), so `status` never calls a live decision `interrupted`."""
+        if isinstance(exc, ReelcrewError):
+            cause = exc.problem + (f" (fix: {exc.fix})" if exc.fix else "")
+        else:
+            cause = f"{type(exc).__name__}: {exc}"
+        for prod in prods:
+            current = self.store.production(prod.id)
+            if current is None or current.status != ProductionStatus.running:
+                continue
+            stage = stage_reached(self.store, prod.id)
+            status = ProductionStatus.awaiting_approval if isinstance(exc, BudgetError) else ProductionStatus.failed
+            self.store.set_production_status(prod.id, status, stage, cause)
+            self.store.log("failed", cause, prod.id, stage=stage)
 
     def _claim(self, prods: list[Production], until: str, heartbeat: Heartbeat) -> list[Production]:
         """The productions this run works on: not rendered yet, and not held by another live process."""
@@ -221,6 +244,9 @@ class Pipeline:
                 continue
             owner = new_owner()
             claim = self.store.claim_production(prod.id, owner, PRODUCTION_LEASE, self.out.resolve() / prod.id)
+            if not claim.granted and claim.status == ProductionStatus.cancelled:
+                self._notes[prod.id] = f"cancelled: left alone (`reelcrew retry {prod.id}` starts it again)"
+                continue
             if not claim.granted:
                 where = Path(claim.folder or self.out / prod.id) / "final.mp4"
                 self._notes[prod.id] = f"being rendered by another process ({claim.holder}); its final will be {where}"
@@ -231,10 +257,15 @@ class Pipeline:
             mine.append(prod)
         return sorted(mine, key=prods.index)
 
+    def _cancelled(self, pid: str) -> bool:
+        current = self.store.production(pid)
+        return current is not None and current.status == ProductionStatus.cancelled
+
     def _rendered(self, pid: str) -> bool:
+        """Done, or incomplete (rendered with a scene missing: `reelcrew retry` is what changes it)."""
         prod = self.store.production(pid)
-        return bool(prod and prod.status == ProductionStatus.done and self.store.stage(pid, "final")
-                    and (self.folder(pid) / "final.mp4").exists())
+        return bool(prod and prod.status in (ProductionStatus.done, ProductionStatus.incomplete)
+                    and self.store.stage(pid, "final") and (self.folder(pid) / "final.mp4").exists())
 
     def _run(self, prods: list[Production], until: str, retry_clips: set[tuple[str, int]] | None) -> None:
         written: dict[str, tuple] = {}
@@ -244,6 +275,8 @@ class Pipeline:
             load_edit(self.settings.render.edit)
         self.progress.plan("stages", len(prods) * (STAGES.index(until) + 1))
         for prod in prods:
+            if self._cancelled(prod.id):  # cancelled meanwhile (`reelcrew cancel`): nothing more is written
+                continue
             try:
                 written[prod.id] = self.write(prod, until)
             except ReelcrewError as exc:
@@ -263,7 +296,10 @@ class Pipeline:
             current = self.store.production(prod.id)
             assert current is not None  # prods come from the ledger, which never deletes one
             if prod.id in written and current.status == ProductionStatus.running:
-                self.store.set_production_status(prod.id, ProductionStatus.done)
+                if until == "final":
+                    self.store.set_production_status(prod.id, ProductionStatus.done)
+                else:  # a deliberate stop: resumable, and it says where it stopped
+                    self.store.set_production_status(prod.id, ProductionStatus.paused, until, until_note(until))
 
     def _clip_jobs(self, prods, written, retry_clips):
         from reelcrew.video.generator import ClipJob
@@ -314,8 +350,11 @@ class Pipeline:
             self._settle_clips(prod)
 
     def _settle_clips(self, prod: Production) -> None:
+        """An ambiguous clip (Veo may have made it) fails the production until `repair` or `retry` decides;
+        a failed or filtered clip does not: the final is cut without its scene and the production is
+        `incomplete`, naming the scene and the retry command (`_final`)."""
         clips = self.store.production_clips(prod.id)
-        failed = [c for c in clips if c.status in (ClipStatus.failed, ClipStatus.ambiguous)]
+        failed = [c for c in clips if c.status == ClipStatus.ambiguous]
         paused = [c for c in clips if c.status in (ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting,
                                                    ClipStatus.submitted, ClipStatus.downloading)]
         if failed:
@@ -346,14 +385,19 @@ class Pipeline:
             "cost_usd": round(sum(c.cost_usd for c in clips), 4)})
 
     def _final(self, prod: Production, script: Script, seo: SeoPackage | None, prompts: PromptList | None) -> None:
+        """Cut the final from the clips that exist. A scene whose clip was filtered or failed is left out and
+        the production is `incomplete` (not `done`), naming the scene and the command that brings it back."""
         from reelcrew.assemble import CutClip, assemble_production
 
         current = self.store.production(prod.id)
         assert current is not None  # prod comes from the ledger, which never deletes one
-        if current.status in (ProductionStatus.failed, ProductionStatus.paused) or prompts is None:
+        if current.status in (ProductionStatus.failed, ProductionStatus.paused, ProductionStatus.cancelled) \
+                or prompts is None:
             return
+        self.store.delete_stage(prod.id, "final")  # from here on an earlier cut is not this production's final
         clips = self.store.production_clips(prod.id)
         usable = [c for c in clips if c.status == ClipStatus.done]
+        missing = [c for c in clips if c.status != ClipStatus.done]
         if not usable:
             self.store.set_production_status(prod.id, ProductionStatus.failed, "final", "no clip could be generated")
             return
@@ -367,13 +411,63 @@ class Pipeline:
                        caption=subtitles.get(c.index, c.prompt.subtitle),
                        transition=by_mood.get(moods.get(c.prompt.scene_index, ""))) for c in usable]
         facts = {"production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
-                 "clips_skipped": [{"index": c.index, "status": c.status.value, "reason": c.error}
-                                   for c in clips if c.status != ClipStatus.done],
+                 "clips_skipped": [{"index": c.index, "scene": c.prompt.scene_index, "status": c.status.value,
+                                    "reason": c.error} for c in missing],
                  "cost_usd": round(sum(c.cost_usd for c in clips), 4), "rendered_at": time.time()}
         try:
-            result = assemble_production(folder, cut, self.settings, width, height, seo, facts, script, prod)
+            result = assemble_production(folder, cut, self.settings, width, height, seo, facts, script, prod,
+                                         scenes=[c.prompt.scene_index for c in usable])
         except ReelcrewError as exc:
             self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
             return
-        self.store.save_stage(prod.id, "final", {"file": result["final"], "duration": result["duration"]})
+        self.store.save_stage(prod.id, "final", {"file": result["final"], "duration": result["duration"],
+                                                 "scenes_missing": [c.prompt.scene_index for c in missing]})
         self.store.log("final", f"final.mp4 {result['duration']:.2f}s", prod.id, stage="final")
+        if missing:
+            why = incomplete_note(prod.id, missing, self.settings.veo3_mock_mode)
+            self.store.set_production_status(prod.id, ProductionStatus.incomplete, None, why)
+            self.store.log("incomplete", why, prod.id, stage="final")
+
+
+def until_note(stage: str) -> str:
+    """The `error` of a production a `--until` run stopped: how `status` tells a deliberate stop from a pause."""
+    return f"{UNTIL_PREFIX} {stage} (--until {stage}): run `reelcrew resume` or run again without --until to finish"
+
+
+UNTIL_PREFIX = "stopped after"
+
+
+def stopped_by_until(status: ProductionStatus, failed_stage: str | None, error: str | None) -> str | None:
+    """The stage a `--until` run stopped after, or None for any other state."""
+    if status == ProductionStatus.paused and failed_stage in STAGES and (error or "").startswith(UNTIL_PREFIX):
+        return failed_stage
+    return None
+
+
+def retry_command(pid: str, clip_index: int, filtered: bool, mock: bool) -> str:
+    """What the user types to bring a missing scene back; a filtered prompt needs new words (the same is refused)."""
+    command = f"reelcrew retry {pid} --clip {clip_index}"
+    if mock:
+        command += " --mock"
+    return command + (' --prompt "<reworded prompt>"' if filtered else "")
+
+
+def incomplete_note(pid: str, missing: list, mock: bool) -> str:
+    """The cause of `incomplete`: each missing scene, why, and its retry command."""
+    parts = []
+    for clip in missing:
+        why = "safety-filtered" if clip.status == ClipStatus.filtered else "failed"
+        command = retry_command(pid, clip.index, clip.status == ClipStatus.filtered, mock)
+        parts.append(f"scene {clip.prompt.scene_index} missing (clip {clip.index} {why}): run `{command}`")
+    return "; ".join(parts)
+
+
+def stage_reached(store: Store, pid: str) -> str:
+    """The stage a production was in when a run stopped: the first writer stage without output, then
+    `clips` while a clip is unsettled, then `final`."""
+    for stage in ("script", "seo", "prompts"):
+        if store.stage(pid, stage) is None:
+            return stage
+    clips = store.production_clips(pid)
+    settled = (ClipStatus.done, ClipStatus.filtered, ClipStatus.failed)
+    return "final" if clips and all(c.status in settled for c in clips) else "clips"

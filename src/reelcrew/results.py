@@ -29,6 +29,10 @@ class ProductionSummary(BaseModel):
     final: str | None = None
     folder: str = ""
     note: str | None = None  # e.g. rendered, or being rendered, by another process
+    # `incomplete`: the script's scenes missing from the final, and the commands that bring them back
+    scenes_missing: list[int] = Field(default_factory=list)
+    retry_commands: list[str] = Field(default_factory=list)
+    stopped_after: str | None = None  # `paused` by `--until STAGE`: the stage it stopped after
 
     def as_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -284,7 +284,8 @@ class Store:
             c.execute(insert(productions).values(**p.model_dump(mode="json"), created_at=now, updated_at=now))
 
     def claim_production(self, pid: str, owner: str, ttl: float, folder: Path) -> ProductionClaim:
-        """Take the production's writing and rendering stages for `owner`, unless another live owner holds them.
+        """Take the production's writing and rendering stages for `owner`, unless another live owner holds them
+        or it is cancelled.
 
         The first claim records the folder its files go to; later claims keep it."""
         now = time.time()
@@ -295,6 +296,8 @@ class Store:
                     and (row["lease_until"] or 0) > now and owner_alive(row["owner"]))
             if held:
                 return ProductionClaim(False, row["folder"], status, row["owner"])
+            if status == ProductionStatus.cancelled:  # only `reelcrew retry` (uncancel) starts it again
+                return ProductionClaim(False, row["folder"], status)
             chosen = row["folder"] or str(folder)
             c.execute(update(productions).where(productions.c.id == pid).values(
                 status=ProductionStatus.running.value, owner=owner, lease_until=now + ttl, folder=chosen,
@@ -303,13 +306,24 @@ class Store:
 
     def set_production_status(self, pid: str, status: ProductionStatus, failed_stage: str | None = None,
                               error: str | None = None) -> None:
-        """A new status; leaving `running` releases the production's claim."""
+        """A new status; leaving `running` releases the production's claim. `cancelled` stays (a run that
+        was working on it ends without overwriting it); only a new claim or `uncancel` moves it on."""
         values: dict[str, Any] = dict(status=status.value, failed_stage=failed_stage, error=error,
                                       updated_at=time.time())
         if status != ProductionStatus.running:
             values.update(owner=None, lease_until=0.0)
         with self._write() as c:
-            c.execute(update(productions).where(productions.c.id == pid).values(**values))
+            c.execute(update(productions).where(productions.c.id == pid,
+                                                productions.c.status != ProductionStatus.cancelled.value)
+                      .values(**values))
+
+    def uncancel(self, pid: str) -> None:
+        """A cancelled production becomes `queued` again (an explicit `reelcrew retry`)."""
+        with self._write() as c:
+            c.execute(update(productions).where(productions.c.id == pid,
+                                                productions.c.status == ProductionStatus.cancelled.value)
+                      .values(status=ProductionStatus.queued.value, failed_stage=None, error=None,
+                              updated_at=time.time()))
 
     def production_owner(self, pid: str) -> str | None:
         """The owner of the production's claim, if it says it is running."""
@@ -447,7 +461,7 @@ class Store:
             if self._in_flight(c, key) >= max_in_flight:
                 return "wait", -1.0
             spend = Spend(self._promised(c, key), self._spent(c, since=run_started), self._spent(c, day=utc_day()))
-            refusal = refuse(spend)
+            refusal = "its production was cancelled" if self._cancelled(c, key) else refuse(spend)
             if refusal:
                 self._update_clip(c, key, status=ClipStatus.paused, error=f"not submitted: {refusal}",
                                   lease_owner=None, lease_until=0.0)
@@ -456,6 +470,15 @@ class Store:
             self._update_clip(c, key, status=ClipStatus.submitting, lease_owner=owner, lease_until=now + ttl,
                               possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
         return "submit", 0.0
+
+    @staticmethod
+    def _cancelled(conn: Connection, key: str) -> bool:
+        """Every production using this clip is cancelled: it is not submitted (checked inside the claim, so a
+        `reelcrew cancel` committed before it stops the submit even in another process)."""
+        statuses = conn.execute(select(productions.c.status).join(
+            production_clips, production_clips.c.production_id == productions.c.id).where(
+            production_clips.c.clip_key == key)).scalars().all()
+        return bool(statuses) and all(status == ProductionStatus.cancelled.value for status in statuses)
 
     @staticmethod
     def _in_flight(conn: Connection, key: str) -> int:

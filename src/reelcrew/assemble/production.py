@@ -10,6 +10,8 @@ from PIL import Image
 
 from reelcrew.assemble.ass import write_ass
 from reelcrew.assemble.captions import draw_text_image, load_font, wrap, write_srt
+from reelcrew.assemble.chapters import ScenePlace, cut_chapters
+from reelcrew.assemble.composition import incoming, spans
 from reelcrew.assemble.fonts import find_font
 from reelcrew.assemble.hooks import load_edit
 from reelcrew.assemble.render import CutClip, CutResult, CutSpec, render_cut
@@ -63,19 +65,37 @@ def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: i
     os.replace(tmp, dest)
 
 
+def scene_places(spec: CutSpec, result: CutResult, scenes: list[int]) -> list[ScenePlace]:
+    """Where each scene of the cut is: from mid-way through its incoming transition (where its caption
+    starts) to its end, clamped to the rendered duration."""
+    out = []
+    for i, (scene, (start, end)) in enumerate(zip(scenes, spans(spec, result.infos), strict=True)):
+        start += incoming(spec, i)[1] / 2
+        out.append(ScenePlace(scene, round(min(start, result.duration), 3), round(min(end, result.duration), 3)))
+    return out
+
+
 def assemble_production(folder: Path, clips: list[CutClip], settings: Settings, width: int, height: int,
                         seo: SeoPackage | None, facts: dict[str, Any], script: Script | None = None,
-                        production: Production | None = None) -> dict[str, Any]:
+                        production: Production | None = None, scenes: list[int] | None = None) -> dict[str, Any]:
+    """The final and everything beside it. `scenes` are the script's scene numbers of `clips` (default 1..n):
+    the chapters in metadata.json are re-timed to where those scenes are in this cut (missing ones dropped)."""
     spec = spec_from_settings(settings, clips, width, height, seo.title if seo else None)
     final = folder / "final.mp4"
     result = render_with_edit(spec, final, settings, {"script": script, "seo": seo, "production": production})
     write_sidecars(result, spec, final)
     title = seo.title if seo and settings.render.thumbnail_title else None
     make_thumbnail(clips, result, folder / "thumbnail.jpg", width, height, title)
-    metadata = {"seo": seo.model_dump(mode="json") if seo else None,
+    places = scene_places(spec, result, scenes or list(range(1, len(clips) + 1)))
+    seo_out = None
+    if seo:  # the writers' plan stays in seo.json; metadata.json describes this cut
+        chapters = cut_chapters(seo.chapters, script, places, result.duration)
+        seo_out = {**seo.model_dump(mode="json"), "chapters": [c.model_dump(mode="json") for c in chapters]}
+    metadata = {"seo": seo_out,
                 "video": {"file": "final.mp4", "duration": round(result.duration, 3), "width": width, "height": height,
                           "clips": len(clips), "subtitles": "final.srt", "styled_subtitles": "final.ass",
-                          "thumbnail": "thumbnail.jpg", "render_path": result.path},
+                          "thumbnail": "thumbnail.jpg", "render_path": result.path,
+                          "scenes": [{"scene": p.scene, "start": p.start, "end": p.end} for p in places]},
                 **facts}
     write_json_atomic(folder / "metadata.json", metadata)
     return {"final": str(final), "duration": result.duration, "cues": len(result.cues), "path": result.path}

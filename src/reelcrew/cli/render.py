@@ -30,7 +30,7 @@ def print_summaries(summaries: list[ProductionSummary], as_json: bool) -> int:
         for col in ("production", "status", "stage", "why", "clips ok/filt/fail/wait", "cost $", "final.mp4"):
             table.add_column(col, overflow="fold")
         for s in summaries:
-            why = f"{s.failed_stage}: {s.error}" if s.error else ""
+            why = f"{s.failed_stage}: {s.error}" if s.error and s.failed_stage else (s.error or "")
             table.add_row(s.id, s.status, s.stage, why[:200],
                           f"{s.clips_done}/{s.clips_filtered}/{s.clips_failed}/{s.clips_paused}",
                           f"{s.cost_usd:.2f}", s.final or s.folder)
@@ -40,6 +40,10 @@ def print_summaries(summaries: list[ProductionSummary], as_json: bool) -> int:
     for s in summaries:
         if s.note:
             err.print(f"{s.id}: {s.note}")
+        if s.scenes_missing:  # whole commands, unwrapped, for copy and paste
+            err.print(f"{s.id}: incomplete, scene(s) {', '.join(map(str, s.scenes_missing))} missing from the final")
+            for command in s.retry_commands:
+                err.print(f"  {command}", markup=False)
     return code
 
 

@@ -90,7 +90,8 @@ def resume(
         store = open_store(settings)
         todo = service.unfinished(settings, store)
         if not todo:
-            err.print("nothing to resume: every production is done")
+            err.print("nothing to resume: every production is done, incomplete or cancelled "
+                      "(`reelcrew status` lists them; `reelcrew retry ID` brings an incomplete one's scenes back)")
             raise typer.Exit(0)
         service.adopt_edits(settings, todo, store, err.print)
         code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
@@ -124,3 +125,20 @@ def retry(
     except KeyboardInterrupt:
         interrupted()
     raise typer.Exit(code)
+
+
+@app.command()
+def cancel(
+    production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
+    output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Stop a production: nothing new is submitted; operations already at Veo finish and are recorded."""
+    try:
+        settings = settings_for(output_dir, config)
+        summary = service.cancel(settings, production, open_store(settings))
+    except ReelcrewError as exc:
+        fail(exc)
+    print_summaries([summary], as_json)
+    raise typer.Exit(0)

@@ -6,6 +6,7 @@ from reelcrew.service.ledger import import_ledger, open_store, require_productio
 from reelcrew.service.productions import (
     adopt_edits,
     approve,
+    cancel,
     estimate,
     exit_code,
     plan,
@@ -18,9 +19,9 @@ from reelcrew.service.productions import (
 )
 from reelcrew.service.upkeep import assemble_files, cost, repair
 
-__all__ = ["adopt_edits", "approve", "assemble", "assemble_files", "cost", "estimate", "exit_code", "import_ledger",
-           "open_store", "plan", "prepare_retry", "repair", "require_production", "retry", "run", "status", "summarize",
-           "unfinished"]
+__all__ = ["adopt_edits", "approve", "assemble", "assemble_files", "cancel", "cost", "estimate", "exit_code",
+           "import_ledger", "open_store", "plan", "prepare_retry", "repair", "require_production", "retry", "run",
+           "status", "summarize", "unfinished"]
 
 
 def assemble(settings, production_id=None, *, clips=(), captions=(), aspect="16:9", output=None, progress=None,

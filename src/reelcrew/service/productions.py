@@ -12,7 +12,7 @@ from pathlib import Path
 from reelcrew.errors import BudgetError, InputError
 from reelcrew.files import owner_alive
 from reelcrew.models import STAGE_NAMES, ClipStatus, Production, ProductionStatus, PromptList
-from reelcrew.pipeline import Pipeline, Progress, estimate_clips
+from reelcrew.pipeline import Pipeline, Progress, estimate_clips, retry_command, stopped_by_until
 from reelcrew.results import (
     Approval,
     ApprovalPolicy,
@@ -113,9 +113,10 @@ def adopt_edits(settings: Settings, productions: list[Production], store: Store 
 
 
 def unfinished(settings: Settings, store: Store | None = None) -> list[Production]:
-    """What `resume` works on: every production not done and not cancelled."""
+    """What `resume` works on: every production not done, incomplete (`retry` brings its scenes back) or cancelled."""
     store = store or open_store(settings)
-    return [p for p in store.all_productions() if p.status not in (ProductionStatus.done, ProductionStatus.cancelled)]
+    settled = (ProductionStatus.done, ProductionStatus.incomplete, ProductionStatus.cancelled)
+    return [p for p in store.all_productions() if p.status not in settled]
 
 
 def prepare_retry(settings: Settings, production_id: str, clip: int | None = None, prompt: str | None = None,
@@ -126,6 +127,9 @@ def prepare_retry(settings: Settings, production_id: str, clip: int | None = Non
     record an edited prompt, and drop the final so it is cut again. Returns what `run` needs."""
     store = store or open_store(settings)
     prod = require_production(store, production_id)
+    if prod.status == ProductionStatus.cancelled:  # an explicit retry starts a cancelled production again
+        store.uncancel(production_id)
+        prod = require_production(store, production_id)
     clips = store.production_clips(production_id)
     targets = {c.index for c in clips if c.status.value in RETRYABLE}
     if clip is not None:
@@ -156,6 +160,30 @@ def retry(settings: Settings, production_id: str, clip: int | None = None, promp
     return run(settings, [prod], progress=progress, policy=policy, store=store, retry_clips=targets)
 
 
+def cancel(settings: Settings, production_id: str, store: Store | None = None) -> ProductionSummary:
+    """Stop a production: nothing new is submitted for it (the ledger refuses the claim), while operations
+    already at Veo finish in the process that follows them and are recorded (they are paid for). A run
+    working on it writes and cuts nothing more; `reelcrew retry` starts it again."""
+    store = store or open_store(settings)
+    prod = require_production(store, production_id)
+    if prod.status in (ProductionStatus.done, ProductionStatus.incomplete):
+        raise InputError(f"production {production_id} is {prod.status.value}: there is nothing left to cancel",
+                         f"`reelcrew status {production_id}` shows it; its files are in {prod.folder}")
+    if prod.status != ProductionStatus.cancelled:
+        live = prod.status == ProductionStatus.running and owner_alive(store.production_owner(production_id))
+        at_veo = [c for c in store.production_clips(production_id)
+                  if c.status in (ClipStatus.submitting, ClipStatus.submitted, ClipStatus.downloading)]
+        note = "cancelled: nothing new is submitted"
+        if at_veo:
+            note += (f"; {len(at_veo)} operation(s) already at Veo "
+                     + ("finish in the running process and are recorded" if live else
+                        f"keep their receipts: `reelcrew retry {production_id}` collects them without paying again"))
+        store.set_production_status(production_id, ProductionStatus.cancelled, current_stage(store, production_id),
+                                    note)
+        store.log("cancelled", note, production_id)
+    return summarize(settings, store, production_id)
+
+
 def current_stage(store: Store, pid: str) -> str:
     """The first stage without output (`clips` once the prompts exist), or `final` once the final is rendered."""
     for stage in ("script", "seo", "prompts"):
@@ -165,6 +193,8 @@ def current_stage(store: Store, pid: str) -> str:
 
 
 def summarize(settings: Settings, store: Store, pid: str, note: str | None = None) -> ProductionSummary:
+    """One production as it is now. `interrupted` only when a `running` production's owner process is dead;
+    `final` only when the ledger holds this production's current cut and its file is there."""
     prod = require_production(store, pid)
     clips = store.production_clips(pid)
     folder = production_folder(settings, prod)
@@ -174,12 +204,32 @@ def summarize(settings: Settings, store: Store, pid: str, note: str | None = Non
     if prod.status == ProductionStatus.running and not owner_alive(store.production_owner(pid)):
         status = "interrupted"  # its process died (crash, kill -9): `reelcrew resume` finishes it
     stage = prod.failed_stage if prod.failed_stage in STAGE_NAMES else current_stage(store, pid)
+    cut = store.stage(pid, "final")
+    current_final = final.exists() and cut is not None
+    note = note or _final_note(pid, final, cut, status)
+    missing = [c for c in clips if c.status in (ClipStatus.filtered, ClipStatus.failed)]
+    incomplete = prod.status == ProductionStatus.incomplete
+    mock = settings.veo3_mock_mode or any((c.operation_name or "").startswith("mock/") for c in clips)
     return ProductionSummary(
         id=pid, topic=prod.topic, status=status, stage=stage, failed_stage=prod.failed_stage, error=prod.error,
         clips_done=count(ClipStatus.done), clips_filtered=count(ClipStatus.filtered),
         clips_failed=count(ClipStatus.failed, ClipStatus.ambiguous), clips_paused=count(*WAITING),
         cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=store.llm_answers(pid),
-        final=str(final) if final.exists() and store.stage(pid, "final") else None, folder=str(folder), note=note)
+        final=str(final) if current_final else None, folder=str(folder), note=note,
+        scenes_missing=[c.prompt.scene_index for c in missing] if incomplete else [],
+        retry_commands=[retry_command(pid, c.index, c.status == ClipStatus.filtered, mock)
+                        for c in missing] if incomplete else [],
+        stopped_after=stopped_by_until(prod.status, prod.failed_stage, prod.error))
+
+
+def _final_note(pid: str, final: Path, cut: str | None, status: str) -> str | None:
+    """Why a final.mp4 in the folder is not listed: it is from an earlier cut, or the listed one was deleted."""
+    if cut is None and final.exists():
+        return (f"{final} is from an earlier cut, not this production's current state "
+                f"(`reelcrew assemble {pid}` cuts it again from the clips)")
+    if cut is not None and not final.exists() and status in ("done", "incomplete"):
+        return f"final.mp4 was deleted from the folder: `reelcrew assemble {pid}` cuts it again from the clips"
+    return None
 
 
 def status(settings: Settings, production_id: str | None = None, store: Store | None = None) -> StatusReport:
@@ -198,9 +248,14 @@ def status(settings: Settings, production_id: str | None = None, store: Store | 
 
 
 def exit_code(summaries: list[ProductionSummary]) -> int:
-    """1 when a production failed, is waiting or was interrupted; 0 otherwise."""
-    unsettled = {"failed", "incomplete", "paused", "interrupted", "awaiting_approval"}
-    return 1 if any(s.status in unsettled for s in summaries) else 0
+    """1 when a production failed, is incomplete, is waiting, was interrupted or cancelled; 0 otherwise. A production
+    that stopped where `--until` asked, with no clip failed or filtered, is what was asked for: 0."""
+    unsettled = {"failed", "incomplete", "paused", "interrupted", "awaiting_approval", "cancelled"}
+    return 1 if any(s.status in unsettled and not _as_asked(s) for s in summaries) else 0
+
+
+def _as_asked(summary: ProductionSummary) -> bool:
+    return bool(summary.stopped_after) and not (summary.clips_failed or summary.clips_filtered)
 
 
 def folder_of(settings: Settings, store: Store, production_id: str) -> Path:

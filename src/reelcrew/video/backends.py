@@ -218,7 +218,9 @@ class MockBackend(VeoBackend):
 
     VEO3_MOCK_LATENCY seconds per operation, VEO3_MOCK_QUOTA_RATE of submits answered with a
     per-minute QuotaExceeded (retry after 1 s), VEO3_MOCK_FAILURE_RATE of operations ending in an
-    error, all decided from VEO3_MOCK_SEED so a rehearsal can be replayed exactly.
+    error, VEO3_MOCK_FILTER_RATE of requests refused by a pretend safety filter (decided per request, so
+    the same prompt is refused again, as Veo does, and a reworded one is a new roll), all decided from
+    VEO3_MOCK_SEED so a rehearsal can be replayed exactly.
     """
 
     name = "mock"
@@ -244,6 +246,8 @@ class MockBackend(VeoBackend):
         key_attempt, _, submitted_ms = operation_name.rpartition("/")[2].rpartition("-")
         if time.time() * 1000 < int(submitted_ms) + self.settings.veo3_mock_latency * 1000:
             return Outcome(done=False)
+        if self._roll("filter", key_attempt.rpartition("-")[0]) < self.settings.veo3_mock_filter_rate:
+            return Outcome(done=True, filtered="mock safety filter (VEO3_MOCK_FILTER_RATE); you will not be charged")
         if self._roll("fail", key_attempt) < self.settings.veo3_mock_failure_rate:
             return Outcome(done=True, error="Veo operation error 13: mock failure (VEO3_MOCK_FAILURE_RATE)")
         return Outcome(done=True, uri=f"mock://{key_attempt}")
