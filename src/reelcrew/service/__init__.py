@@ -2,6 +2,7 @@
 functions with typed results (`reelcrew.results`). The CLI (`reelcrew.cli`) and the coming web API are faces
 over these: they parse and format, nothing more. The pipeline underneath stays the stage runner."""
 
+from reelcrew.service.cancel import cancel
 from reelcrew.service.ledger import import_ledger, open_store, require_production
 from reelcrew.service.productions import (
     approve,
@@ -17,7 +18,7 @@ from reelcrew.service.productions import (
 )
 from reelcrew.service.upkeep import assemble_files, cost, repair
 
-__all__ = ["approve", "assemble", "assemble_files", "cost", "estimate", "exit_code", "import_ledger", "open_store",
+__all__ = ["approve", "assemble", "assemble_files", "cancel", "cost", "estimate", "exit_code", "import_ledger", "open_store",
            "plan", "prepare_retry", "repair", "require_production", "retry", "run", "status", "summarize",
            "unfinished"]
 
