@@ -100,11 +100,12 @@ class Auth:
 
     def session_for(self, caller: Caller) -> str:
         payload = f"{caller.name}|{int(time.time()) + SESSION_SECONDS}|{secrets.token_hex(8)}"
-        return base64.urlsafe_b64encode(f"{payload}|{self._sign(payload)}".encode()).decode()
+        return base64.urlsafe_b64encode(f"{payload}|{self._sign(payload)}".encode()).decode().rstrip("=")
 
     def by_session(self, cookie: str) -> Caller | None:
         try:
-            name, expires, nonce, signature = base64.urlsafe_b64decode(cookie.encode()).decode().split("|")
+            padded = cookie + "=" * (-len(cookie) % 4)
+            name, expires, nonce, signature = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
         except (ValueError, UnicodeDecodeError):
             return None
         payload = f"{name}|{expires}|{nonce}"
