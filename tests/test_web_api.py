@@ -184,3 +184,57 @@ def test_retry_a_filtered_clip_with_a_new_prompt(live):
     done = live.wait_status(client, pid, "done")
     assert [c["status"] for c in done["clips"]] == ["done", "done"]
     assert "final.mp4" in done["files"]
+
+
+def test_dashboard_session_needs_csrf_cors_is_only_for_listed_origins_and_creates_are_rate_limited(tmp_path):
+    with LiveServer(tmp_path / "out", cors_origins=["https://studio.example"], create_rate=2) as live:
+        browser = live.client(None)
+        assert browser.post("/login", data={"token": "wrong"}).status_code == 401
+        logged_in = browser.post("/login", data={"token": live.token("olga", "operator")})
+        assert logged_in.status_code == 303
+        cookie = logged_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        page = browser.get("/").text
+        csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
+        body = {"topics": ["csrf"], **MOCK}
+        assert browser.post("/api/productions", json=body).status_code == 403  # the cookie alone is not enough
+        assert browser.post("/api/productions", json=body, headers={"X-CSRF-Token": "forged"}).status_code == 403
+        assert browser.post("/api/productions", json=body, headers={"X-CSRF-Token": csrf}).status_code == 202
+        assert browser.post("/api/productions", json={**body, "topics": ["csrf 2"]},
+                            headers={"X-CSRF-Token": csrf}).status_code == 202
+        limited = browser.post("/api/productions", json={**body, "topics": ["csrf 3"]}, headers={"X-CSRF-Token": csrf})
+        assert limited.status_code == 429 and "REELCREW_CREATE_RATE" in limited.json()["error"]["fix"]
+
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+        allowed = browser.options("/api/productions", headers={"Origin": "https://studio.example", **preflight})
+        assert allowed.headers.get("access-control-allow-origin") == "https://studio.example"
+        other = browser.options("/api/productions", headers={"Origin": "https://evil.example", **preflight})
+        assert "access-control-allow-origin" not in other.headers
+        live.studio.wait_idle(timeout=300)
+
+
+def test_a_recut_changes_settings_without_new_spend_and_refuses_server_paths(live):
+    client = live.client()
+    pid = create(client, ["re-cut"], hold=False, scenes=1).json()["productions"][0]["id"]
+    first = live.wait_status(client, pid, "done")
+    refused = client.post(f"/api/productions/{pid}/assemble", json={"watermark": {"image": "/etc/passwd"}})
+    assert refused.status_code == 422 and "upload" in refused.json()["error"]["fix"]
+    logo = client.post("/api/uploads", files={"file": ("logo.png", png_bytes(), "image/png")})
+    assert logo.status_code == 201, logo.text
+    recut = client.post(f"/api/productions/{pid}/assemble",
+                        json={"subtitles": {"position": "top"}, "logo_upload": logo.json()["id"]})
+    assert recut.status_code == 202, recut.text
+    again = live.wait_status(client, pid, "done")
+    assert "final.mp4" in again["files"] and again["clips"] == first["clips"]
+    kinds = [e["kind"] for e in live.studio.store.recent_events(pid, limit=100)]
+    assert kinds.count("final") == 2 and kinds.count("submitted") == 1
+
+
+def png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (64, 32), (200, 30, 30, 255)).save(buffer, "PNG")
+    return buffer.getvalue()

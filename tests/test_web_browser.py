@@ -103,7 +103,8 @@ def test_dashboard_from_login_to_a_played_final_and_a_retried_clip(live, page):
 
 def assert_plays(page, selector: str) -> None:
     """The video element loads (readyState >= 2) and its currentTime advances while it plays."""
-    page.wait_for_function(f"document.querySelector('{selector}') && document.querySelector('{selector}').readyState >= 2")
-    page.evaluate(f"document.querySelector('{selector}').play()")
-    start = page.evaluate(f"document.querySelector('{selector}').currentTime")
-    page.wait_for_function(f"document.querySelector('{selector}').currentTime > {start} + 0.3")
+    video = f"document.querySelector('{selector}')"
+    page.wait_for_function(f"{video} && {video}.readyState >= 2")
+    page.evaluate(f"{video}.play()")
+    start = page.evaluate(f"{video}.currentTime")
+    page.wait_for_function(f"{video}.currentTime > {start} + 0.3")

@@ -18,8 +18,8 @@ from reelcrew.service.productions import (
 )
 from reelcrew.service.upkeep import assemble_files, cost, repair
 
-__all__ = ["approve", "assemble", "assemble_files", "cancel", "cost", "estimate", "exit_code", "import_ledger", "open_store",
-           "plan", "prepare_retry", "repair", "require_production", "retry", "run", "status", "summarize",
+__all__ = ["approve", "assemble", "assemble_files", "cost", "estimate", "exit_code", "import_ledger", "open_store",
+           "cancel", "plan", "prepare_retry", "repair", "require_production", "retry", "run", "status", "summarize",
            "unfinished"]
 
 

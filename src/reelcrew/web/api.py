@@ -16,13 +16,13 @@ from pyrate_limiter import Duration, Limiter, Rate
 
 from reelcrew import service
 from reelcrew.errors import BudgetError, InputError
-from reelcrew.models import STAGE_NAMES, ClipStatus, PromptList, ProductionStatus
+from reelcrew.models import STAGE_NAMES, ClipStatus, ProductionStatus, PromptList
 from reelcrew.service.ledger import production_folder
 from reelcrew.settings import SubtitleStyle, TransitionStyle, WatermarkStyle
 from reelcrew.store import utc_day
 from reelcrew.web import events
 from reelcrew.web.auth import Caller, create_token, require
-from reelcrew.web.errors import NotFound
+from reelcrew.web.errors import NotFound, RateLimited
 from reelcrew.web.files import media_type, production_file
 from reelcrew.web.schemas import AssembleRequest, CreateRequest, PromptEdit, RetryRequest, TokenRequest
 from reelcrew.web.studio import Busy, Studio, plan_request
@@ -101,7 +101,7 @@ def rate_limit_create(request: Request, caller: Caller) -> None:
     per_minute = request.app.state.create_rate
     limiter = _limiters.setdefault(f"{id(request.app)}:{caller.name}", Limiter(Rate(per_minute, Duration.MINUTE)))
     if not limiter.try_acquire(caller.name, blocking=False):
-        raise Busy(f"token {caller.name!r} made more than {per_minute} creates in a minute",
+        raise RateLimited(f"token {caller.name!r} made more than {per_minute} creates in a minute",
                    "wait a minute, or raise REELCREW_CREATE_RATE")
 
 
@@ -125,8 +125,8 @@ def create(body: CreateRequest, request: Request, caller: Operator,
         if current and current.status not in (ProductionStatus.done, ProductionStatus.cancelled,
                                                ProductionStatus.awaiting_approval) and not studio.busy(prod.id):
             studio.start(prod.id)
-    answer = {"productions": [{"id": p.id, "topic": p.topic, "status": (studio.store.production(p.id) or p).status.value,
-                               "new": p.id in new} for p in prods]}
+    answer = {"productions": [{"id": p.id, "topic": p.topic, "new": p.id in new,
+                               "status": (studio.store.production(p.id) or p).status.value} for p in prods]}
     code = 202 if new else 200
     if idempotency_key:
         studio.store.remember_answer(caller.name, idempotency_key, digest, code, json.dumps(answer))

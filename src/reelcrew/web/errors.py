@@ -29,6 +29,10 @@ class NotFound(ReelcrewError):
     pass
 
 
+class RateLimited(ReelcrewError):
+    pass
+
+
 def answer(status: int, problem: str, fix: str | None, field: str | None = None) -> JSONResponse:
     body: dict = {"problem": problem, "fix": fix}
     if field:
@@ -56,6 +60,8 @@ def install(app: FastAPI) -> None:
     async def ours(request: Request, exc: ReelcrewError) -> JSONResponse:
         if isinstance(exc, NotFound) or (isinstance(exc, InputError) and exc.problem.startswith("no production")):
             status = 404
+        elif isinstance(exc, RateLimited):
+            status = 429
         elif isinstance(exc, Busy | BudgetError):
             status = 409
         elif isinstance(exc, InputError | ConfigError):

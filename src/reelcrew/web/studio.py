@@ -45,6 +45,8 @@ class Studio:
     _pool: ThreadPoolExecutor = field(init=False)
     _active: dict[str, Future] = field(default_factory=dict)
     _cancelled: set[str] = field(default_factory=set)
+    _settings: dict[str, Settings] = field(default_factory=dict)
+    _options: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -52,7 +54,18 @@ class Studio:
 
     # -- settings per production -------------------------------------------------------------
     def settings_for(self, options: dict[str, Any]) -> Settings:
-        """The base settings with the request's options (mock, scenes, aspect, language) on top."""
+        """The base settings with the request's options (mock, scenes, aspect, language) on top; built once per
+        set of options (reading the environment and the YAML on every poll would cost more than the poll)."""
+        key = json.dumps([options.get(k) for k in ("mock", "scenes", "aspect_ratio", "language")])
+        with self._lock:
+            cached = self._settings.get(key)
+        if cached is None:
+            cached = self._load_settings(options)
+            with self._lock:
+                self._settings[key] = cached
+        return cached
+
+    def _load_settings(self, options: dict[str, Any]) -> Settings:
         overrides: dict[str, Any] = {"reelcrew_output_dir": self.base.reelcrew_output_dir,
                                      "scenes": options.get("scenes"), "aspect_ratio": options.get("aspect_ratio"),
                                      "language": options.get("language")}
@@ -61,8 +74,17 @@ class Studio:
         return load_settings(self.config, **overrides)
 
     def options(self, pid: str) -> dict[str, Any]:
+        """The options the production was created with (they never change: kept after the first read)."""
+        with self._lock:
+            known = self._options.get(pid)
+        if known is not None:
+            return dict(known)
         row = self.store.web_request(pid)
-        return json.loads(row["options"]) if row else {"mock": self.base.veo3_mock_mode, "until": "final"}
+        if row is None:  # made by the CLI: shown and resumed with the server's own settings
+            return {"mock": self.base.veo3_mock_mode, "until": "final"}
+        with self._lock:
+            self._options[pid] = json.loads(row["options"])
+        return dict(self._options[pid])
 
     def production_settings(self, pid: str) -> Settings:
         return self.settings_for(self.options(pid))
