@@ -83,8 +83,8 @@ def serve_batch(topics: list[str], scenes: int, pollers: int, listeners: int, wo
         wall = time.perf_counter() - start
         finished.set()
         live.server.should_exit = True
-    ordered = sorted(latencies)
-    return {"wall": wall, "requests": len(ordered), "p50": statistics.median(ordered),
+    ordered = sorted(latencies) or [0.0]
+    return {"wall": wall, "requests": len(latencies), "p50": statistics.median(ordered),
             "p95": ordered[int(0.95 * (len(ordered) - 1))], "max": ordered[-1], "events": events}
 
 

@@ -89,3 +89,34 @@ def test_kill_nine_mid_batch_then_restart_resumes_and_pays_each_clip_once(real_e
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_serve_refuses_a_public_address_without_a_token_and_token_create_prints_one_that_works(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "REELCREW_ADMIN_TOKEN"}
+    refused = subprocess.run([sys.executable, "-m", "reelcrew", "serve", "--host", "0.0.0.0", "--port", "1"],
+                             env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2
+    assert "no token configured" in refused.stderr and "REELCREW_ADMIN_TOKEN" in refused.stderr
+    made = subprocess.run([sys.executable, "-m", "reelcrew", "token", "create", "ci-bot", "--role", "viewer"],
+                          env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("rc_")
+    ledgers = list((tmp_path / "home").rglob("reelcrew.db*"))
+    assert ledgers and all(token.encode() not in path.read_bytes() for path in ledgers)  # only its hash is kept
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "reelcrew", "serve", "--host", "0.0.0.0", "--port", str(port)],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        wait_until(lambda: healthy(client), "serve on 0.0.0.0 with a token in the ledger", proc=proc)
+        assert client.get("/api/me", headers={"Authorization": f"Bearer {token}"}).json() == {
+            "name": "ci-bot", "role": "viewer"}
+        assert client.get("/api/me").status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

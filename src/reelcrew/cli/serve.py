@@ -15,6 +15,13 @@ token_app = typer.Typer(help="API tokens for `reelcrew serve` (stored hashed in 
 app.add_typer(token_app, name="token")
 
 
+def setting(name: str, default: str = "") -> str:
+    """A serve setting from the environment, else from ./.env (where the other settings are read too)."""
+    from dotenv import dotenv_values
+
+    return os.environ.get(name) or dotenv_values(".env").get(name) or default
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
@@ -38,7 +45,7 @@ def serve(
         from reelcrew.web.auth import Auth
 
         settings = settings_for(output_dir, config)
-        admin = os.environ.get("REELCREW_ADMIN_TOKEN") or None
+        admin = setting("REELCREW_ADMIN_TOKEN") or None
         store = open_store(settings)
         has_tokens = Auth(store, b"", admin).configured()
         store.close()
@@ -46,8 +53,12 @@ def serve(
             raise ConfigError(f"refusing to serve on {host} with no token configured: anyone could spend your quota",
                               "set REELCREW_ADMIN_TOKEN (or run `reelcrew token create NAME --role admin`), "
                               "or serve on --host 127.0.0.1")
-        origins = [o.strip() for o in os.environ.get("REELCREW_CORS_ORIGINS", "").split(",") if o.strip()]
-        rate = int(os.environ.get("REELCREW_CREATE_RATE", "30"))
+        origins = [o.strip() for o in setting("REELCREW_CORS_ORIGINS").split(",") if o.strip()]
+        rate_text = setting("REELCREW_CREATE_RATE", "30")
+        if not rate_text.isdigit() or int(rate_text) < 1:
+            raise ConfigError(f"REELCREW_CREATE_RATE={rate_text!r} is not a positive whole number",
+                              "set REELCREW_CREATE_RATE to creates per token per minute, e.g. 30")
+        rate = int(rate_text)
         web = create_app(settings, config=config, admin_token=admin, cors_origins=origins, workers=workers,
                          create_rate=rate)
         err.print(f"reelcrew serve: http://{host}:{port}/ (API docs at /docs)"
