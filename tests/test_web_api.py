@@ -238,3 +238,20 @@ def png_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGBA", (64, 32), (200, 30, 30, 255)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_a_paid_production_waits_for_approval_and_a_tokens_daily_budget_refuses_more(real_env, fake, tmp_path):
+    from reelcrew.web.auth import create_token
+
+    with LiveServer(tmp_path / "served") as live:
+        capped = create_token(live.studio.store, "intern", "operator", daily_budget_usd=1.0)
+        client = live.client(capped)
+        pid = client.post("/api/productions", json={"topics": ["tea"], "scenes": 3}).json()["productions"][0]["id"]
+        held = live.wait_status(client, pid, "awaiting_approval")
+        assert held["estimate"]["clips"] == 3 and held["estimate"]["usd"] == pytest.approx(2.40)
+        refused = client.post(f"/api/productions/{pid}/approve")
+        assert refused.status_code == 409 and "daily budget of $1.00" in refused.json()["error"]["problem"]
+        assert fake.accepted == 0 and client.get(f"/api/productions/{pid}").json()["status"] == "awaiting_approval"
+        assert live.client().post(f"/api/productions/{pid}/approve").status_code == 200  # the admin has no cap
+        done = live.wait_status(client, pid, "done")
+        assert fake.accepted == 3 and done["cost_usd"] == pytest.approx(2.40)
