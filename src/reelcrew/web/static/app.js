@@ -126,7 +126,7 @@ const reelcrew = (() => {
     }
 
     function renderFinal(p) {
-      const key = JSON.stringify([p.files, p.status === "done" || p.status === "incomplete", p.clips.map((c) => c.status)]);
+      const key = JSON.stringify([p.files, p.clips.map((c) => c.status)]);  // a new final, not a new status
       if (key === finalKey || !p.files.includes("final.mp4")) {
         $("#final-section").hidden = !p.files.includes("final.mp4");
         return;
