@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOPIC ?= how tea is made
 
-.PHONY: demo test test-fast check setup fonts servers bench clean
+.PHONY: demo serve test test-fast check setup fonts servers browser bench clean
 
-setup: $(STAMP) fonts servers
+setup: $(STAMP) fonts servers browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PY) not found)"; exit 2; }
@@ -36,6 +36,23 @@ servers:
 	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq postgresql >/dev/null 2>&1)) || \
 	     echo "warning: could not install postgresql; the PostgreSQL ledger tests will be skipped"; \
 	  else echo "warning: no PostgreSQL server binaries; install postgresql to run the PostgreSQL ledger tests"; fi; }
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (never Playwright's own download,
+# which cannot work offline). Without it they skip, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium for the dashboard's browser tests"; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) || \
+	     echo "warning: could not install chromium; the browser tests will be skipped"; \
+	  else echo "warning: no chromium found; install the chromium package to run the browser tests"; fi; }
+
+# The API and the dashboard on http://127.0.0.1:8000/ (mock productions need no key; log in with this token).
+REELCREW_ADMIN_TOKEN ?= $(shell test -f .serve-token || (head -c 24 /dev/urandom | base64 | tr -d '/+=' > .serve-token); cat .serve-token)
+serve: $(STAMP) fonts
+	@echo "log in at http://127.0.0.1:8000/ with the token: $(REELCREW_ADMIN_TOKEN)"
+	@REELCREW_ADMIN_TOKEN=$(REELCREW_ADMIN_TOKEN) $(BIN)/reelcrew serve --host 127.0.0.1 --port 8000
 
 demo: setup
 	$(BIN)/python run_integrated_pipeline.py --mock --yes --topic "$(TOPIC)" --scenes 4

@@ -87,3 +87,11 @@ def ledger_db(request, monkeypatch):
     if request.param == "postgresql":
         monkeypatch.setenv("REELCREW_DB", request.getfixturevalue("postgres").database())
     return request.param
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so a fixture can tell a failed test (browser screenshots)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

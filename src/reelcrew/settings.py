@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     veo3_mock_quota_rate: float = Field(0.0, ge=0, le=1)
     veo3_mock_filter_rate: float = Field(0.0, ge=0, le=1)  # share of requests the mock safety filter refuses
     veo3_mock_seed: int = 0
+    veo3_mock_filter_word: str = Field("", description="the mock's safety filter: a prompt with this word comes "
+                                       "back filtered (rehearses an edit-and-retry); empty = never")
     veo3_max_retries: int = Field(3, ge=0)
     veo3_quota_reset_interval: float = Field(3600, ge=0)
     veo3_consecutive_failure_threshold: int = Field(3, ge=1)

@@ -106,7 +106,24 @@ events = Table(
     "events", meta,
     Column("id", Integer, primary_key=True, autoincrement=True), Column("at", Float),
     Column("production_id", String), Column("clip_index", Integer), Column("stage", String),
-    Column("kind", String), Column("message", Text), Column("attempt", Integer))
+    Column("kind", String), Column("message", Text), Column("attempt", Integer),
+    Column("actor", String))  # who asked for it through the API (a token's name), schema 9
+# reelcrew serve (schema 9): API tokens (only a hash is kept), the options a production was created with through
+# the API (so a restarted server resumes it the same way), and the answers remembered for Idempotency-Key.
+api_tokens = Table(
+    "api_tokens", meta,
+    Column("name", String, primary_key=True), Column("role", String, nullable=False),
+    Column("token_sha256", String, nullable=False, unique=True), Column("daily_budget_usd", Float),
+    Column("created_at", Float), Column("revoked_at", Float))
+web_requests = Table(
+    "web_requests", meta,
+    Column("production_id", String, primary_key=True), Column("options", Text, nullable=False),
+    Column("created_by", String), Column("approved_by", String), Column("created_at", Float))
+idempotency_keys = Table(
+    "idempotency_keys", meta,
+    Column("token_name", String, primary_key=True), Column("key", String, primary_key=True),
+    Column("request_sha256", String, nullable=False), Column("status_code", Integer), Column("body", Text),
+    Column("at", Float))
 
 
 # Named migrations, in the style of simonw/llm's migrations.py rather than Alembic: the schema is a dozen
@@ -121,6 +138,11 @@ def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
 
+def _web_tables(conn: Connection) -> None:
+    meta.create_all(conn, tables=[api_tokens, web_requests, idempotency_keys])
+    _add_columns(conn, "events", {"actor": "VARCHAR"})
+
+
 def _rename_production_status(conn: Connection, old: str, new: str) -> None:
     conn.execute(update(productions).where(productions.c.status == old).values(status=new))
 
@@ -133,6 +155,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     5: ("writer token costs", lambda c: _add_columns(c, "costs", {"kind": "VARCHAR", "input_tokens": "INTEGER",
                                                                  "output_tokens": "INTEGER"})),
     6: ("production status names of DESIGN.md", lambda c: _rename_production_status(c, "pending", "queued")),
+    9: ("serve: api tokens, web requests, idempotency keys, event actors", lambda c: _web_tables(c)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 # an imported production: a claim from another ledger means nothing here; `pending` is the pre-6 `queued`
@@ -665,6 +688,108 @@ class Store:
         conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
         pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True, kwargs={"autocommit": False})
         return PostgresBucket(pool, table, rates)
+
+    def log_action(self, kind: str, message: str, actor: str, production_id: str | None = None,
+                   clip_index: int | None = None, stage: str | None = None) -> None:
+        """A state change someone asked for through the API, with the name of the token that asked."""
+        with self._write() as c:
+            c.execute(insert(events).values(at=time.time(), production_id=production_id, clip_index=clip_index,
+                                            stage=stage, kind=kind, message=message, actor=actor))
+        _events_log.info(message, extra={"kind": kind, "production_id": production_id, "clip_index": clip_index,
+                                         "stage": stage, "actor": actor})
+
+    def events_after(self, after_id: int, pid: str | None = None, limit: int = 200) -> list[dict]:
+        """Events with an id above `after_id`, oldest first: what an event stream sends next."""
+        stmt = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        if pid:
+            stmt = stmt.where(events.c.production_id == pid)
+        with self._read() as c:
+            return [dict(r) for r in c.execute(stmt).mappings().all()]
+
+    def last_event_id(self) -> int:
+        with self._read() as c:
+            return int(c.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+    # -- the web face: tokens, request options, idempotency (schema 9) ---------------------------
+    def add_token(self, name: str, role: str, token_sha256: str, daily_budget_usd: float | None = None) -> bool:
+        """A new API token by the hash of its secret; False when the name is taken."""
+        with self._write() as c:
+            if c.execute(select(api_tokens.c.name).where(api_tokens.c.name == name)).first():
+                return False
+            c.execute(insert(api_tokens).values(name=name, role=role, token_sha256=token_sha256,
+                                                daily_budget_usd=daily_budget_usd, created_at=time.time()))
+        return True
+
+    def token_by_hash(self, token_sha256: str) -> dict | None:
+        with self._read() as c:
+            row = c.execute(select(api_tokens).where(api_tokens.c.token_sha256 == token_sha256,
+                                                     api_tokens.c.revoked_at.is_(None))).mappings().first()
+        return dict(row) if row else None
+
+    def token_rows(self) -> list[dict]:
+        """Every token (hashes left out)."""
+        with self._read() as c:
+            rows = c.execute(select(api_tokens).order_by(api_tokens.c.created_at)).mappings().all()
+        return [{k: v for k, v in r.items() if k != "token_sha256"} for r in rows]
+
+    def revoke_token(self, name: str) -> bool:
+        with self._write() as c:
+            done = c.execute(update(api_tokens).where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+                             .values(revoked_at=time.time()))
+        return bool(done.rowcount)
+
+    def save_web_request(self, pid: str, options: str, created_by: str) -> None:
+        """The options a production was created with through the API (the first request's, kept)."""
+        with self._write() as c:
+            if not c.execute(select(web_requests.c.production_id).where(web_requests.c.production_id == pid)).first():
+                c.execute(insert(web_requests).values(production_id=pid, options=options, created_by=created_by,
+                                                      created_at=time.time()))
+
+    def set_web_approval(self, pid: str, approved_by: str | None) -> None:
+        with self._write() as c:
+            c.execute(update(web_requests).where(web_requests.c.production_id == pid)
+                      .values(approved_by=approved_by))
+
+    def web_request(self, pid: str) -> dict | None:
+        with self._read() as c:
+            row = c.execute(select(web_requests).where(web_requests.c.production_id == pid)).mappings().first()
+        return dict(row) if row else None
+
+    def web_requests(self) -> list[dict]:
+        with self._read() as c:
+            return [dict(r) for r in c.execute(select(web_requests).order_by(web_requests.c.created_at)).mappings()]
+
+    def spent_by_creator(self, created_by: str, day: str) -> float:
+        """What the productions one token created were charged on a UTC day (its optional daily budget)."""
+        mine = select(web_requests.c.production_id).where(web_requests.c.created_by == created_by)
+        with self._read() as c:
+            return float(c.execute(select(func.coalesce(func.sum(costs.c.usd), 0.0)).where(
+                costs.c.day == day, costs.c.production_id.in_(mine))).scalar_one())
+
+    def idempotent_answer(self, token_name: str, key: str) -> dict | None:
+        with self._read() as c:
+            row = c.execute(select(idempotency_keys).where(idempotency_keys.c.token_name == token_name,
+                                                           idempotency_keys.c.key == key)).mappings().first()
+        return dict(row) if row else None
+
+    def remember_answer(self, token_name: str, key: str, request_sha256: str, status_code: int, body: str) -> None:
+        with self._write() as c:
+            if not c.execute(select(idempotency_keys.c.key).where(idempotency_keys.c.token_name == token_name,
+                                                                  idempotency_keys.c.key == key)).first():
+                c.execute(insert(idempotency_keys).values(token_name=token_name, key=key,
+                                                          request_sha256=request_sha256, status_code=status_code,
+                                                          body=body, at=time.time()))
+
+    def quota_snapshot(self, now: float | None = None) -> dict:
+        """The breaker and pause rows, and the submits in the last minute and this UTC day (the API's quota page)."""
+        now = time.time() if now is None else now
+        day_start = datetime.strptime(utc_day(now), "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        with self._read() as c:
+            gates = [dict(r) for r in c.execute(select(quota_state)).mappings().all()]
+            minute = c.execute(select(func.count()).select_from(receipts).where(receipts.c.at >= now - 60)).scalar_one()
+            day = c.execute(select(func.count()).select_from(receipts).where(receipts.c.at >= day_start)).scalar_one()
+        return {"gates": gates, "submits_last_minute": int(minute), "submits_today": int(day),
+                "in_flight": self.in_flight()}
 
     def recent_events(self, pid: str | None = None, limit: int = 20) -> list[dict]:
         stmt = select(events).order_by(events.c.id.desc()).limit(limit)

@@ -160,7 +160,8 @@ def retry(settings: Settings, production_id: str, clip: int | None = None, promp
     return run(settings, [prod], progress=progress, policy=policy, store=store, retry_clips=targets)
 
 
-def cancel(settings: Settings, production_id: str, store: Store | None = None) -> ProductionSummary:
+def cancel(settings: Settings, production_id: str, store: Store | None = None, actor: str | None = None
+           ) -> ProductionSummary:
     """Stop a production: nothing new is submitted for it (the ledger refuses the claim), while operations
     already at Veo finish in the process that follows them and are recorded (they are paid for). A run
     working on it writes and cuts nothing more; `reelcrew retry` starts it again."""
@@ -180,7 +181,10 @@ def cancel(settings: Settings, production_id: str, store: Store | None = None) -
                         f"keep their receipts: `reelcrew retry {production_id}` collects them without paying again"))
         store.set_production_status(production_id, ProductionStatus.cancelled, current_stage(store, production_id),
                                     note)
-        store.log("cancelled", note, production_id)
+        if actor:  # who asked, for the API's audit trail
+            store.log_action("cancelled", f"{note} (by {actor})", actor, production_id)
+        else:
+            store.log("cancelled", note, production_id)
     return summarize(settings, store, production_id)
 
 

@@ -240,12 +240,17 @@ class MockBackend(VeoBackend):
         if self._roll("quota", key, attempt) < self.settings.veo3_mock_quota_rate:
             raise QuotaExceeded("minute", 1.0, "mock 429 (VEO3_MOCK_QUOTA_RATE)")
         self.accepted += 1
-        return f"mock/operations/{key}-{attempt}-{int(time.time() * 1000)}"
+        word = self.settings.veo3_mock_filter_word.strip().lower()
+        marker = "f" if word and word in prompt.prompt.lower() else ""  # VEO3_MOCK_FILTER_WORD: filtered when done
+        return f"mock/operations/{key}-{attempt}{marker}-{int(time.time() * 1000)}"
 
     def poll(self, operation_name: str) -> Outcome:
         key_attempt, _, submitted_ms = operation_name.rpartition("/")[2].rpartition("-")
         if time.time() * 1000 < int(submitted_ms) + self.settings.veo3_mock_latency * 1000:
             return Outcome(done=False)
+        if key_attempt.endswith("f"):
+            return Outcome(done=True, filtered=f"mock safety filter: the prompt contains "
+                                               f"{self.settings.veo3_mock_filter_word!r} (VEO3_MOCK_FILTER_WORD)")
         if self._roll("filter", key_attempt.rpartition("-")[0]) < self.settings.veo3_mock_filter_rate:
             return Outcome(done=True, filtered="mock safety filter (VEO3_MOCK_FILTER_RATE); you will not be charged")
         if self._roll("fail", key_attempt) < self.settings.veo3_mock_failure_rate:
