@@ -205,6 +205,7 @@ class Pipeline:
         """Run the stages; returns a note per production this run left alone (rendered, or held elsewhere)."""
         heartbeat = Heartbeat(self.store, PRODUCTION_LEASE)
         try:
+            self._preflight(prods, until)
             mine = self._claim(prods, until, heartbeat)
             self._run(mine, until, retry_clips)
         finally:
@@ -231,6 +232,30 @@ class Pipeline:
             mine.append(prod)
         return sorted(mine, key=prods.index)
 
+    def _preflight(self, prods: list[Production], until: str) -> None:
+        """Settings and files the run will need, before any claim or spend (ConfigError: exit 2, ledger as it was)."""
+        from reelcrew.preflight import check_start
+
+        todo = [p for p in prods if not (until == "final" and self._rendered(p.id))]
+        if todo:
+            check_start(self.settings, until, {p.language for p in todo}, [self.folder(p.id) for p in todo])
+
+    def _check_texts(self, prods: list[Production], written: dict[str, tuple]) -> None:
+        """The pre-flight's second moment: the written captions and title against the fonts, before any submit."""
+        from reelcrew.preflight import Texts, check_texts
+
+        s = self.settings
+        for prod in prods:
+            _, seo, prompts = written.get(prod.id, (None, None, None))
+            if prompts is None:
+                continue
+            title = seo.title if seo is not None and (s.render.thumbnail_title or s.cards.title) else None
+            try:
+                check_texts(s, Texts(prod.id, [p.subtitle for p in prompts.prompts], title))
+            except ConfigError as exc:
+                self.store.set_production_status(prod.id, ProductionStatus.failed, "clips", exc.problem)
+                raise
+
     def _rendered(self, pid: str) -> bool:
         prod = self.store.production(pid)
         return bool(prod and prod.status == ProductionStatus.done and self.store.stage(pid, "final")
@@ -238,10 +263,6 @@ class Pipeline:
 
     def _run(self, prods: list[Production], until: str, retry_clips: set[tuple[str, int]] | None) -> None:
         written: dict[str, tuple] = {}
-        if until == "final":  # pre-flight: a typo in render.edit costs nothing (ConfigError, before any spend)
-            from reelcrew.assemble.hooks import load_edit
-
-            load_edit(self.settings.render.edit)
         self.progress.plan("stages", len(prods) * (STAGES.index(until) + 1))
         for prod in prods:
             try:
@@ -254,6 +275,7 @@ class Pipeline:
                 self.store.set_production_status(prod.id, status, stage, str(exc))
                 self.store.log("failed", str(exc), prod.id, stage=stage)
         if until in ("clips", "final"):
+            self._check_texts(prods, written)  # before the first submit
             self._clips(prods, written, retry_clips or set())
         if until == "final":
             for prod in prods:
