@@ -11,6 +11,7 @@ import difflib
 import os
 import typing
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -151,5 +152,5 @@ def invalid(exc: ValidationError, path: Path, overrides: set[str]) -> ConfigErro
                            "(keys belong in .env, which is never committed)")
     shown = repr(first.get("input"))
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    where = "the command line" if name.split(".")[0] in overrides else f"the environment, .env or {path}"
+    where = holder(SimpleNamespace(_overrides=overrides, _config_file=path), name)
     return ConfigError(f"setting {env_name}={shown} is invalid: {first['msg']}", f"fix {env_name} in {where}")

@@ -34,6 +34,7 @@ from reelcrew.writer_quota import WritersPaused
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
+MAX_TOPIC_CHARS = 200  # a subject, not a script: longer ones are refused (never cut: a cut changes the meaning)
 PRODUCTION_LEASE = 120.0  # seconds; renewed every 40 s while this process works on the production
 
 
@@ -77,6 +78,11 @@ def read_topics(topics: list[str], topics_file: Path | None) -> list[str]:
         raise InputError("no topic given", 'pass --topic "your topic" or --topics-file FILE')
     if any(not t for t in out):
         raise InputError("a topic is empty", 'give every --topic some text, e.g. --topic "how tea is made"')
+    for topic in out:
+        if len(topic) > MAX_TOPIC_CHARS:
+            raise InputError(f"a topic is {len(topic)} characters long ({topic[:40]!r}...); the limit is "
+                             f"{MAX_TOPIC_CHARS}", "give the subject in a sentence or two; how it is told belongs "
+                             "in STYLE or crews/scriptwriter/tasks.yaml (nothing was started)")
     return list(dict.fromkeys(out))
 
 
