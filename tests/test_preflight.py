@@ -198,3 +198,27 @@ def test_an_seo_description_over_youtubes_limit_goes_back_to_the_writer(fake, mo
     written = json.loads((folder / "seo.json").read_text(encoding="utf-8"))
     assert written["description"] == seo.description and len(fake.text_requests) == 3
     assert "YouTube allows at most 5000" in json.dumps(fake.text_requests[2], ensure_ascii=False)
+
+
+# -- resume, retry and assemble start with the same pre-flight ------------------------------------------------------
+def test_resume_with_a_bad_setting_submits_nothing(real_env, fake, tmp_path):
+    held = cli("--topic", "tea", "--scenes", "2", "--yes", "--budget-usd", "0.01")  # written, not approved
+    assert held.returncode == 1 and fake.submit_attempts == 0, held.stderr
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"music: {{file: {tmp_path / 'gone.mp3'}}}\n", encoding="utf-8")
+    result = cli("resume", "--yes", "--config", str(config))
+    assert result.returncode == 2 and "music file" in result.stderr and str(config) in result.stderr
+    assert fake.submit_attempts == 0
+
+
+@pytest.mark.slow
+def test_assemble_with_a_bad_music_file_keeps_the_rendered_final(tmp_path):
+    out = tmp_path / "o"
+    first = cli("--mock", "--topic", "tea", "--scenes", "1", "--json", "-o", str(out))
+    assert first.returncode == 0, first.stderr
+    prod = json.loads(first.stdout)["productions"][0]
+    (tmp_path / "notes.txt").write_text("not music")
+    result = cli("assemble", prod["id"], "--music", str(tmp_path / "notes.txt"), "-o", str(out))
+    assert result.returncode == 2 and "is not a media file" in result.stderr and "command line" in result.stderr
+    again = cli("--mock", "--topic", "tea", "--scenes", "1", "--json", "-o", str(out))
+    assert json.loads(again.stdout)["productions"][0]["note"].startswith("already rendered")  # final kept

@@ -261,10 +261,10 @@ def edit_function(plan: RunPlan) -> None:
 
 @start_check
 def output_folders(plan: RunPlan) -> None:
-    """The output folder and each production's folder can be written (the final is written last)."""
+    """Each production's folder (else the output folder) can be written: the final is written last."""
     from reelcrew.files import ensure_writable
 
-    for folder in [plan.settings.reelcrew_output_dir, *plan.folders]:
+    for folder in plan.folders or [plan.settings.reelcrew_output_dir]:
         target = folder if folder.exists() else folder.parent
         if folder.exists() and not folder.is_dir():
             raise _problem(plan.settings, "reelcrew_output_dir", f"output path {folder} is a file, not a folder",

@@ -56,6 +56,8 @@ def assemble(
                                  "use a kind listed in config/pipeline.yaml and static, karaoke or pop") from None
         if music is not None:
             settings.music.file = str(music)
+        settings._overrides |= {name for name, flag in (("music", music), ("watermark", watermark), ("render", edit),
+                                                        ("transitions", transition)) if flag is not None}
         if production:
             store = open_store(settings)
             prod = service.require_production(store, production)
