@@ -192,19 +192,42 @@ def _languages_of(path: str) -> frozenset[str]:
     return frozenset(lang for line in out.split() for lang in line.split("|") if lang)
 
 
+# fontconfig knows the orthographies of a few hundred languages; for others, the language's script stands in
+SCRIPT_LANGUAGE = {"Latn": "en", "Hans": "zh-cn", "Hant": "zh-tw", "Jpan": "ja", "Kore": "ko", "Cyrl": "ru",
+                   "Arab": "ar", "Deva": "hi", "Grek": "el", "Hebr": "he", "Thai": "th"}
+
+
+def _fontconfig_names(language: str) -> list[str]:
+    """The language, then the fontconfig language standing for its script (yue -> Hant -> zh-tw)."""
+    import langcodes
+
+    names = [language.lower()]
+    try:
+        script = langcodes.Language.get(language).maximize().script
+    except (ValueError, LookupError):
+        script = None
+    if script in SCRIPT_LANGUAGE:
+        names.append(SCRIPT_LANGUAGE[script])
+    return names
+
+
 @lru_cache(maxsize=32)
 def _installed_for(language: str) -> bool | None:
-    """Does some installed font cover `language` (fontconfig's view)? None when fc-list is missing."""
+    """Does some installed font cover `language`? None when fontconfig cannot tell (not installed, or it knows
+    no orthography for the language nor for its script): then only the written captions are checked."""
     if not shutil.which("fc-list"):
         return None
-    out = subprocess.run(["fc-list", f":lang={language}", "file"], capture_output=True, text=True).stdout
-    return bool(out.strip())
+    names = _fontconfig_names(language)
+    for name in names:
+        out = subprocess.run(["fc-list", f":lang={name}", "file"], capture_output=True, text=True).stdout
+        if out.strip():
+            return True
+    return False if len(names) > 1 else None
 
 
 def _covers(langs: frozenset[str], language: str) -> bool:
-    language = language.lower()
-    return any(lang == language or lang.startswith(language + "-") or language.startswith(lang + "-")
-               for lang in langs)
+    return any(any(lang == name or lang.startswith(name + "-") or name.startswith(lang + "-") for lang in langs)
+               for name in _fontconfig_names(language))
 
 
 def _font_advice(language: str) -> str:
