@@ -76,10 +76,22 @@ def test_each_bad_setting_is_refused_before_the_first_submit(real_env, fake, tmp
     assert fake.submit_attempts == 0
 
 
-def test_a_setting_from_the_environment_is_fixed_there(real_env, fake, tmp_path):
-    result = cli("--topic", "tea", "--scenes", "2", "--yes", env={"SUBTITLES": '{"color": "notacolour"}'})
-    assert result.returncode == 2 and "the environment variable SUBTITLES" in result.stderr
+@pytest.mark.parametrize("where", ["the environment variable SUBTITLES", ".env (SUBTITLES)"])
+def test_a_setting_from_the_environment_or_dotenv_is_fixed_there(real_env, fake, tmp_path, where):
+    value = '{"color": "notacolour"}'
+    env = {"SUBTITLES": value} if where.startswith("the environment") else {}
+    if not env:
+        (tmp_path / ".env").write_text(f"SUBTITLES={value}\n")  # the test's working folder
+    result = cli("--topic", "tea", "--scenes", "2", "--yes", env=env)
+    assert result.returncode == 2 and where in result.stderr, result.stderr
     assert fake.submit_attempts == 0
+
+
+def test_a_language_known_only_by_its_script_is_not_refused(tmp_path):
+    """fontconfig has no orthography for Cantonese; its script (traditional Han) is what a font must cover."""
+    result = cli("--mock", "--topic", "tea", "--language", "yue", "--scenes", "1", "--until", "clips",
+                 "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_font_that_cannot_draw_the_language_is_refused_before_the_writers(real_env, fake, tmp_path):
