@@ -317,12 +317,12 @@ def read_yaml_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"settings file {path} cannot be read ({exc.strerror})",
                           f"make {path} readable or pass --config another file") from None
     try:
-        if b"\x00" in raw:
-            raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
         raise ConfigError(f"settings file {path} is not a text file (binary, or not UTF-8)",
-                          "pass --config a YAML text file (a copy of config/pipeline.yaml)") from None
+                          "pass --config a YAML text file (a copy of config/pipeline.yaml)")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -355,12 +355,13 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
     if path.resolve() != DEFAULT_CONFIG.resolve() and DEFAULT_CONFIG.is_file():
         data = config_check.merged(read_yaml_config(DEFAULT_CONFIG), data)
     _YAML_SOURCE.data = data
+    given_flags = {k: v for k, v in overrides.items() if v is not None}
     try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**given_flags)
     except ValidationError as exc:
-        raise config_check.invalid(exc, path, set(overrides)) from None
+        raise config_check.invalid(exc, path, set(given_flags)) from None
     settings._config_file = path
-    settings._overrides = {k for k, v in overrides.items() if v is not None}
+    settings._overrides = set(given_flags)
     config_check.report_language(settings.language)
     return settings
 
