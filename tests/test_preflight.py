@@ -113,7 +113,7 @@ def test_emoji_are_refused_after_the_writers_by_policy_naming_the_characters(rea
 
 
 @pytest.mark.slow
-def test_emoji_are_dropped_from_the_frames_and_kept_in_the_srt_and_metadata(tmp_path):
+def test_emoji_topic_renders_with_a_warning_and_keeps_them_in_the_srt_and_metadata(tmp_path):
     out = tmp_path / "o"
     result = cli("--mock", "--topic", "🍵🔥 tea", "--scenes", "2", "--json", "-o", str(out))
     assert result.returncode == 0, result.stderr
@@ -124,7 +124,7 @@ def test_emoji_are_dropped_from_the_frames_and_kept_in_the_srt_and_metadata(tmp_
     assert "🍵🔥" in json.loads((folder / "metadata.json").read_text(encoding="utf-8"))["seo"]["title"]
 
 
-def test_captions_without_emoji_draw_what_the_font_has():
+def test_fit_text_drops_only_what_no_installed_font_has():
     """The burned-in text drops only what no installed font has; spaces it leaves behind are tidied."""
     from reelcrew.assemble.fonts import fit_text
 
