@@ -34,6 +34,7 @@ from reelcrew.writer_quota import WritersPaused
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
+MAX_TOPIC_CHARS = 200  # a subject, not a script: longer ones are refused (never cut: a cut changes the meaning)
 PRODUCTION_LEASE = 120.0  # seconds; renewed every 40 s while this process works on the production
 
 
@@ -77,6 +78,11 @@ def read_topics(topics: list[str], topics_file: Path | None) -> list[str]:
         raise InputError("no topic given", 'pass --topic "your topic" or --topics-file FILE')
     if any(not t for t in out):
         raise InputError("a topic is empty", 'give every --topic some text, e.g. --topic "how tea is made"')
+    for topic in out:
+        if len(topic) > MAX_TOPIC_CHARS:
+            raise InputError(f"a topic is {len(topic)} characters long ({topic[:40]!r}...); the limit is "
+                             f"{MAX_TOPIC_CHARS}", "give the subject in a sentence or two; how it is told belongs "
+                             "in STYLE or crews/scriptwriter/tasks.yaml (nothing was started)")
     return list(dict.fromkeys(out))
 
 
@@ -206,6 +212,7 @@ class Pipeline:
         heartbeat = Heartbeat(self.store, PRODUCTION_LEASE)
         mine: list[Production] = []
         try:
+            self._preflight(prods, until)
             mine = self._claim(prods, until, heartbeat)
             self._run(mine, until, retry_clips)
         except Exception as exc:  # a config error (or a bug) ends the run: say so, never leave it `running`
@@ -261,6 +268,30 @@ class Pipeline:
         current = self.store.production(pid)
         return current is not None and current.status == ProductionStatus.cancelled
 
+    def _preflight(self, prods: list[Production], until: str) -> None:
+        """Settings and files the run will need, before any claim or spend (ConfigError: exit 2, ledger as it was)."""
+        from reelcrew.preflight import check_start
+
+        todo = [p for p in prods if not (until == "final" and self._rendered(p.id))]
+        if todo:
+            check_start(self.settings, until, {p.language for p in todo}, [self.folder(p.id) for p in todo])
+
+    def _check_texts(self, prods: list[Production], written: dict[str, tuple]) -> None:
+        """The pre-flight's second moment: the written captions and title against the fonts, before any submit."""
+        from reelcrew.preflight import Texts, check_texts
+
+        s = self.settings
+        for prod in prods:
+            _, seo, prompts = written.get(prod.id, (None, None, None))
+            if prompts is None:
+                continue
+            title = seo.title if seo is not None and (s.render.thumbnail_title or s.cards.title) else None
+            try:
+                check_texts(s, Texts(prod.id, [p.subtitle for p in prompts.prompts], title))
+            except ConfigError as exc:
+                self.store.set_production_status(prod.id, ProductionStatus.failed, "clips", exc.problem)
+                raise
+
     def _rendered(self, pid: str) -> bool:
         """Done, or incomplete (rendered with a scene missing: `reelcrew retry` is what changes it)."""
         prod = self.store.production(pid)
@@ -269,10 +300,6 @@ class Pipeline:
 
     def _run(self, prods: list[Production], until: str, retry_clips: set[tuple[str, int]] | None) -> None:
         written: dict[str, tuple] = {}
-        if until == "final":  # pre-flight: a typo in render.edit costs nothing (ConfigError, before any spend)
-            from reelcrew.assemble.hooks import load_edit
-
-            load_edit(self.settings.render.edit)
         self.progress.plan("stages", len(prods) * (STAGES.index(until) + 1))
         for prod in prods:
             if self._cancelled(prod.id):  # cancelled meanwhile (`reelcrew cancel`): nothing more is written
@@ -287,6 +314,7 @@ class Pipeline:
                 self.store.set_production_status(prod.id, status, stage, str(exc))
                 self.store.log("failed", str(exc), prod.id, stage=stage)
         if until in ("clips", "final"):
+            self._check_texts(prods, written)  # before the first submit
             self._clips(prods, written, retry_clips or set())
         if until == "final":
             for prod in prods:

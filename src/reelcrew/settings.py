@@ -13,7 +13,15 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reelcrew import defaults
@@ -183,6 +191,12 @@ class Settings(BaseSettings):
     prices: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Veo: USD per second by model and resolution; "
                                           "writers: input_per_mtok/output_per_mtok USD per million tokens")
+    subtitle_missing_glyphs: Literal["drop", "refuse"] = Field(
+        "drop", description="characters no installed font can draw (emoji ...) in burned-in captions and titles: "
+                            "drop them with a warning (kept in the .srt and metadata), or refuse before any spend")
+
+    _config_file: Path | None = PrivateAttr(None)  # the settings file these came from (named in fixes)
+    _overrides: set[str] = PrivateAttr(default_factory=set)  # fields set on the command line
 
     @field_validator("veo3_model")
     @classmethod
@@ -291,32 +305,68 @@ _YAML_SOURCE = _YamlHolder()
 
 
 def read_yaml_config(path: Path) -> dict[str, Any]:
+    """The settings file as a mapping; a folder, a binary file or broken YAML is a ConfigError naming the file.
+
+    The YAML error names the line and column only, never the line's text: it may hold a key."""
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist",
                           "create it (copy config/pipeline.yaml) or pass --config")
+    if path.is_dir():
+        raise ConfigError(f"settings file {path} is a folder, not a file",
+                          "pass --config the path of a YAML file (a copy of config/pipeline.yaml)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"settings file {path} cannot be read ({exc.strerror})",
+                          f"make {path} readable or pass --config another file") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise ConfigError(f"settings file {path} is not a text file (binary, or not UTF-8)",
+                          "pass --config a YAML text file (a copy of config/pipeline.yaml)")
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}", f"fix the YAML syntax in {path}") from exc
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}", f"fix the YAML syntax in {path}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping of settings, got {type(data).__name__}", f"fix {path}")
     return data
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong and where, without the quoted line (which may hold a secret)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{exc.problem or exc.context or 'syntax error'}{where}"
+    return type(exc).__name__
+
+
 def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
-    """Build the effective settings; a bad value is a ConfigError naming the variable and the fix."""
+    """Build the effective settings; a bad value is a ConfigError naming the variable and the fix.
+
+    A settings file other than the shipped one is laid over the shipped defaults, so a partial file changes
+    only what it sets; an empty value in it means "not set". Unknown keys and languages are reported."""
+    from reelcrew import config_check
+
     path = Path(config_path or os.environ.get("REELCREW_CONFIG") or DEFAULT_CONFIG)
-    _YAML_SOURCE.data = read_yaml_config(path)
+    given = read_yaml_config(path)
+    config_check.report_unknown(given, path)
+    data = config_check.without_unset(given, Settings)
+    if path.resolve() != DEFAULT_CONFIG.resolve() and DEFAULT_CONFIG.is_file():
+        data = config_check.merged(read_yaml_config(DEFAULT_CONFIG), data)
+    _YAML_SOURCE.data = data
+    given_flags = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**given_flags)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]) or "settings"
-        env_name = name.upper() if "." not in name else name
-        raise ConfigError(
-            f"setting {env_name}={first.get('input')!r} is invalid: {first['msg']}",
-            f"fix {env_name} in the environment, .env or {path}",
-        ) from None
+        raise config_check.invalid(exc, path, set(given_flags)) from None
+    settings._config_file = path
+    settings._overrides = set(given_flags)
+    config_check.report_language(settings.language)
+    return settings
 
 
 def setting_sources(settings: Settings, config_path: Path | None = None) -> dict[str, str]:

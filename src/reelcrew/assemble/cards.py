@@ -12,7 +12,7 @@ from moviepy import ImageClip
 from PIL import Image
 
 from reelcrew.assemble.captions import _rgba, draw_text_image, load_font, wrap
-from reelcrew.assemble.fonts import find_font
+from reelcrew.assemble.fonts import fit_text
 from reelcrew.errors import AssemblyError
 
 
@@ -30,9 +30,11 @@ def draw_card(width: int, height: int, text: str | None, style, logo: str | None
         side = round(min(width, height) * 0.3)
         image.thumbnail((side, side), Image.Resampling.LANCZOS)
         pieces.append(image)
-    if text:
+    fitted = fit_text(text, None, "card text") if text else None
+    text = fitted.drawn(text) if fitted and text else text
+    if fitted and text:
         size = max(12, round(style.size * min(width, height) / 720))
-        font = load_font(find_font(text), size)
+        font = load_font(fitted.font, size)
         lines = "\n".join(wrap(text, font, width * 0.84)[:4])
         text_style = SubtitleStyle(color=style.color, stroke_color="#000000", box_color=None)
         pieces.append(draw_text_image(lines, font, text_style, max(1, size // 24), size // 4))

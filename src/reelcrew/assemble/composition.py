@@ -24,7 +24,7 @@ from reelcrew.assemble.captions import (
     layout_words,
     load_font,
 )
-from reelcrew.assemble.fonts import Font, find_font
+from reelcrew.assemble.fonts import Font, fit_text
 from reelcrew.assemble.nodes import MusicBed, SourceAudio, SourceClip
 from reelcrew.assemble.transitions import lookup
 from reelcrew.errors import AssemblyError
@@ -70,7 +70,8 @@ def caption_layers(spec, spans_: list[tuple[float, float]]) -> tuple[list[ImageC
     if not any(texts):
         return [], [], None, 0
     style = spec.subtitles
-    font = find_font("".join(texts), style.font)
+    fitted = fit_text("".join(texts), style.font, "captions")
+    font = fitted.font
     scale = min(spec.width, spec.height) / 720
     size = max(12, round(style.size * scale))
     pil_font = load_font(font, size)
@@ -82,7 +83,11 @@ def caption_layers(spec, spans_: list[tuple[float, float]]) -> tuple[list[ImageC
         start += incoming(spec, i)[1] / 2  # captions change mid-transition, never overlap
         end -= incoming(spec, i + 1)[1] / 2 if i + 1 < len(spans_) else 0.0
         for cue in chunk_cues(text, start, end, pil_font, spec.width * style.max_width - 2 * pad, style.max_lines):
-            cues.append(cue)
+            cues.append(cue)  # as written: the .srt keeps what no font can draw
+            if fitted.dropped:
+                cue = Cue(cue.start, cue.end, fitted.drawn(cue.text))
+                if not cue.text:
+                    continue
             if style.style == "static":
                 image = draw_text_image(cue.text, pil_font, style, stroke, pad)
                 layers.append(image_layer(image, cue.start, cue.end - cue.start,
@@ -113,10 +118,13 @@ def watermark_layer(spec, total: float) -> ImageClip | None:
     elif wm.text:
         from reelcrew.settings import SubtitleStyle
 
-        font = find_font(wm.text, None)
+        fitted = fit_text(wm.text, None, "watermark.text")
+        if not fitted.drawn(wm.text):
+            return None
         size = max(12, round(28 * min(spec.width, spec.height) / 720))
         style = SubtitleStyle(color="#FFFFFF", stroke_color="#000000", box_color=None)
-        logo = draw_text_image(wm.text, load_font(font, size), style, max(1, size // 14), 2, wm.opacity)
+        logo = draw_text_image(fitted.drawn(wm.text), load_font(fitted.font, size), style, max(1, size // 14), 2,
+                               wm.opacity)
     else:
         return None
     m = wm.margin

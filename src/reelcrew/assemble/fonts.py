@@ -8,6 +8,7 @@ reported up front with the fix, never rendered as boxes.
 from __future__ import annotations
 
 import glob
+import logging
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from reelcrew.errors import AssemblyError
+
+log = logging.getLogger("reelcrew.assemble")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,69 @@ def find_font(text: str, configured: str | None = None) -> Font:
         if best_missing is None or len(missing) < len(best_missing):
             best_missing = missing
     shown = "".join((best_missing or sorted(set(text)))[:12])
-    raise AssemblyError(f"no installed font can draw these caption characters: {shown!r}",
-                        "install a CJK font (Debian: apt-get install fonts-wqy-microhei or fonts-noto-cjk; "
-                        "`make setup` does it) or set subtitles.font to a font file that has them")
+    cjk = any(is_cjk(ch) for ch in (best_missing or text))
+    raise AssemblyError(f"no single installed font can draw all of these caption characters: {shown!r}",
+                        ("install a CJK font (Debian: apt-get install fonts-wqy-microhei or fonts-noto-cjk; "
+                         "`make setup` does it) or " if cjk else "install a font that has them, or ")
+                        + "set subtitles.font to a font file that has them")
+
+
+def is_cjk(ch: str) -> bool:
+    return "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff" \
+        or "\uff00" <= ch <= "\uffef" or "\U00020000" <= ch <= "\U0003134f"
+
+
+@lru_cache(maxsize=1)
+def _installed_coverage() -> frozenset[int]:
+    """Every code point some installed font can draw (read once per process, only when a text needs it)."""
+    covered: set[int] = set()
+    for font in _candidates("en"):
+        try:
+            covered |= _cmap(font.path, font.index)
+        except Exception:
+            continue
+    return frozenset(covered)
+
+
+def undrawable(text: str) -> list[str]:
+    """The characters of `text` that no installed font has (emoji, usually), in order of first appearance.
+
+    Pillow cannot fall back from one font to another, and colour emoji fonts are bitmaps it cannot scale,
+    so these are dropped from burned-in text by the SUBTITLE_MISSING_GLYPHS policy (or refused up front)."""
+    out = []
+    for ch in dict.fromkeys(text):
+        if ch.isspace():
+            continue
+        if ord(ch) not in _installed_coverage():
+            out.append(ch)
+    return out
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A font for a text and the characters dropped from it because no installed font has them."""
+
+    font: Font
+    dropped: frozenset[str] = frozenset()
+
+    def drawn(self, text: str) -> str:
+        """`text` as it is burned in: dropped characters removed, spaces they leave behind tidied."""
+        if not self.dropped:
+            return text
+        kept = "".join(ch for ch in text if ch not in self.dropped)
+        return "\n".join(" ".join(line.split()) for line in kept.split("\n")).strip()
+
+
+def fit_text(text: str, configured: str | None = None, what: str = "captions") -> Fitted:
+    """A font for `text` after dropping what no installed font can draw (logged: the pre-flight already warned
+    the user or refused, by policy, before anything was paid)."""
+    try:
+        return Fitted(find_font(text, configured))
+    except AssemblyError:
+        missing = undrawable(text)
+        if not missing:
+            raise
+    log.warning("%s: no installed font can draw %r; dropped from the burned-in text (kept in the .srt and "
+                "metadata)", what, "".join(missing))
+    dropped = frozenset(missing)
+    return Fitted(find_font("".join(ch for ch in text if ch not in dropped), configured), dropped)

@@ -12,7 +12,7 @@ from reelcrew.assemble.ass import write_ass
 from reelcrew.assemble.captions import draw_text_image, load_font, wrap, write_srt
 from reelcrew.assemble.chapters import ScenePlace, cut_chapters
 from reelcrew.assemble.composition import incoming, spans
-from reelcrew.assemble.fonts import find_font
+from reelcrew.assemble.fonts import fit_text
 from reelcrew.assemble.hooks import load_edit
 from reelcrew.assemble.render import CutClip, CutResult, CutSpec, render_cut
 from reelcrew.files import part_path, write_json_atomic
@@ -54,9 +54,11 @@ def make_thumbnail(clips: list[CutClip], result: CutResult, dest: Path, width: i
     image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
     left, top = (image.width - width) // 2, (image.height - height) // 2
     image = image.crop((left, top, left + width, top + height))
-    if title:
+    fitted = fit_text(title, None, "thumbnail title") if title else None
+    title = fitted.drawn(title) if fitted and title else title
+    if fitted and title:
         size = round(64 * min(width, height) / 720)
-        font = load_font(find_font(title), size)
+        font = load_font(fitted.font, size)
         text = "\n".join(wrap(title, font, width * 0.9)[:3])
         card = draw_text_image(text, font, SubtitleStyle(box_color="#00000099", stroke_width=3), 3, size // 3)
         image.paste(card, ((width - card.width) // 2, round(height * 0.08)), card)

@@ -43,7 +43,12 @@ class Until(StrEnum):
 
 
 def settings_for(output_dir: Path | None = None, config: Path | None = None, mock: bool = False, **overrides):
+    from rich.markup import escape
+
+    from reelcrew.notices import show_on
     from reelcrew.settings import load_settings
+
+    show_on(lambda line: err.print(f"[yellow]warning:[/] {escape(line)}"))
 
     if mock:
         overrides.update(reelcrew_llm="mock", veo3_mock_mode=True)

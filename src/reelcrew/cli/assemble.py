@@ -12,6 +12,8 @@ from reelcrew.assemble.hooks import load_edit
 from reelcrew.cli.app import Aspect, ConfigOpt, OutputDirOpt, app, err, fail, open_store, settings_for
 from reelcrew.cli.run import run_productions
 from reelcrew.errors import InputError, ReelcrewError
+from reelcrew.preflight import Texts, check_start, check_texts
+from reelcrew.service.ledger import production_folder
 
 
 @app.command()
@@ -54,12 +56,18 @@ def assemble(
                                  "use a kind listed in config/pipeline.yaml and static, karaoke or pop") from None
         if music is not None:
             settings.music.file = str(music)
+        settings._overrides |= {name for name, flag in (("music", music), ("watermark", watermark), ("render", edit),
+                                                        ("transitions", transition)) if flag is not None}
         if production:
             store = open_store(settings)
             prod = service.require_production(store, production)
+            # pre-flight before the old final is let go: a bad --music or colour leaves the production as it was
+            check_start(settings, "final", {prod.language}, [production_folder(settings, prod)])
             service.adopt_edits(settings, [prod], store, err.print)  # invalid: exit 2 before the final is dropped
             store.delete_stage(production, "final")
             raise typer.Exit(run_productions(settings, store, [prod]))
+        check_start(settings, "final", folders=[(output or Path("out.mp4")).resolve().parent])
+        check_texts(settings, Texts("assemble", list(captions)))
         result = service.assemble_files(settings, clips, captions, aspect.value, output or Path("out.mp4"))
     except ReelcrewError as exc:
         fail(exc)
