@@ -16,7 +16,8 @@ from reelcrew.results import ApprovalPolicy
 from reelcrew.settings import load_settings
 from tests.video_helpers import ledger
 
-COMMANDS = {"run", "resume", "retry", "status", "repair", "cost", "doctor", "config", "assemble", "ledger"}
+COMMANDS = {"run", "resume", "retry", "status", "repair", "cost", "doctor", "config", "assemble", "ledger", "backup",
+            "restore", "prune"}
 
 
 def test_mock_production_through_the_service_from_plan_to_repair(tmp_path):
