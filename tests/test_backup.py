@@ -85,7 +85,9 @@ def test_restore_drill_backup_mid_batch_more_submits_restore_resume_pays_no_clip
     restored = cli("restore", str(backup))
     assert restored.returncode == 0, restored.stderr
     assert "the ledger as it was is kept in" in restored.stderr
-    assert "re-attached" in restored.stderr and "recreated from" in restored.stderr
+    assert "ledger replaced by" in restored.stderr
+    assert "production recreated from" in restored.stderr  # coffee was born after the backup: its manifest
+    assert "re-attached" in restored.stderr
     store = ledger()
     assert len(store.receipts()) == 5  # two from the backup, three put back from the journal and manifests
     assert {p.topic for p in store.all_productions()} == {"tea", "coffee"}
@@ -251,3 +253,26 @@ def test_doctor_says_when_the_last_backup_was_made_and_whether_journal_and_ledge
     after = cli("doctor", "--mock", "-o", str(out), env={"COLUMNS": "250"})
     assert "reelcrew-backup-" in after.stdout and "h ago" in after.stdout
     assert "1 journalled receipt(s) missing from the ledger" in after.stdout and after.returncode == 2
+
+
+def test_a_damaged_backup_is_refused_before_the_ledger_is_touched(tmp_path):
+    from reelcrew.errors import InputError
+    from reelcrew.models import VideoPrompt
+    from reelcrew.service.backup import backup, restore
+    from reelcrew.settings import load_settings
+
+    settings = load_settings(reelcrew_output_dir=tmp_path / "out")
+    store = ledger()
+    clip = store.ensure_clip("p1", VideoPrompt(index=1, scene_index=1, prompt="x"), "veo-3.1-fast-generate-001")
+    store.record_submit(clip.key, "h:1:x", "models/m/operations/a", 1, False, 0)  # its lease already over
+    made = backup(settings, store)
+    assert made.counts["receipts"] == 1 and made.checksum.read_text().split()[1] == made.path.name
+    data = bytearray(made.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    made.path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="does not match its checksum"):
+        restore(settings, made.path)
+    made.checksum.unlink()  # without its .sha256, the members' own checksums still catch it
+    with pytest.raises(InputError, match="missing or damaged|not a readable"):
+        restore(settings, made.path)
+    assert len(ledger().receipts()) == 1 and not list(settings.backup_dir.glob("reelcrew-safety-*"))

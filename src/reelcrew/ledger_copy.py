@@ -25,11 +25,16 @@ from reelcrew.store import safe_url, sqlite_path
 SQLITE_PARTS = ("", "-wal", "-shm")  # a SQLite ledger is its file plus the WAL and its index
 
 
+def _read_only(path: Path) -> str:
+    """A read-only SQLite URI for a file (as_uri escapes the characters a URI would misread)."""
+    return path.resolve().as_uri() + "?mode=ro"
+
+
 def copy_sqlite(source: Path, dest: Path) -> None:
     """An online, consistent copy of a SQLite ledger (all pages in one step: one snapshot)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = part_path(dest)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    src = sqlite3.connect(_read_only(source), uri=True, timeout=30)
     try:
         out = sqlite3.connect(tmp)
         try:
@@ -65,7 +70,7 @@ def replace_sqlite(ledger: Path, copy: Path) -> None:
 def integrity(path: Path) -> str:
     """SQLite's own verdict on a ledger file: "ok", or what `PRAGMA integrity_check` found."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(_read_only(path), uri=True, timeout=30)
         try:
             rows = conn.execute("PRAGMA integrity_check").fetchall()
         finally:

@@ -303,6 +303,7 @@ def restore(settings: Settings, file: Path) -> RecoveryReport:
         report.fixed.insert(0, f"ledger replaced by {Path(file).name} ({manifest['created_at']}, "
                                f"{manifest['counts'].get('receipts', 0)} receipts)")
         reconcile(settings, store, journals, [*before, *manifest.get("folders", {}).values()], report)
+        store.close()  # the restored file complete in itself (WAL checkpointed) when this returns
     return report
 
 
@@ -343,7 +344,9 @@ def repair_ledger(settings: Settings) -> RecoveryReport:
         _salvage(store, report.safety_copy, path.name, report)
         journals = [work / "receipts.jsonl"] if (work / "receipts.jsonl").exists() else []
         folders = list((manifest or {}).get("folders", {}).values())
-        return reconcile(settings, store, journals, folders, report)
+        reconcile(settings, store, journals, folders, report)
+        store.close()
+        return report
 
 
 def _salvage(store: Store, copies: Path | None, name: str, report: RecoveryReport) -> None:
