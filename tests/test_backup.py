@@ -87,7 +87,8 @@ def test_restore_drill_backup_mid_batch_more_submits_restore_resume_pays_no_clip
     assert "the ledger as it was is kept in" in restored.stderr
     assert "ledger replaced by" in restored.stderr
     assert "production recreated from" in restored.stderr  # coffee was born after the backup: its manifest
-    assert "re-attached" in restored.stderr
+    assert "its file matches the manifest's sha256" in restored.stderr  # tea's clips: not fetched again
+    assert "2 clip(s) with a receipt will be re-attached" in restored.stderr  # coffee's, polled, never resubmitted
     store = ledger()
     assert len(store.receipts()) == 5  # two from the backup, three put back from the journal and manifests
     assert {p.topic for p in store.all_productions()} == {"tea", "coffee"}
@@ -154,6 +155,7 @@ while not pathlib.Path({str(stop)!r}).exists():
     assert manifest["counts"]["receipts"] < len(store.receipts())  # the writer went on while it was copied
 
 
+@pytest.mark.slow
 def test_restore_while_a_run_is_active_is_refused_with_the_fix(real_env, fake, tmp_path):
     fake.script.latency = 600
     run = start("--topic", "tea", "--scenes", "2", "--yes", "-o", str(tmp_path / "out"))
@@ -196,7 +198,8 @@ def test_repair_ledger_rebuilds_a_corrupt_ledger_and_pays_nothing_twice(real_env
     assert plain.returncode == 2  # the damaged ledger is refused, not silently replaced
     repaired = cli("repair", "--ledger", "-o", str(out))
     assert repaired.returncode == 0, repaired.stderr
-    assert "failed SQLite's integrity check" in repaired.stderr and "re-attached" in repaired.stderr
+    assert "failed SQLite's integrity check" in repaired.stderr and "replayed from the journal" in repaired.stderr
+    assert "2 clip(s) with a receipt will be re-attached" in repaired.stderr
     kept = list((db.parent / "backups").glob("reelcrew-corrupt-*/reelcrew.db"))
     assert len(kept) == 1 and kept[0].read_bytes() == bytes(data)
     assert len(ledger().receipts()) == 2 and fake.accepted == 2
@@ -211,6 +214,7 @@ def test_repair_ledger_rebuilds_a_corrupt_ledger_and_pays_nothing_twice(real_env
     assert_valid_final(Path(summary["final"]), 3)
 
 
+@pytest.mark.slow
 def test_prune_keeps_unfinished_clips_and_the_newest_backup_and_says_what_it_freed(tmp_path):
     out = tmp_path / "out"
     done = cli("--mock", "--topic", "tea", "--scenes", "2", "--json", "-o", str(out))
@@ -240,6 +244,7 @@ def test_prune_keeps_unfinished_clips_and_the_newest_backup_and_says_what_it_fre
     assert "regenerat" not in repaired.stderr  # a pruned file is not a loss to repair (nor a reason to pay)
 
 
+@pytest.mark.slow
 def test_doctor_says_when_the_last_backup_was_made_and_whether_journal_and_ledger_agree(tmp_path):
     out = tmp_path / "out"
     before = cli("doctor", "--mock", "-o", str(out), env={"COLUMNS": "250"})

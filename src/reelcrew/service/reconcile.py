@@ -6,7 +6,8 @@ ledger with every submit), each production's `manifest.json` (its clips, keys, p
 stage files (script, SEO, prompts: so the same prompts, hence the same clip keys, are used) and its clip files
 (adopted only when their sha256 matches the manifest's). A clip with an accepted receipt is re-attached and
 polled by the next run, never resubmitted; one whose submit outcome is unknown is parked as `ambiguous`.
-Then the ordinary `repair` rules run over the result.
+The ordinary `repair` rules (which hash every done clip's file) are left to `reelcrew repair`: a done clip whose
+file is gone is fetched again by the next run anyway, so a restore's time grows with receipts, not with media.
 """
 
 from __future__ import annotations
@@ -124,10 +125,8 @@ def _replay_manifest(store: Store, folder: Path, manifest: dict, report: Recover
 
 def reconcile(settings: Settings, store: Store, journals: Iterable[Path] = (), folders: Iterable[str | None] = (),
               report: RecoveryReport | None = None) -> RecoveryReport:
-    """Put back every receipt the ledger lacks (journals first, then manifests, stage and clip files), then run
-    the ordinary repair rules. Never submits anything: the next `reelcrew resume` re-attaches and polls."""
-    from reelcrew.service.upkeep import repair
-
+    """Put back every receipt the ledger lacks (journals first, then manifests, stage and clip files). Never
+    submits anything: the next `reelcrew resume` re-attaches and polls."""
     report = report or RecoveryReport()
     journal_list = [j for j in dict.fromkeys([*journals, store.journal]) if j is not None]
     for journal in journal_list:
@@ -150,9 +149,6 @@ def reconcile(settings: Settings, store: Store, journals: Iterable[Path] = (), f
         report.needs_you.append(f"clips of {pid} have receipts but neither the ledger nor a manifest.json knows the "
                                 "production: run the same `reelcrew run --topic ...` command again to finish it "
                                 "(its receipts are re-attached, never re-paid)")
-    rules = repair(settings, store)
-    report.fixed += rules.fixed
-    report.needs_you += rules.needs_you
     report.reattached = sum(1 for c in store.all_clips() if c.status.value == "submitted" and c.operation_name)
     report.counts = store.counts()
     return report
