@@ -34,6 +34,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -88,6 +89,8 @@ receipts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True), Column("clip_key", String, nullable=False),
     Column("operation_name", String), Column("outcome", String, nullable=False),  # accepted | ambiguous
     Column("attempt", Integer), Column("possible_duplicate", Boolean, default=False), Column("at", Float))
+# replaying a journal or a manifest looks receipts up by clip: without it a restore is quadratic in receipts
+receipts_by_clip = Index("ix_receipts_clip_key", receipts.c.clip_key)
 costs = Table(
     "costs", meta,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -133,6 +136,8 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     5: ("writer token costs", lambda c: _add_columns(c, "costs", {"kind": "VARCHAR", "input_tokens": "INTEGER",
                                                                  "output_tokens": "INTEGER"})),
     6: ("production status names of DESIGN.md", lambda c: _rename_production_status(c, "pending", "queued")),
+    10: ("receipts indexed by clip (journal and manifest replay)",
+         lambda c: receipts_by_clip.create(c, checkfirst=True)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 # an imported production: a claim from another ledger means nothing here; `pending` is the pre-6 `queued`

@@ -268,7 +268,7 @@ def _restore_media(manifest: dict, work: Path) -> int:
             continue
         _, pid, rel = name.split("/", 2)
         folder = manifest.get("folders", {}).get(pid)
-        if not folder:
+        if not folder or ".." in Path(rel).parts:
             continue
         dest = Path(folder) / rel
         if dest.exists():
