@@ -295,6 +295,7 @@ def restore(settings: Settings, file: Path) -> RecoveryReport:
         manifest = open_backup(Path(file), work)
         report = RecoveryReport(backup=Path(file).resolve(), safety_copy=_safety_copy(settings, current))
         if current is not None:
+            _refuse_if_running(current)  # again: a run may have started while the backup was checked and copied
             current.close()
         _put_back(settings, manifest, work)
         store = open_ledger(settings)
