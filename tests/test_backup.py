@@ -281,3 +281,28 @@ def test_a_damaged_backup_is_refused_before_the_ledger_is_touched(tmp_path):
     with pytest.raises(InputError, match="missing or damaged|not a readable"):
         restore(settings, made.path)
     assert len(ledger().receipts()) == 1 and not list(settings.backup_dir.glob("reelcrew-safety-*"))
+
+
+def test_backups_rotate_by_the_setting_and_media_missing_on_disk_comes_back_on_restore(tmp_path):
+    from reelcrew.models import Production
+    from reelcrew.service.backup import backup, restore
+    from reelcrew.settings import load_settings
+
+    settings = load_settings(reelcrew_output_dir=tmp_path / "out", reelcrew_backup_keep=2)
+    store = ledger()
+    folder = tmp_path / "out" / "p1"
+    (folder / "clips").mkdir(parents=True)
+    clip = folder / "clips" / "clip-01.mp4"
+    clip.write_bytes(os.urandom(4096))  # stands for a paid clip
+    store.upsert_production(Production(id="p1", topic="tea", language="en", scenes=1, aspect_ratio="16:9",
+                                       style="s", folder=str(folder)))
+    made = [backup(settings, store, with_media=True) for _ in range(3)]  # three within a second or two
+    kept = sorted(settings.backup_dir.glob("reelcrew-backup-*.tar"))
+    assert set(kept) == {made[1].path, made[2].path} and made[2].rotated == [made[0].path]
+    assert not made[0].checksum.exists() and made[2].media_files == 1
+    original = clip.read_bytes()
+    clip.unlink()
+    store.close()
+    report = restore(settings, made[2].path)
+    assert report.media_restored == 1 and clip.read_bytes() == original
+    assert report.safety_copy is not None and report.safety_copy.name.startswith("reelcrew-safety-")

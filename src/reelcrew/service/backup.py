@@ -160,8 +160,9 @@ def backup(settings: Settings, store: Store | None = None, to: Path | None = Non
 
 
 def list_backups(folder: Path, prefix: str = BACKUP_PREFIX) -> list[Path]:
-    """Backups in a folder, oldest first (the names sort by time)."""
-    return sorted(folder.glob(f"{prefix}*.tar")) if folder.is_dir() else []
+    """Backups in a folder, oldest first (by time written: two made in one second differ only by a suffix)."""
+    found = folder.glob(f"{prefix}*.tar") if folder.is_dir() else []
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
 def _rotate(folder: Path, keep: int) -> list[Path]:
