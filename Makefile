@@ -73,6 +73,7 @@ check: setup
 bench: setup
 	$(BIN)/python bench/bench_assembly.py
 	$(BIN)/python bench/bench_quota.py
+	$(BIN)/python bench/bench_backup.py
 
 clean:
 	rm -rf $(VENV) output

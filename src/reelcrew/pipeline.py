@@ -372,6 +372,7 @@ class Pipeline:
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self.progress.stage(prod.id, "clips")
             self.store.log("stage", "clips", prod.id, stage="clips")
+            self.write_manifest(prod)  # keys and prompts on disk before the first submit: `restore` replays it
         generator = ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip)
         generator.run([job for _, job, _ in jobs])
         for prod in {p.id: p for p, _, _ in jobs}.values():

@@ -109,3 +109,34 @@ class AssembleResult(BaseModel):
     subtitles: Path
     duration: float
     render_path: str = "fast"  # which renderer made it: the streaming ffmpeg path or moviepy's writer
+
+
+class BackupResult(BaseModel):
+    """One `reelcrew backup`: the archive, its checksum file, and what its manifest recorded."""
+
+    path: Path
+    checksum: Path
+    bytes: int
+    seconds: float
+    database: str  # sqlite | postgresql
+    schema_version: int
+    counts: dict[str, int]
+    media_files: int = 0
+    rotated: list[Path] = Field(default_factory=list)  # older backups removed by REELCREW_BACKUP_KEEP
+
+
+class RecoveryReport(RepairReport):
+    """`reelcrew restore` and `reelcrew repair --ledger`: what was put back, and from where."""
+
+    backup: Path | None = None  # the backup restored (None: rebuilt in place)
+    safety_copy: Path | None = None  # the ledger as it was before, kept
+    counts: dict[str, int] = Field(default_factory=dict)  # rows in the ledger afterwards
+    reattached: int = 0  # clips that have a receipt and will be polled, never resubmitted
+    media_restored: int = 0
+
+
+class PruneReport(BaseModel):
+    removed: list[Path] = Field(default_factory=list)
+    kept: list[str] = Field(default_factory=list)  # why something old was not removed
+    freed_bytes: int = 0
+    dry_run: bool = False

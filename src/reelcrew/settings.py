@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     reelcrew_state_dir: Path | None = Field(None, description="the machine's ledger, rate bucket and receipts "
                                                                 "journal (default: the user data folder)")
     reelcrew_daily_budget_usd: float | None = Field(None, ge=0)
+    reelcrew_backup_dir: Path | None = Field(None, description="where `reelcrew backup` writes (default: a backups "
+                                                                "folder beside the ledger)")
+    reelcrew_backup_keep: int = Field(14, ge=1, description="backups kept by `reelcrew backup`; older ones are removed")
     crews_dir: Path = DEFAULT_CREWS_DIR
 
     # assembly and prices (config/pipeline.yaml)
@@ -209,7 +212,7 @@ class Settings(BaseSettings):
         return model
 
     @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
-                     "gemini_temperature", "reelcrew_state_dir", mode="before")
+                     "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -255,6 +258,15 @@ class Settings(BaseSettings):
             ledger = Path(self.db_url.removeprefix("sqlite:///"))
             return ledger.with_name(ledger.stem + ".receipts.jsonl")
         return self.state_dir / "receipts.jsonl"
+
+    @property
+    def backup_dir(self) -> Path:
+        """REELCREW_BACKUP_DIR, else `backups/` beside a SQLite ledger (the state folder for a database server)."""
+        if self.reelcrew_backup_dir:
+            return self.reelcrew_backup_dir.expanduser().resolve()
+        if self.db_url.startswith("sqlite:///"):
+            return Path(self.db_url.removeprefix("sqlite:///")).parent / "backups"
+        return self.state_dir / "backups"
 
     def api_key(self) -> str | None:
         key = self.google_api_key or self.gemini_api_key

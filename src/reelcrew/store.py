@@ -34,6 +34,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -88,6 +89,8 @@ receipts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True), Column("clip_key", String, nullable=False),
     Column("operation_name", String), Column("outcome", String, nullable=False),  # accepted | ambiguous
     Column("attempt", Integer), Column("possible_duplicate", Boolean, default=False), Column("at", Float))
+# replaying a journal or a manifest looks receipts up by clip: without it a restore is quadratic in receipts
+receipts_by_clip = Index("ix_receipts_clip_key", receipts.c.clip_key)
 costs = Table(
     "costs", meta,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -156,6 +159,8 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
                                                                  "output_tokens": "INTEGER"})),
     6: ("production status names of DESIGN.md", lambda c: _rename_production_status(c, "pending", "queued")),
     9: ("serve: api tokens, web requests, idempotency keys, event actors", lambda c: _web_tables(c)),
+    10: ("receipts indexed by clip (journal and manifest replay)",
+         lambda c: receipts_by_clip.create(c, checkfirst=True)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 # an imported production: a claim from another ledger means nothing here; `pending` is the pre-6 `queued`
@@ -913,6 +918,161 @@ class Store:
                 self._update_clip(dst, row["key"], **{k: v for k, v in values.items() if k != "key"})
                 count += 1
         return count
+
+
+    # -- backups, restores and reconciliation (service/backup.py, service/reconcile.py) --------------------------
+    def schema_version(self) -> int:
+        with self._read() as c:
+            row = c.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).first()
+        return int(row[0]) if row else 0
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, read in one snapshot: what a backup's manifest records and a restore checks."""
+        with self._read() as c:
+            return self._counts(c)
+
+    @staticmethod
+    def _counts(conn: Connection) -> dict[str, int]:
+        tables = {"productions": productions, "stages": stage_outputs, "clips": clips, "receipts": receipts,
+                  "costs": costs, "events": events}
+        return {name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+                for name, t in tables.items()}
+
+    @contextmanager
+    def snapshot(self) -> Iterator[tuple[str | None, dict[str, int]]]:
+        """PostgreSQL: a repeatable-read transaction held open with its snapshot exported (for
+        `pg_dump --snapshot`), and the row counts in that very snapshot. SQLite: (None, counts now)."""
+        if self.dialect != "postgresql":
+            yield None, self.counts()
+            return
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                name = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+                yield name, self._counts(conn)
+
+    def active_work(self) -> list[str]:
+        """Claims held by live processes (a production being run, a clip being generated): what a restore
+        must not pull the ledger from under."""
+        now = time.time()
+        with self._read() as c:
+            prods = c.execute(select(productions.c.id, productions.c.owner).where(
+                productions.c.status == ProductionStatus.running.value, productions.c.lease_until > now)).all()
+            held = c.execute(select(clips.c.production_id, clips.c.idx, clips.c.lease_owner).where(
+                clips.c.lease_owner.is_not(None), clips.c.lease_until > now)).all()
+        out = [f"production {pid} (run by {owner})" for pid, owner in prods if owner_alive(owner)]
+        out += [f"clip {idx} of {pid} (held by {owner})" for pid, idx, owner in held if owner_alive(owner)]
+        return out
+
+    def production_rows(self) -> list[dict]:
+        """Every production with its folder, status and last change (backups, prune)."""
+        with self._read() as c:
+            return [dict(r) for r in c.execute(select(
+                productions.c.id, productions.c.status, productions.c.folder, productions.c.updated_at)).mappings()]
+
+    def clip_links(self) -> list[dict]:
+        """Which production uses which clip key at which scene, with the clip's path (prune)."""
+        with self._read() as c:
+            return [dict(r) for r in c.execute(
+                select(production_clips.c.production_id, production_clips.c.idx, production_clips.c.clip_key,
+                       clips.c.path).join(clips, clips.c.key == production_clips.c.clip_key)).mappings()]
+
+    def journal_gaps(self, journal: Path | None = None) -> int:
+        """How many journalled receipts the ledger lacks (0: journal and ledger agree)."""
+        journal = journal or self.journal
+        if journal is None or not journal.exists():
+            return 0
+        with self._read() as c:
+            have: dict[tuple[str, str], list[float]] = {}
+            for key, outcome, at in c.execute(select(receipts.c.clip_key, receipts.c.outcome, receipts.c.at)):
+                have.setdefault((key, outcome), []).append(at or 0.0)
+        missing = 0
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not any(abs(at - e["at"]) <= 0.001 for at in have.get((e["clip_key"], e["outcome"]), [])):
+                missing += 1
+        return missing
+
+    def adopt_production(self, prod: Production) -> bool:
+        """Insert a production found in a folder's manifest.json, unless the ledger has it; True if inserted."""
+        now = time.time()
+        with self._write() as c:
+            if c.execute(select(productions.c.id).where(productions.c.id == prod.id)).first():
+                return False
+            c.execute(insert(productions).values(**prod.model_dump(mode="json"), created_at=now, updated_at=now,
+                                                 lease_until=0.0))
+        return True
+
+    def adopt_stage(self, pid: str, stage: str, data: str) -> bool:
+        """A stage output found as a file in the production's folder, unless the ledger has it; True if added."""
+        with self._write() as c:
+            if c.execute(select(stage_outputs.c.stage).where(stage_outputs.c.production_id == pid,
+                                                             stage_outputs.c.stage == stage)).first():
+                return False
+            c.execute(insert(stage_outputs).values(production_id=pid, stage=stage, data=data, llm_answers=0,
+                                                   created_at=time.time()))
+        return True
+
+    def adopt_clip(self, pid: str, index: int, key: str, model: str, prompt: VideoPrompt, submits: list[dict],
+                   finished: dict | None = None) -> list[str]:
+        """What a manifest.json knows of one clip, given back to the ledger in one transaction: the row and its
+        scene link if missing, every receipt it lacks, and then the furthest state the evidence proves:
+        `done` (`finished`: a file whose sha256 matched, its duration and price), else `submitted` with the
+        last accepted operation (re-attached by the next run, never resubmitted), else `ambiguous`."""
+        out = []
+        with self._write() as c:
+            row = c.execute(select(clips).where(clips.c.key == key)).mappings().first()
+            if row is None:
+                c.execute(insert(clips).values(key=key, production_id=pid, idx=index, model=model,
+                                               prompt=prompt.model_dump_json(), status="pending", retries=0,
+                                               cost_usd=0.0, possible_duplicate=False, lease_until=0.0,
+                                               updated_at=time.time()))
+                out.append(f"clip {index} of {pid} recreated from its manifest")
+            if not c.execute(select(production_clips.c.clip_key).where(production_clips.c.production_id == pid,
+                                                                       production_clips.c.idx == index)).first():
+                c.execute(insert(production_clips).values(production_id=pid, idx=index, clip_key=key))
+            for r in submits:
+                same = select(receipts.c.id).where(receipts.c.clip_key == key, receipts.c.outcome == r["outcome"],
+                                                   receipts.c.at.between(r["at"] - 0.001, r["at"] + 0.001))
+                if not c.execute(same).first():
+                    c.execute(insert(receipts).values(clip_key=key, operation_name=r.get("operation"),
+                                                      outcome=r["outcome"], possible_duplicate=bool(
+                                                          r.get("possible_duplicate")), at=r["at"]))
+                    out.append(f"receipt {r['outcome']} {r.get('operation') or ''} for clip {index} of {pid} "
+                               "replayed from its manifest")
+            row = c.execute(select(clips).where(clips.c.key == key)).mappings().one()
+            accepted = [r for r in submits if r["outcome"] == "accepted" and r.get("operation")]
+            if row["status"] != "done" and finished is not None:
+                self._update_clip(c, key, status=ClipStatus.done, lease_owner=None, lease_until=0.0, error=None,
+                                  path=finished["path"], sha256=finished["sha256"], duration=finished["duration"],
+                                  cost_usd=finished["usd"], operation_name=row["operation_name"] or (
+                                      accepted[-1]["operation"] if accepted else None))
+                if not c.execute(select(costs.c.id).where(costs.c.clip_key == key)).first():
+                    at = accepted[-1]["at"] if accepted else time.time()
+                    c.execute(insert(costs).values(clip_key=key, production_id=pid, model=model,
+                                                   resolution=prompt.resolution, seconds=finished["duration"],
+                                                   usd=finished["usd"], operation_name=accepted[-1]["operation"]
+                                                   if accepted else None, at=at, day=utc_day(at), kind="clip"))
+                out.append(f"clip {index} of {pid}: done, its file matches the manifest's sha256 (not fetched again)")
+            elif row["status"] not in SETTLED and not row["operation_name"] and accepted:
+                self._update_clip(c, key, status=ClipStatus.submitted, operation_name=accepted[-1]["operation"],
+                                  submitted_at=accepted[-1]["at"], lease_owner=None, lease_until=0.0, error=None)
+                out.append(f"clip {index} of {pid}: re-attached to {accepted[-1]['operation']} (not resubmitted)")
+            elif row["status"] in ("pending", "submitting") and not row["operation_name"] and any(
+                    r["outcome"] == "ambiguous" for r in submits):
+                self._update_clip(c, key, status=ClipStatus.ambiguous, possible_duplicate=True, lease_owner=None,
+                                  lease_until=0.0, error="submit outcome unknown (from its manifest): "
+                                                         "`reelcrew retry` resubmits it when you decide")
+                out.append(f"clip {index} of {pid}: submit outcome unknown, parked as ambiguous (not resubmitted)")
+        return out
+
+    def mark_pruned(self, key: str, note: str) -> None:
+        """The clip's file was removed on purpose (`reelcrew prune`): forget the path, keep the clip done."""
+        with self._write() as c:
+            self._update_clip(c, key, path=None, error=note)
 
 
 def open_ledger(settings) -> Store:

@@ -14,7 +14,7 @@ from reelcrew.cli.app import app, expand_multi_value
 __all__ = ["app", "main"]
 
 # each module registers its commands on import; this order is the order `--help` lists them in
-COMMAND_MODULES = ("run", "upkeep", "config", "assemble", "serve")
+COMMAND_MODULES = ("run", "upkeep", "backup", "config", "assemble", "serve")
 for _module in COMMAND_MODULES:
     import_module(f"reelcrew.cli.{_module}")
 

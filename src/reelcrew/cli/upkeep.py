@@ -45,11 +45,19 @@ def status(
 def repair(
     output_dir: OutputDirOpt = None,
     mock: MockOpt = False,
+    ledger: bool = typer.Option(False, "--ledger", help="Rebuild a ledger that fails SQLite's integrity check "
+                                "(from the newest backup, the receipts journal, manifests and files)."),
     config: ConfigOpt = None,
 ) -> None:
     """Find clips marked done whose file is missing or invalid, and clips stuck past their timeout; fix or report."""
     try:
         settings = settings_for(output_dir, config, mock)
+        if ledger:
+            from reelcrew.cli.backup import print_recovery
+            from reelcrew.service.backup import repair_ledger
+
+            print_recovery(repair_ledger(settings))
+            return
         report = service.repair(settings, open_store(settings))
     except ReelcrewError as exc:
         fail(exc)
@@ -106,7 +114,7 @@ def doctor(
     except ReelcrewError as exc:
         fail(exc)
     checks = [*_credential_checks(settings), _ffmpeg_check(), _font_check(settings), _ledger_check(settings),
-              *_folder_checks(settings)]
+              *_backup_checks(settings), *_folder_checks(settings)]
     table = Table(title="reelcrew doctor")
     for col in ("check", "ok", "detail"):
         table.add_column(col, overflow="fold")
@@ -175,6 +183,30 @@ def _ledger_check(settings) -> Check:
         return ("ledger", True, f"{safe_url(store.url)} ({store.in_flight()} operation(s) in flight)")
     except ReelcrewError as exc:
         return ("ledger", False, f"{exc.problem}; {exc.fix}")
+
+
+def _backup_checks(settings) -> list[Check]:
+    """When the last backup was made (informational), and whether the receipts journal and the ledger agree."""
+    import time
+
+    from reelcrew.service.backup import last_backup
+
+    newest = last_backup(settings)
+    if newest is None:
+        backup = ("last backup", True, f"none yet in {settings.backup_dir}: run `reelcrew backup` (README, Backups)")
+    else:
+        age = (time.time() - newest.stat().st_mtime) / 3600
+        backup = ("last backup", True, f"{newest} ({age:.1f} h ago)")
+    try:
+        from reelcrew.store import open_ledger
+
+        gaps = open_ledger(settings).journal_gaps()
+    except ReelcrewError as exc:
+        return [backup, ("journal and ledger", False, f"{exc.problem}; `reelcrew repair --ledger`")]
+    agree = ("journal and ledger", gaps == 0,
+             "agree: every journalled receipt is in the ledger" if gaps == 0 else
+             f"{gaps} journalled receipt(s) missing from the ledger; run `reelcrew repair` to put them back")
+    return [backup, agree]
 
 
 def _folder_checks(settings) -> list[Check]:

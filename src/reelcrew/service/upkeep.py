@@ -19,6 +19,7 @@ from reelcrew.store import Store
 from reelcrew.video.retention import GONE, gone_message, past_retention
 
 RELEASED = dict(lease_owner=None, lease_until=0.0)  # a repaired clip is nobody's claim any more
+PRUNED = "file removed by `reelcrew prune`"  # removed on purpose: not a loss to repair
 
 
 class ClipCheck:
@@ -39,7 +40,7 @@ class ClipCheck:
 
 def _done_but_file_lost(store: Store, check: ClipCheck, report: RepairReport, settings: Settings) -> bool:
     clip = check.clip
-    if clip.status != ClipStatus.done or not check.file_lost():
+    if clip.status != ClipStatus.done or not check.file_lost() or (clip.error or "").startswith(PRUNED):
         return False
     if clip.operation_name and check.expired:  # nothing left to fetch: say so instead of trying
         store.update_clip(clip.key, status=ClipStatus.failed, path=None, **RELEASED,
