@@ -122,8 +122,9 @@ def create(body: CreateRequest, request: Request, caller: Operator,
     prods, new = plan_request(studio, body.topics, options, caller.name)
     for prod in prods:
         current = studio.store.production(prod.id)
-        if current and current.status not in (ProductionStatus.done, ProductionStatus.cancelled,
-                                               ProductionStatus.awaiting_approval) and not studio.busy(prod.id):
+        if current and current.status not in (ProductionStatus.done, ProductionStatus.incomplete,
+                                               ProductionStatus.cancelled, ProductionStatus.awaiting_approval
+                                               ) and not studio.busy(prod.id):
             studio.start(prod.id)
     answer = {"productions": [{"id": p.id, "topic": p.topic, "new": p.id in new,
                                "status": (studio.store.production(p.id) or p).status.value} for p in prods]}

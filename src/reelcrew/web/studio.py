@@ -168,7 +168,7 @@ class Studio:
         first = until if until in WRITERS_ONLY else "prompts"
         service.run(settings, [prod], first, self.progress(), store=self.store)
         prod = self._live(pid)
-        if prod is None or until in WRITERS_ONLY or prod.status not in (ProductionStatus.done,
+        if prod is None or until in WRITERS_ONLY or prod.status not in (ProductionStatus.paused,
                                                                          ProductionStatus.running):
             return
         row = self.store.web_request(pid) or {}
@@ -220,9 +220,11 @@ class Studio:
 
     def resume(self, pid: str, actor: str) -> None:
         prod = self._require(pid)
-        if prod.status in (ProductionStatus.done, ProductionStatus.cancelled, ProductionStatus.awaiting_approval):
+        if prod.status in (ProductionStatus.done, ProductionStatus.incomplete, ProductionStatus.cancelled,
+                           ProductionStatus.awaiting_approval):
             raise Busy(f"production {pid} is {prod.status.value}: nothing to resume",
-                       "approve a production that awaits approval; a done one can be re-cut (assemble)")
+                       "approve a production that awaits approval; retry a missing clip of an incomplete one; "
+                       "a done one can be re-cut (assemble)")
         self.store.log_action("resumed", f"resumed by {actor}", actor, pid)
         self.start(pid)
 
