@@ -25,6 +25,7 @@ from reelcrew.settings import Settings
 from reelcrew.video.errors import (
     BackendError,
     CredentialsRefused,
+    OperationNotFound,
     OutcomeUnknown,
     QuotaExceeded,
     Rejected,
@@ -112,10 +113,18 @@ class GenaiBackend(VeoBackend):
         return op.name
 
     def poll(self, operation_name: str) -> Outcome:
+        from google.genai import errors
+
         t = self.types
-        op = self.client.operations.get(
-            t.GenerateVideosOperation(name=operation_name),
-            config=t.GetOperationConfig(http_options=t.HttpOptions(timeout=int(self.settings.download_timeout * 1000))))
+        try:
+            op = self.client.operations.get(
+                t.GenerateVideosOperation(name=operation_name),
+                config=t.GetOperationConfig(
+                    http_options=t.HttpOptions(timeout=int(self.settings.download_timeout * 1000))))
+        except errors.ClientError as exc:
+            if exc.code == 404:  # asking again cannot bring it back
+                raise OperationNotFound(f"{exc.code} {exc.status}: {exc.message}") from exc
+            raise
         if not op.done:
             return Outcome(done=False)
         if op.error:
@@ -241,6 +250,8 @@ class MockBackend(VeoBackend):
         return f"mock/operations/{key}-{attempt}-{int(time.time() * 1000)}"
 
     def poll(self, operation_name: str) -> Outcome:
+        if not operation_name.startswith("mock/operations/"):  # a real operation: the mock never made it
+            raise OperationNotFound(f"the mock backend has no operation {operation_name}")
         key_attempt, _, submitted_ms = operation_name.rpartition("/")[2].rpartition("-")
         if time.time() * 1000 < int(submitted_ms) + self.settings.veo3_mock_latency * 1000:
             return Outcome(done=False)
