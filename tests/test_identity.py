@@ -48,3 +48,23 @@ def test_an_operation_veo_does_not_know_fails_its_clip_at_once_without_resubmitt
     assert f"reelcrew retry {prod['id']} --clip 1" in clip["error"]
     assert fake.polls == 1 and fake.accepted == 1  # the 404 was not polled again, nor the clip resubmitted
     assert time.monotonic() - started < 120  # nowhere near OPERATION_TIMEOUT
+
+
+@pytest.mark.usefixtures("ledger_db")
+def test_two_identical_runs_at_once_run_the_writers_once(tmp_path):
+    from tests.video_helpers import ledger
+
+    out = tmp_path / "out"
+    args = ("--mock", "--topic", "how tea is made", "--scenes", "2", "--json", "-o", str(out))
+    slow = {"REELCREW_MOCK_WRITER_LATENCY": "1.5"}
+    procs = [start(*args, env=slow) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    store = ledger()
+    [prod] = store.all_productions()
+    written = [e for e in store.recent_events(prod.id, 500) if e["kind"] == "stage" and "written" in e["message"]]
+    assert sorted(e["stage"] for e in written) == ["prompts", "script", "seo"]  # each stage written once
+    assert store.llm_answers(prod.id) == 3
+    notes = " ".join(o[1] for o in outs)
+    assert "being rendered by another process" in notes  # the second said so and left the production alone
+    assert len(list(out.glob("*/final.mp4"))) == 1

@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     veo3_mock_failure_rate: float = Field(0.0, ge=0, le=1)
     veo3_mock_quota_rate: float = Field(0.0, ge=0, le=1)
     veo3_mock_seed: int = 0
+    reelcrew_mock_writer_latency: float = Field(0.0, ge=0, description="mock writers: seconds per answer "
+                                                "(rehearses slow writers, e.g. two runs of one topic at once)")
     veo3_max_retries: int = Field(3, ge=0)
     veo3_quota_reset_interval: float = Field(3600, ge=0)
     veo3_consecutive_failure_threshold: int = Field(3, ge=1)
