@@ -12,6 +12,7 @@ from reelcrew.assemble.hooks import load_edit
 from reelcrew.cli.app import Aspect, ConfigOpt, OutputDirOpt, app, err, fail, open_store, settings_for
 from reelcrew.cli.run import run_productions
 from reelcrew.errors import InputError, ReelcrewError
+from reelcrew.identity import require_same_mode
 
 
 @app.command()
@@ -57,8 +58,8 @@ def assemble(
         if production:
             store = open_store(settings)
             prod = service.require_production(store, production)
-            store.delete_stage(production, "final")
-            raise typer.Exit(run_productions(settings, store, [prod]))
+            require_same_mode(settings, prod)  # it is re-cut in the mode it was made in; refused: the other one
+            raise typer.Exit(run_productions(settings, store, [prod], recut=True))
         result = service.assemble_files(settings, clips, captions, aspect.value, output or Path("out.mp4"))
     except ReelcrewError as exc:
         fail(exc)

@@ -27,9 +27,11 @@ def assemble(settings, production_id=None, *, clips=(), captions=(), aspect="16:
     """Re-cut without paying again: a production from its clips (its final is rendered anew), or loose files."""
     from pathlib import Path
 
+    from reelcrew.identity import require_same_mode
+
     if production_id:
         store = store or open_store(settings)
         prod = require_production(store, production_id)
-        store.delete_stage(production_id, "final")
-        return run(settings, [prod], progress=progress, store=store)
+        require_same_mode(settings, prod)
+        return run(settings, [prod], progress=progress, store=store, recut=True)
     return assemble_files(settings, list(clips), list(captions), aspect, Path(output or "out.mp4"))

@@ -265,6 +265,28 @@ class MockBackend(VeoBackend):
         render_mock_clip(prompt, dest)
 
 
+class LazyBackend(VeoBackend):
+    """The backend, built on first use: a re-cut whose clips are all done needs neither keys nor a client."""
+
+    def __init__(self, build: Callable[[], VeoBackend], name: str):
+        self._build, self.name = build, name
+        self._backend: VeoBackend | None = None
+
+    def _real(self) -> VeoBackend:
+        if self._backend is None:
+            self._backend = self._build()
+        return self._backend
+
+    def submit(self, prompt: VideoPrompt, model: str) -> str:
+        return self._real().submit(prompt, model)
+
+    def poll(self, operation_name: str) -> Outcome:
+        return self._real().poll(operation_name)
+
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
+        self._real().download(outcome, dest, prompt)
+
+
 _CLASSES: dict[str, Callable[[Settings], VeoBackend]] = {
     "gemini": GenaiBackend, "vertex": GenaiBackend, "mock": MockBackend}
 
