@@ -167,3 +167,33 @@ def test_two_identical_runs_at_once_run_the_writers_once(tmp_path):
     notes = " ".join(o[1] for o in outs)
     assert "being rendered by another process" in notes  # the second said so and left the production alone
     assert len(list(out.glob("*/final.mp4"))) == 1
+
+
+@pytest.mark.slow
+def test_an_older_ledgers_mock_production_is_found_as_mock_after_the_upgrade(real_env, fake):
+    from sqlalchemy import text
+
+    proc = start("--mock", "--topic", "tea", "--scenes", "2", "--json", env={"VEO3_MOCK_LATENCY": "600"})
+    store = ledger()
+    wait_until(lambda: len(store.receipts()) >= 2, "the mock operations' receipts", proc=proc)
+    proc.kill()
+    proc.wait()
+    [prod] = store.all_productions()
+    legacy = production_id(prod.topic, prod.language, prod.scenes, prod.aspect_ratio, prod.style)
+    with store.engine.begin() as con:  # what a version 6 ledger held: the old id, no identity or mode
+        for table in ("stage_outputs", "clips", "production_clips", "costs", "events"):
+            con.execute(text(f"UPDATE {table} SET production_id=:new WHERE production_id=:old"),
+                        {"new": legacy, "old": prod.id})
+        con.execute(text("UPDATE productions SET id=:new, resolution=NULL, clip_seconds=NULL, model=NULL, "
+                         "writers=NULL, backend=NULL WHERE id=:old"), {"new": legacy, "old": prod.id})
+        con.execute(text("UPDATE schema_info SET value='6' WHERE key='version'"))
+    store.close()
+    listed = json.loads(cli("status", "--json").stdout)["productions"]
+    assert [p["id"] for p in listed] == [prod.id]  # moved back to the id a mock rehearsal has now
+    resumed = cli("resume", "--json", env={"VEO3_MOCK_LATENCY": "0"})  # real mode in the environment
+    assert resumed.returncode == 0, resumed.stderr
+    assert productions(resumed)[0]["status"] == "done"
+    assert fake.submit_attempts == 0 and fake.polls == 0
+    upgraded = ledger().production(prod.id)
+    assert (upgraded.writers, upgraded.backend, upgraded.resolution, upgraded.clip_seconds) == ("mock", "mock",
+                                                                                                "720p", 8)
