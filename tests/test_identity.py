@@ -120,6 +120,17 @@ def test_mock_mode_on_a_real_production_is_refused_and_changes_nothing(real_env,
     assert fake.accepted == 1
 
 
+def test_resume_in_mock_mode_leaves_a_real_production_alone_and_says_how_to_finish_it(real_env, fake):
+    fake.script.submit_faults = deque(["429-day"])
+    paused = cli("--topic", "tea", "--scenes", "1", "--yes", "--json")
+    assert paused.returncode == 1 and productions(paused)[0]["status"] == "paused", paused.stderr
+    resumed = cli("resume", "--mock", "--json")
+    assert resumed.returncode == 1, resumed.stderr
+    assert productions(resumed)[0]["status"] == "paused"
+    assert "left alone" in resumed.stderr and "without --mock" in resumed.stderr
+    assert fake.submit_attempts == 1  # nothing more was sent, by the mock or anyone
+
+
 @pytest.mark.slow
 def test_a_recut_that_cannot_start_leaves_a_done_production_done_with_its_final(real_env, fake):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
@@ -170,6 +181,7 @@ def test_two_identical_runs_at_once_run_the_writers_once(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ledger_db")
 def test_an_older_ledgers_mock_production_is_found_as_mock_after_the_upgrade(real_env, fake):
     from sqlalchemy import text
 
