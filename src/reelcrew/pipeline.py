@@ -50,8 +50,6 @@ def resolve_language(topic: str, language: str) -> str:
     return "zh" if mock_writer.is_chinese(topic) else "en"
 
 
-
-
 def read_topics(topics: list[str], topics_file: Path | None) -> list[str]:
     out = [t.strip() for t in topics]
     if topics_file is not None:

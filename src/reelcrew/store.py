@@ -164,8 +164,11 @@ def _known_identity(conn: Connection, pid: str) -> dict[str, Any]:
         select(receipts.c.operation_name).where(receipts.c.clip_key.in_(linked))).all() if name]
     saved = conn.execute(select(stage_outputs.c.data).where(stage_outputs.c.production_id == pid,
                                                             stage_outputs.c.stage == "prompts")).scalar()
-    prompt = json.loads(saved)["prompts"][0] if saved else json.loads(rows[0][0]) if rows else None
-    if prompt:
+    try:
+        prompt = json.loads(saved)["prompts"][0] if saved else json.loads(rows[0][0]) if rows else None
+    except (ValueError, KeyError, IndexError, TypeError):  # unreadable: the identity stays unknown, never a crash
+        prompt = None
+    if isinstance(prompt, dict):
         known.update(resolution=prompt.get("resolution", "720p"), clip_seconds=prompt.get("duration", 8))
     if rows:
         known["model"] = rows[0][1]
