@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 from crewai import BaseLLM
@@ -31,12 +32,15 @@ class MockLLM(BaseLLM):
 
     brief: dict[str, Any] = Field(default_factory=dict)
     received: list[list[dict[str, Any]]] = Field(default_factory=list)
+    latency: float = 0.0  # seconds per answer (REELCREW_MOCK_WRITER_LATENCY), like a real model's
 
     def call(self, messages, tools=None, callbacks=None, available_functions=None,
              from_task=None, from_agent=None, response_model=None, **kwargs) -> str:
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         self.received.append(list(messages))
+        if self.latency:
+            time.sleep(self.latency)
         b = self.brief
         task = getattr(from_task, "name", None) or b.get("_task")
         answer: BaseModel
@@ -73,7 +77,7 @@ _lock = threading.Lock()
 def build_llm(settings: Settings, quota: Any = None) -> BaseLLM:
     """`quota` (writer_quota.WriterQuota) puts the writers behind the shared rate gate, 429 handling and cost ledger."""
     if settings.mock_llm:
-        return MockLLM(model="reelcrew-mock")
+        return MockLLM(model="reelcrew-mock", latency=settings.reelcrew_mock_writer_latency)
     from reelcrew.gemini_llm import ProjectGemini, RepairableGemini  # google-genai loads only in real mode
 
     model = settings.gemini_model_id

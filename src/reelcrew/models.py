@@ -100,12 +100,13 @@ class VideoPrompt(BaseModel):
         return self
 
     def clip_key(self, model: str, reference_images: tuple[str, ...] = (), *, audio: bool = True,
-                 enhance_prompt: bool | None = None, sample_count: int = 1) -> str:
+                 enhance_prompt: bool | None = None, sample_count: int = 1, rehearsal: bool = False) -> str:
         """The natural key of the clip this prompt pays for: same key, same clip, paid once.
 
         It covers everything that changes the output. Fields added after ledgers existed (variant, audio,
-        prompt enhancement, sample count) enter the hash only when they differ from their default, so every
-        key already in a ledger stays the same."""
+        prompt enhancement, sample count, rehearsal) enter the hash only when they differ from their default,
+        so every key already in a ledger stays the same. A rehearsal (the mock backend) is another request
+        than the paid one: a mock clip never stands in for a real one."""
         payload: dict[str, object] = {
             "model": model,
             "prompt": self.prompt,
@@ -117,7 +118,7 @@ class VideoPrompt(BaseModel):
             "reference_images": list(reference_images),
         }
         added = {"variant": (self.variant, 0), "audio": (audio, True), "enhance_prompt": (enhance_prompt, None),
-                 "sample_count": (sample_count, 1)}
+                 "sample_count": (sample_count, 1), "rehearsal": (rehearsal, False)}
         payload.update({name: value for name, (value, default) in added.items() if value != default})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
@@ -195,3 +196,9 @@ class Production(BaseModel):
     failed_stage: str | None = None
     error: str | None = None
     folder: str | None = None  # where its files are written (set by the first process that claims it)
+    # the rest of its identity and its mode (reelcrew.identity); None in a row from before they were recorded
+    resolution: Resolution | None = None
+    clip_seconds: int | None = None
+    model: str | None = None  # the Veo model
+    writers: Literal["mock", "gemini"] | None = None
+    backend: Literal["mock", "gemini", "vertex"] | None = None

@@ -11,10 +11,8 @@ summary says where the final is. Each production's files go to the folder record
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 from reelcrew import mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.files import new_owner, write_json_atomic
+from reelcrew.identity import ProductionMode, identity_fields, production_id  # noqa: F401 (production_id: API)
 from reelcrew.leases import Heartbeat
 from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.results import Estimate
@@ -35,6 +34,7 @@ from reelcrew.writer_quota import WritersPaused
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
 MAX_TOPIC_CHARS = 200  # a subject, not a script: longer ones are refused (never cut: a cut changes the meaning)
+SETTLED_CLIPS = (ClipStatus.done, ClipStatus.filtered, ClipStatus.failed, ClipStatus.ambiguous)  # no Veo call left
 PRODUCTION_LEASE = 120.0  # seconds; renewed every 40 s while this process works on the production
 
 
@@ -49,13 +49,6 @@ def resolve_language(topic: str, language: str) -> str:
     if language and language != "auto":
         return language
     return "zh" if mock_writer.is_chinese(topic) else "en"
-
-
-def production_id(topic: str, language: str, scenes: int, aspect: str, style: str) -> str:
-    """Stable for the same request, so running the same command again resumes it. From user input, never LLM text."""
-    digest = hashlib.sha256(f"{topic}\x1f{language}\x1f{scenes}\x1f{aspect}\x1f{style}".encode()).hexdigest()[:8]
-    slug = re.sub(r"[^a-z0-9]+", "-", topic.lower()).strip("-")[:32].strip("-")
-    return f"{slug}-{digest}" if slug else f"p-{digest}"
 
 
 def read_topics(topics: list[str], topics_file: Path | None) -> list[str]:
@@ -114,7 +107,9 @@ class Pipeline:
     budget_usd: float | None = None
     # the approval step before the first paid submit: raises BudgetError to submit nothing (service.approve)
     approve: Callable[[Estimate], Any] = _approve_all
+    recut: bool = False  # `assemble`: render the final again even where one was rendered (it stays until replaced)
     _llm: Any = None
+    _before: dict[str, Production] = field(default_factory=dict)  # each claimed production as it was before
     _folders: dict[str, Path] = field(default_factory=dict)
     _notes: dict[str, str] = field(default_factory=dict)
 
@@ -150,11 +145,14 @@ class Pipeline:
         if s.resolution == "1080p" and s.clip_seconds != 8:
             raise ConfigError("1080p clips must be 8 s long", "set clip_seconds: 8 or resolution: 720p")
         prods = []
+        recorded = identity_fields(s)  # resolution, clip length, model and mode: part of what a production is
         for topic in topics:
             language = resolve_language(topic, s.language)
-            pid = production_id(topic, language, s.scenes, s.aspect_ratio, s.style)
+            pid = production_id(topic, language, s.scenes, s.aspect_ratio, s.style, resolution=s.resolution,
+                                clip_seconds=s.clip_seconds, model=s.veo3_model,
+                                rehearsal=ProductionMode.of(s).rehearsal)
             prod = Production(id=pid, topic=topic, language=language, scenes=s.scenes, aspect_ratio=s.aspect_ratio,
-                              style=s.style)
+                              style=s.style, **recorded)
             self.store.upsert_production(prod)
             prods.append(self.store.production(pid) or prod)
         return prods
@@ -227,14 +225,21 @@ class Pipeline:
 
     def _settle_after_error(self, prods: list[Production], exc: Exception) -> None:
         """Productions this run still holds when an error stops it are `failed` with the stage and the cause
-        (`awaiting_approval` for a budget refusal), so `status` never calls a live decision `interrupted`."""
+        (`awaiting_approval` for a budget refusal), so `status` never calls a live decision `interrupted`.
+        A finished production whose re-cut could not start (a setting, a key) is given back as it was: done
+        stays done with its final."""
         if isinstance(exc, ReelcrewError):
             cause = exc.problem + (f" (fix: {exc.fix})" if exc.fix else "")
         else:
             cause = f"{type(exc).__name__}: {exc}"
         for prod in prods:
-            current = self.store.production(prod.id)
+            current, before = self.store.production(prod.id), self._before.get(prod.id)
             if current is None or current.status != ProductionStatus.running:
+                continue
+            if (isinstance(exc, ReelcrewError) and not isinstance(exc, BudgetError) and before is not None
+                    and before.status in (ProductionStatus.done, ProductionStatus.incomplete)):
+                self.store.set_production_status(prod.id, before.status, before.failed_stage, before.error)
+                self.store.log("recut_refused", cause, prod.id, stage="final")
                 continue
             stage = stage_reached(self.store, prod.id)
             status = ProductionStatus.awaiting_approval if isinstance(exc, BudgetError) else ProductionStatus.failed
@@ -246,10 +251,11 @@ class Pipeline:
         mine = []
         start = os.getpid() % len(prods) if prods else 0  # concurrent runs of one batch start at different places
         for prod in prods[start:] + prods[:start]:
-            if until == "final" and self._rendered(prod.id):
+            if until == "final" and not self.recut and self._rendered(prod.id):
                 self._notes[prod.id] = f"already rendered: {self.folder(prod.id) / 'final.mp4'}"
                 continue
             owner = new_owner()
+            self._before[prod.id] = self.store.production(prod.id) or prod
             claim = self.store.claim_production(prod.id, owner, PRODUCTION_LEASE, self.out.resolve() / prod.id)
             if not claim.granted and claim.status == ProductionStatus.cancelled:
                 self._notes[prod.id] = f"cancelled: left alone (`reelcrew retry {prod.id}` starts it again)"
@@ -338,7 +344,8 @@ class Pipeline:
                 continue
             for prompt in written[prod.id][2].prompts:
                 prompt.check_against(self.settings.veo3_model, backend_name(self.settings))
-                clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model)
+                clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model,
+                                              rehearsal=not backend_spec(self.settings).paid)
                 dest = self.folder(prod.id) / "clips" / f"clip-{prompt.index:02d}.mp4"
                 jobs.append((prod, ClipJob(clip.key, dest, (prod.id, prompt.index) in retry_clips), clip))
         return jobs
@@ -348,7 +355,7 @@ class Pipeline:
         return estimate_clips(self.settings, [(c.model, c.prompt.duration, c.prompt.resolution) for c in todo])
 
     def _clips(self, prods, written, retry_clips) -> None:
-        from reelcrew.video.backends import make_backend
+        from reelcrew.video.backends import LazyBackend, make_backend
         from reelcrew.video.generator import Budget, ClipGenerator
         from reelcrew.video.quota import RateGate
 
@@ -357,6 +364,11 @@ class Pipeline:
             return
         self.progress.plan("clips", len(jobs))
         s = self.settings
+        # the backend first: a missing key is an error (exit 2) before anyone is asked to approve a spend
+        if any(clip.status not in SETTLED_CLIPS or job.retry_final for _, job, clip in jobs):
+            backend = make_backend(s)
+        else:  # every clip is settled: a re-cut needs no keys (unless a file vanished and must be fetched again)
+            backend = LazyBackend(lambda: make_backend(s), backend_spec(s).name)
         estimate = self.estimate(jobs)
         paid = backend_spec(s).paid
         if estimate.clips and paid:
@@ -366,7 +378,6 @@ class Pipeline:
                 for pid in {p.id for p, _, _ in jobs}:
                     self.store.set_production_status(pid, ProductionStatus.awaiting_approval, "clips", exc.problem)
                 raise
-        backend = make_backend(s)
         gate = RateGate(self.store, s.veo3_rpm, s.veo3_rpd, s.veo3_rate_window_seconds) if paid else None
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
         for prod in {p.id: p for p, _, _ in jobs}.values():

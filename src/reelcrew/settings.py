@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     veo3_mock_seed: int = 0
     veo3_mock_filter_word: str = Field("", description="the mock's safety filter: a prompt with this word comes "
                                        "back filtered (rehearses an edit-and-retry); empty = never")
+    reelcrew_mock_writer_latency: float = Field(0.0, ge=0, description="mock writers: seconds per answer "
+                                                "(rehearses slow writers, e.g. two runs of one topic at once)")
     veo3_max_retries: int = Field(3, ge=0)
     veo3_quota_reset_interval: float = Field(3600, ge=0)
     veo3_consecutive_failure_threshold: int = Field(3, ge=1)

@@ -64,7 +64,10 @@ productions = Table(
     Column("scenes", Integer), Column("aspect_ratio", String), Column("style", Text),
     Column("status", String, nullable=False, default="queued"), Column("failed_stage", String), Column("error", Text),
     Column("created_at", Float), Column("updated_at", Float), Column("owner", String),
-    Column("lease_until", Float, default=0.0), Column("folder", Text))
+    Column("lease_until", Float, default=0.0), Column("folder", Text),
+    # the rest of its identity and its mode (reelcrew.identity), recorded when it is planned
+    Column("resolution", String), Column("clip_seconds", Integer), Column("model", String), Column("writers", String),
+    Column("backend", String))
 stage_outputs = Table(
     "stage_outputs", meta,
     Column("production_id", String, primary_key=True), Column("stage", String, primary_key=True),
@@ -150,6 +153,63 @@ def _rename_production_status(conn: Connection, old: str, new: str) -> None:
     conn.execute(update(productions).where(productions.c.status == old).values(status=new))
 
 
+def _production_identity(conn: Connection) -> None:
+    """v7: each production's identity and mode (reelcrew.identity) get columns, filled from what the ledger
+    knows (its prompts, its clips' model and operation names, its writers' token costs). A production whose id
+    the new identity moves (a mock rehearsal, a resolution, clip length or model other than the old defaults)
+    is renamed to that id everywhere, so the same command (or its real-mode twin) finds the right one."""
+    from reelcrew.identity import ProductionMode, production_id
+
+    _add_columns(conn, "productions", {"resolution": "VARCHAR", "clip_seconds": "INTEGER", "model": "VARCHAR",
+                                       "writers": "VARCHAR", "backend": "VARCHAR"})
+    for row in conn.execute(select(productions)).mappings().all():
+        known = _known_identity(conn, row["id"])
+        if known:
+            conn.execute(update(productions).where(productions.c.id == row["id"]).values(**known))
+        mode = ProductionMode(writers=known.get("writers", "gemini"), backend=known.get("backend", "gemini"))
+        asked = (row["topic"], row["language"], row["scenes"], row["aspect_ratio"], row["style"])
+        new_id = production_id(*asked, rehearsal=mode.rehearsal, **{k: known[k] for k in ("resolution",
+                                                                                          "clip_seconds", "model")
+                                                                   if k in known})
+        if row["id"] != production_id(*asked) or new_id == row["id"]:
+            continue  # not an id the old scheme made from these fields, or one the new scheme keeps
+        if not conn.execute(select(productions.c.id).where(productions.c.id == new_id)).first():
+            for table in (stage_outputs, clips, production_clips, costs, events):
+                conn.execute(update(table).where(table.c.production_id == row["id"]).values(production_id=new_id))
+            conn.execute(update(productions).where(productions.c.id == row["id"]).values(id=new_id))
+
+
+def _known_identity(conn: Connection, pid: str) -> dict[str, Any]:
+    """What an older ledger says about a production's resolution, clip length, Veo model, writers and backend."""
+    known: dict[str, Any] = {}
+    linked = select(production_clips.c.clip_key).where(production_clips.c.production_id == pid)
+    rows = conn.execute(select(clips.c.prompt, clips.c.model, clips.c.operation_name)
+                        .where(clips.c.key.in_(linked))).all()
+    names = [name for _, _, name in rows if name] + [name for (name,) in conn.execute(
+        select(receipts.c.operation_name).where(receipts.c.clip_key.in_(linked))).all() if name]
+    saved = conn.execute(select(stage_outputs.c.data).where(stage_outputs.c.production_id == pid,
+                                                            stage_outputs.c.stage == "prompts")).scalar()
+    try:
+        prompt = json.loads(saved)["prompts"][0] if saved else json.loads(rows[0][0]) if rows else None
+    except (ValueError, KeyError, IndexError, TypeError):  # unreadable: the identity stays unknown, never a crash
+        prompt = None
+    if isinstance(prompt, dict):
+        known.update(resolution=prompt.get("resolution", "720p"), clip_seconds=prompt.get("duration", 8))
+    if rows:
+        known["model"] = rows[0][1]
+    for prefix, backend in (("mock/", "mock"), ("models/", "gemini"), ("projects/", "vertex")):
+        if any(name.startswith(prefix) for name in names):
+            known["backend"] = backend
+            break
+    llm = conn.execute(select(func.count()).select_from(costs).where(costs.c.production_id == pid,
+                                                                     costs.c.kind == "llm")).scalar_one()
+    if llm:
+        known["writers"] = "gemini"
+    elif known.get("backend") == "mock":
+        known["writers"] = "mock"  # --mock sets both
+    return known
+
+
 MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     2: ("event attempts", lambda c: _add_columns(c, "events", {"attempt": "INTEGER"})),
     3: ("production owner", lambda c: _add_columns(c, "productions", {"owner": "VARCHAR"})),
@@ -158,11 +218,13 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     5: ("writer token costs", lambda c: _add_columns(c, "costs", {"kind": "VARCHAR", "input_tokens": "INTEGER",
                                                                  "output_tokens": "INTEGER"})),
     6: ("production status names of DESIGN.md", lambda c: _rename_production_status(c, "pending", "queued")),
+    7: ("production identity and mode", _production_identity),
     9: ("serve: api tokens, web requests, idempotency keys, event actors", lambda c: _web_tables(c)),
     10: ("receipts indexed by clip (journal and manifest replay)",
          lambda c: receipts_by_clip.create(c, checkfirst=True)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
 # an imported production: a claim from another ledger means nothing here; `pending` is the pre-6 `queued`
 OLD_PRODUCTION_STATUS = {"running": "queued", "pending": "queued"}
 LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transaction takes first
@@ -305,11 +367,18 @@ class Store:
 
     # -- productions and stages -------------------------------------------------------
     def upsert_production(self, p: Production) -> None:
+        """Record a new production; an existing one keeps its row, and only gets the identity and mode fields
+        its row lacks (a production from before they were recorded)."""
         now = time.time()
         with self._write() as c:
-            if c.execute(select(productions.c.id).where(productions.c.id == p.id)).first():
+            row = c.execute(select(productions).where(productions.c.id == p.id)).mappings().first()
+            if row is None:
+                c.execute(insert(productions).values(**p.model_dump(mode="json"), created_at=now, updated_at=now))
                 return
-            c.execute(insert(productions).values(**p.model_dump(mode="json"), created_at=now, updated_at=now))
+            missing = {name: getattr(p, name) for name in IDENTITY_COLUMNS
+                       if row[name] is None and getattr(p, name) is not None}
+            if missing:
+                c.execute(update(productions).where(productions.c.id == p.id).values(**missing))
 
     def claim_production(self, pid: str, owner: str, ttl: float, folder: Path) -> ProductionClaim:
         """Take the production's writing and rendering stages for `owner`, unless another live owner holds them
@@ -407,9 +476,9 @@ class Store:
                 stage_outputs.c.production_id == pid)).scalar_one())
 
     # -- clips -------------------------------------------------------------------------
-    def ensure_clip(self, pid: str, prompt: VideoPrompt, model: str) -> VideoClip:
+    def ensure_clip(self, pid: str, prompt: VideoPrompt, model: str, rehearsal: bool = False) -> VideoClip:
         """The clip row for this prompt: existing (any production, any folder) or new and pending."""
-        key = prompt.clip_key(model)
+        key = prompt.clip_key(model, rehearsal=rehearsal)
         now = time.time()
         with self._write() as c:
             if not c.execute(select(clips.c.key).where(clips.c.key == key)).first():

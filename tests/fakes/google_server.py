@@ -106,7 +106,7 @@ class Script:
     quota_kind: str = "PerMinute"  # PerMinute | PerDay | bare
     retry_delay: str | None = "0.05s"
     submit_faults: deque = field(default_factory=deque)  # "503", "429", "429-day", "429-bare", "late", "500", "reset"
-    poll_faults: deque = field(default_factory=deque)  # "503", "429", "500"
+    poll_faults: deque = field(default_factory=deque)  # "503", "429", "500", "404" (operation unknown)
     download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500", "slow"
     late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
     text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
@@ -266,9 +266,9 @@ class FakeGoogle:
             fault = s.poll_faults.popleft() if s.poll_faults else None
             if fault:
                 code = int(fault)
-                status = {503: "UNAVAILABLE", 429: "RESOURCE_EXHAUSTED"}.get(code, "INTERNAL")
-                return code, {"error": {"code": code, "status": status,
-                                        "message": "The service is currently unavailable."}}
+                status = {503: "UNAVAILABLE", 429: "RESOURCE_EXHAUSTED", 404: "NOT_FOUND"}.get(code, "INTERNAL")
+                message = "Operation not found." if code == 404 else "The service is currently unavailable."
+                return code, {"error": {"code": code, "status": status, "message": message}}
             op = self.ops.get(name)
             if op is None:
                 return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"operation {name} not found"}}

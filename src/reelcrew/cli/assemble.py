@@ -12,6 +12,7 @@ from reelcrew.assemble.hooks import load_edit
 from reelcrew.cli.app import Aspect, ConfigOpt, OutputDirOpt, app, err, fail, open_store, settings_for
 from reelcrew.cli.run import run_productions
 from reelcrew.errors import InputError, ReelcrewError
+from reelcrew.identity import require_same_mode
 from reelcrew.preflight import Texts, check_start, check_texts
 from reelcrew.service.ledger import production_folder
 
@@ -64,8 +65,8 @@ def assemble(
             # pre-flight before the old final is let go: a bad --music or colour leaves the production as it was
             check_start(settings, "final", {prod.language}, [production_folder(settings, prod)])
             service.adopt_edits(settings, [prod], store, err.print)  # invalid: exit 2 before the final is dropped
-            store.delete_stage(production, "final")
-            raise typer.Exit(run_productions(settings, store, [prod]))
+            require_same_mode(settings, prod)  # it is re-cut in the mode it was made in; refused: the other one
+            raise typer.Exit(run_productions(settings, store, [prod], recut=True))
         check_start(settings, "final", folders=[(output or Path("out.mp4")).resolve().parent])
         check_texts(settings, Texts("assemble", list(captions)))
         result = service.assemble_files(settings, clips, captions, aspect.value, output or Path("out.mp4"))

@@ -29,11 +29,12 @@ from reelcrew.models import ProductionStatus
 
 
 def run_productions(settings, store, prods, until: str = "final", *, as_json: bool = False, yes: bool = False,
-                    budget_usd: float | None = None, retry_clips: set[tuple[str, int]] | None = None) -> int:
+                    budget_usd: float | None = None, retry_clips: set[tuple[str, int]] | None = None,
+                    recut: bool = False) -> int:
     """Run through the service (progress bars on a terminal) and print the summary; returns the exit code."""
     with Bars(err.is_terminal and not as_json) as bars:
         summaries = service.run(settings, prods, until, progress_lines(bars),
-                                approval_policy(bars, yes, budget_usd), store, retry_clips)
+                                approval_policy(bars, yes, budget_usd), store, retry_clips, recut)
     return print_summaries(summaries, as_json)
 
 

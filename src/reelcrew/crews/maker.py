@@ -19,6 +19,11 @@ def _checker(script: Script, model: str):
                 raise ValueError(f"prompts[{i - 1}]: index and scene_index must both be {i}")
             if prompt.aspect_ratio != inputs["aspect_ratio"]:
                 raise ValueError(f"prompts[{i - 1}].aspect_ratio must be {inputs['aspect_ratio']}")
+            # the production's resolution and clip length are its identity, not the Maker's choice
+            if prompt.resolution != inputs["resolution"]:
+                raise ValueError(f"prompts[{i - 1}].resolution must be {inputs['resolution']}")
+            if prompt.duration != int(inputs["clip_seconds"]):
+                raise ValueError(f"prompts[{i - 1}].duration must be {inputs['clip_seconds']}")
             prompt.check_against(model)
     return check
 

@@ -29,10 +29,12 @@ def assemble(settings, production_id=None, *, clips=(), captions=(), aspect="16:
     """Re-cut without paying again: a production from its clips (its final is rendered anew), or loose files."""
     from pathlib import Path
 
+    from reelcrew.identity import require_same_mode
+
     if production_id:
         store = store or open_store(settings)
         prod = require_production(store, production_id)
         adopt_edits(settings, [prod], store)  # an invalid edit raises here, before the final is dropped
-        store.delete_stage(production_id, "final")
-        return run(settings, [prod], progress=progress, store=store)
+        require_same_mode(settings, prod)
+        return run(settings, [prod], progress=progress, store=store, recut=True)
     return assemble_files(settings, list(clips), list(captions), aspect, Path(output or "out.mp4"))

@@ -5,12 +5,14 @@ Each takes the settings (and optionally an open ledger, else it opens one) and r
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from reelcrew.errors import BudgetError, InputError
 from reelcrew.files import owner_alive
+from reelcrew.identity import MODE_FIX, identity_fields, mode_conflict, require_same_mode, settings_for
 from reelcrew.models import STAGE_NAMES, ClipStatus, Production, ProductionStatus, PromptList
 from reelcrew.pipeline import Pipeline, Progress, estimate_clips, retry_command, stopped_by_until
 from reelcrew.results import (
@@ -50,12 +52,15 @@ def estimate(settings: Settings, productions: list[Production], store: Store | N
         return Estimate(writers_usd=writers)
     todo: list[tuple[str, float, str]] = []
     for prod in productions:
+        own = settings_for(settings, prod)  # its recorded model, resolution, clip length and mode
+        if own.veo3_mock_mode:
+            continue
         saved = store.stage(prod.id, "prompts")
         if saved is None:
-            todo += [(settings.veo3_model, settings.clip_seconds, settings.resolution)] * prod.scenes
+            todo += [(own.veo3_model, own.clip_seconds, own.resolution)] * prod.scenes
             continue
         done = {c.index for c in store.production_clips(prod.id) if c.status == ClipStatus.done}
-        todo += [(settings.veo3_model, p.duration, p.resolution)
+        todo += [(own.veo3_model, p.duration, p.resolution)
                  for p in PromptList.model_validate_json(saved).prompts if p.index not in done]
     return estimate_clips(settings, todo).model_copy(update={"writers_usd": writers})
 
@@ -88,15 +93,36 @@ def approve(settings: Settings, estimate: Estimate, policy: ApprovalPolicy, stor
 
 def run(settings: Settings, productions: list[Production], until: str = "final", progress: Progress | None = None,
         policy: ApprovalPolicy | None = None, store: Store | None = None,
-        retry_clips: set[tuple[str, int]] | None = None) -> list[ProductionSummary]:
-    """Run the productions' stages up to `until`; the approval step runs before the first paid submit."""
+        retry_clips: set[tuple[str, int]] | None = None, recut: bool = False) -> list[ProductionSummary]:
+    """Run the productions' stages up to `until`; the approval step runs before the first paid submit.
+
+    Each production runs with its own recorded identity and mode (reelcrew.identity), whatever today's settings
+    say; productions that share them run together. One these settings cannot finish (mock mode on a production
+    of paid clips) is left alone with a note. `recut` renders the final again where one was rendered."""
     store = store or open_store(settings)
     policy = policy or ApprovalPolicy()
-    ids = tuple(p.id for p in productions)
-    pipeline = Pipeline(settings, store, progress or Progress(), policy.budget_usd,
-                        approve=lambda est: approve(settings, est, policy, store, ids))
-    notes = pipeline.run(productions, until, retry_clips)
+    notes: dict[str, str] = {}
+    groups: dict[str, tuple[Settings, list[Production]]] = {}
+    for prod in productions:
+        store.upsert_production(prod.model_copy(update=identity_fields(settings)))  # an older row: record them
+        prod = store.production(prod.id) or prod
+        conflict = mode_conflict(settings, prod)
+        if conflict:
+            notes[prod.id] = f"left alone: {conflict}; to finish it, {MODE_FIX}"
+            continue
+        own = settings_for(settings, prod)
+        groups.setdefault(json.dumps(identity_fields(own), sort_keys=True), (own, []))[1].append(prod)
+    for own, group in groups.values():
+        pipeline = Pipeline(own, store, progress or Progress(), policy.budget_usd, recut=recut,
+                            approve=_approval(own, policy, store, tuple(p.id for p in group)))
+        notes.update(pipeline.run(group, until, retry_clips))
     return [summarize(settings, store, p.id, notes.get(p.id)) for p in productions]
+
+
+def _approval(settings: Settings, policy: ApprovalPolicy, store: Store, ids: tuple[str, ...]
+              ) -> Callable[[Estimate], Approval]:
+    """The approval step of one group of productions (a mock group approves itself: it is free)."""
+    return lambda estimate: approve(settings, estimate, policy, store, ids)
 
 
 def adopt_edits(settings: Settings, productions: list[Production], store: Store | None = None,
@@ -127,6 +153,7 @@ def prepare_retry(settings: Settings, production_id: str, clip: int | None = Non
     record an edited prompt, and drop the final so it is cut again. Returns what `run` needs."""
     store = store or open_store(settings)
     prod = require_production(store, production_id)
+    require_same_mode(settings, prod)
     if prod.status == ProductionStatus.cancelled:  # an explicit retry starts a cancelled production again
         store.uncancel(production_id)
         prod = require_production(store, production_id)

@@ -25,6 +25,7 @@ from reelcrew.settings import Settings
 from reelcrew.video.errors import (
     BackendError,
     CredentialsRefused,
+    OperationNotFound,
     OutcomeUnknown,
     QuotaExceeded,
     Rejected,
@@ -112,10 +113,18 @@ class GenaiBackend(VeoBackend):
         return op.name
 
     def poll(self, operation_name: str) -> Outcome:
+        from google.genai import errors
+
         t = self.types
-        op = self.client.operations.get(
-            t.GenerateVideosOperation(name=operation_name),
-            config=t.GetOperationConfig(http_options=t.HttpOptions(timeout=int(self.settings.download_timeout * 1000))))
+        try:
+            op = self.client.operations.get(
+                t.GenerateVideosOperation(name=operation_name),
+                config=t.GetOperationConfig(
+                    http_options=t.HttpOptions(timeout=int(self.settings.download_timeout * 1000))))
+        except errors.ClientError as exc:
+            if exc.code == 404:  # asking again cannot bring it back
+                raise OperationNotFound(f"{exc.code} {exc.status}: {exc.message}") from exc
+            raise
         if not op.done:
             return Outcome(done=False)
         if op.error:
@@ -245,6 +254,8 @@ class MockBackend(VeoBackend):
         return f"mock/operations/{key}-{attempt}{marker}-{int(time.time() * 1000)}"
 
     def poll(self, operation_name: str) -> Outcome:
+        if not operation_name.startswith("mock/operations/"):  # a real operation: the mock never made it
+            raise OperationNotFound(f"the mock backend has no operation {operation_name}")
         key_attempt, _, submitted_ms = operation_name.rpartition("/")[2].rpartition("-")
         if time.time() * 1000 < int(submitted_ms) + self.settings.veo3_mock_latency * 1000:
             return Outcome(done=False)
@@ -261,6 +272,28 @@ class MockBackend(VeoBackend):
         from reelcrew.video.mockclip import render_mock_clip
 
         render_mock_clip(prompt, dest)
+
+
+class LazyBackend(VeoBackend):
+    """The backend, built on first use: a re-cut whose clips are all done needs neither keys nor a client."""
+
+    def __init__(self, build: Callable[[], VeoBackend], name: str):
+        self._build, self.name = build, name
+        self._backend: VeoBackend | None = None
+
+    def _real(self) -> VeoBackend:
+        if self._backend is None:
+            self._backend = self._build()
+        return self._backend
+
+    def submit(self, prompt: VideoPrompt, model: str) -> str:
+        return self._real().submit(prompt, model)
+
+    def poll(self, operation_name: str) -> Outcome:
+        return self._real().poll(operation_name)
+
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
+        self._real().download(outcome, dest, prompt)
 
 
 _CLASSES: dict[str, Callable[[Settings], VeoBackend]] = {

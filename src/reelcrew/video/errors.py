@@ -59,3 +59,8 @@ class OutcomeUnknown(BackendError):
 
 class VideoGone(BackendError):
     """The service no longer has the video (expired or deleted): retrying the download cannot help."""
+
+
+class OperationNotFound(BackendError):
+    """The service does not know the operation (404 on a poll): it expired, was deleted, or belongs to another
+    backend. Polling again cannot help, and resubmitting would be a new paid request: the clip fails at once."""

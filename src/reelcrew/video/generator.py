@@ -37,7 +37,15 @@ from reelcrew.models import ClipStatus, VideoClip, frame_size
 from reelcrew.settings import Settings
 from reelcrew.store import Spend, Store
 from reelcrew.video.backends import Outcome, VeoBackend
-from reelcrew.video.errors import CredentialsRefused, OutcomeUnknown, QuotaExceeded, Rejected, Unavailable, VideoGone
+from reelcrew.video.errors import (
+    CredentialsRefused,
+    OperationNotFound,
+    OutcomeUnknown,
+    QuotaExceeded,
+    Rejected,
+    Unavailable,
+    VideoGone,
+)
 from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, jitter, next_quota_reset
 from reelcrew.video.registry import model_limits
 from reelcrew.video.retention import gone_message, on_gemini_api, past_retention
@@ -319,6 +327,9 @@ class ClipGenerator:
             try:
                 outcome = self.backend.poll(clip.operation_name)
                 failures = 0
+            except OperationNotFound as exc:  # no poll can bring it back: fail now, not at OPERATION_TIMEOUT
+                self._release(clip, ClipStatus.failed, error=self._not_found(clip, str(exc)))
+                return None
             except Exception as exc:  # polls are safe to repeat: back off and keep going
                 failures += 1
                 outcome = None
@@ -340,6 +351,11 @@ class ClipGenerator:
             backoff = min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30)
             self._sleep(self.s.polling_interval if outcome else backoff)
 
+    def _not_found(self, clip: VideoClip, detail: str) -> str:
+        return (f"Veo does not know operation {clip.operation_name} ({detail}): it expired, was deleted, or was "
+                f"made on another backend than {self.backend.name}; not resubmitted (that is a new paid request). "
+                f"Run `reelcrew retry {clip.production_id} --clip {clip.index}` to make the clip again")
+
     def _download(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
         """Fetch and validate, patiently: DOWNLOAD_TIMEOUT per attempt, back-off over DOWNLOAD_RETRY_WINDOW.
 
@@ -352,7 +368,7 @@ class ClipGenerator:
         retrying = Retrying(
             stop=stop_before_delay(self.s.download_retry_window) | stop_when_event_set(self._stop),
             wait=wait_exponential(multiplier=base, max=300) + wait_random(0, base),
-            retry=retry_if_not_exception_type(VideoGone), sleep=self._sleep, reraise=True,
+            retry=retry_if_not_exception_type((VideoGone, OperationNotFound)), sleep=self._sleep, reraise=True,
             before_sleep=lambda state: self._download_failed(clip, state))
         tries = 0
         try:
@@ -362,6 +378,9 @@ class ClipGenerator:
                     info = self._fetch_once(clip, outcome, tmp, fresh=tries > 1)
         except VideoGone as exc:
             self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index, str(exc)))
+            return
+        except OperationNotFound as exc:
+            self._release(clip, ClipStatus.failed, error=self._not_found(clip, str(exc)))
             return
         except Exception as exc:
             if self._stop.is_set():  # the receipt stays: the next run re-attaches and downloads again
