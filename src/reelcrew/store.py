@@ -161,20 +161,57 @@ class ProductionClaim:
     holder: str | None = None  # the live owner that holds it, when not granted
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")  # receipts and costs are money
+        if not read_only:  # both write to the file: a read-only ledger keeps the mode it was written in
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # receipts and costs are money
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        reading = conn.get_execution_options().get("reelcrew_read")
+        reading = read_only or conn.get_execution_options().get("reelcrew_read")
         conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+
+def read_only_url(path: Path) -> str:
+    """SQLite read-only: `mode=ro`; `immutable=1` when the folder cannot be written and no WAL is pending (a WAL
+    reader must create the -shm file beside the ledger; with no -wal there is nothing immutable would miss)."""
+    from urllib.parse import quote
+
+    folder_writable = os.access(path.parent, os.W_OK)
+    wal_pending = path.with_name(path.name + "-wal").exists()
+    flag = "mode=ro" if folder_writable or wal_pending else "immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?{flag}&uri=true"
+
+
+def integrity_problem(path: Path) -> str | None:
+    """What SQLite's `quick_check` finds wrong with the file (None: no damage found, or it could not look).
+
+    The only judge of "corrupt": an I/O, space or permission failure is never called corruption."""
+    import sqlite3
+
+    if not path.exists():
+        return None
+    for flag in ("mode=ro", "immutable=1"):
+        try:
+            conn = sqlite3.connect(f"file:{path}?{flag}", uri=True)
+        except sqlite3.OperationalError:
+            continue
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.OperationalError:
+            continue  # could not read it this way (e.g. the -shm cannot be created): not a verdict
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            return str(exc)
+        finally:
+            conn.close()
+        return None if rows == ["ok"] else "; ".join(rows[:3])
+    return None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -189,61 +226,103 @@ def safe_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str, journal: Path | None = None):
+    def __init__(self, url: str, journal: Path | None = None, read_only: bool = False):
+        """Open (and migrate) the ledger. `read_only`: a SQLite ledger opened with `mode=ro` (or `immutable=1` in a
+        folder nobody can write), no migration and no lock: what `status` and `cost` need on a read-only folder."""
         self.url = url
+        self.read_only = read_only
         path = sqlite_path(url)
-        if path is not None:
+        if path is not None and not read_only:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ConfigError(f"cannot create the ledger folder {path.parent}: {exc.strerror}",
-                                  "set REELCREW_STATE_DIR or REELCREW_DB to a writable place") from exc
+                raise self._open_error(exc, path) from exc
         self.journal = journal or (path.with_name(path.stem + ".receipts.jsonl") if path else None)
         self._journal_lock = threading.Lock()
         try:
-            self.engine = create_engine(url, future=True, pool_pre_ping=path is None)
+            self.engine = create_engine(read_only_url(path) if read_only and path else url, future=True,
+                                        pool_pre_ping=path is None)
         except Exception as exc:  # unknown dialect, missing driver
             raise ConfigError(f"cannot open the ledger {safe_url(url)}: {exc}",
                               "REELCREW_DB is a file path, sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
                               ) from None
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine, read_only)
         self._reader = self.engine.execution_options(reelcrew_read=True)
         try:
-            self.migrate()
+            self.check_schema() if read_only else self.migrate()
         except OperationalError as exc:
             if path is None:
                 raise ConfigError(f"cannot reach the ledger {safe_url(url)} ({exc.orig})",
                                   "start the database server or fix REELCREW_DB") from exc
-            raise self._corrupt(exc) from exc
+            raise self._open_error(exc, path) from exc
         except DatabaseError as exc:
-            raise self._corrupt(exc) from exc
+            raise self._open_error(exc, path) from exc
 
-    def _corrupt(self, exc: DatabaseError) -> ConfigError:
-        return ConfigError(f"the ledger {safe_url(self.url).removeprefix('sqlite:///')} is unreadable or corrupt "
-                           f"({exc.orig})",
-                           "move that file aside and run again: finished clips and stage files in the output "
-                           "folder are kept and reused, and `reelcrew repair` replays the receipts journal "
-                           f"({self.journal}); or restore it from a backup")
+    def _open_error(self, exc: BaseException, path: Path | None) -> ConfigError:
+        """The true cause of a ledger that cannot be opened or written: a full disk, a read-only folder or a
+        permission problem; corrupt only when SQLite's own integrity check says so; never "move it aside"."""
+        from reelcrew.storage import as_storage_error
+
+        where = path or Path(self.url)
+        storage = as_storage_error(exc, where, f"the ledger {where}", elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
+        if storage is not None:
+            return storage
+        reason = str(getattr(exc, "orig", None) or exc)
+        verdict = integrity_problem(path) if path is not None else None
+        if verdict:
+            return ConfigError(f"the ledger {where} is corrupt: SQLite's integrity check says {verdict}",
+                               "run `reelcrew repair --ledger`: it rebuilds the ledger from the receipts journal "
+                               f"({self.journal}), the manifests and the files, and never resubmits an operation that "
+                               "has a receipt; keep the ledger and the journal where they are, or restore a backup")
+        return ConfigError(f"cannot open the ledger {where} ({reason}); SQLite's integrity check finds no damage",
+                           "check the file's owner and permissions and that no other program holds it, then run the "
+                           "same command again; the ledger and its receipts are intact")
+
+    def check_schema(self) -> None:
+        """A read-only ledger cannot be migrated: it must already be at this reelcrew's schema."""
+        with self._read() as c:
+            row = c.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).first()
+        version = int(row[0]) if row else 0
+        if version < SCHEMA_VERSION:
+            raise ConfigError(f"the ledger {safe_url(self.url)} is at schema {version}, older than this reelcrew's "
+                              f"{SCHEMA_VERSION}, and it is read-only here (it cannot be migrated)",
+                              "run any reelcrew command once where the ledger is writable")
 
     # -- plumbing ---------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction, holding the ledger's write lock. Getting the lock is retried while another
-        process holds it past busy_timeout; the body is not (a context manager cannot run it twice)."""
-        with ExitStack() as stack:
-            for attempt in range(20):
-                try:
-                    conn = stack.enter_context(self.engine.begin())
-                    break
-                except OperationalError as exc:
-                    if "locked" not in str(exc) or attempt == 19:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
-            yield conn
+        process holds it past busy_timeout; the body is not (a context manager cannot run it twice).
+
+        A full disk, a read-only folder or a permission problem (the ledger's or the journal's) comes out as
+        a StorageError naming it; the transaction is rolled back, so nothing half-written stays."""
+        try:
+            with ExitStack() as stack:
+                for attempt in range(20):
+                    try:
+                        conn = stack.enter_context(self.engine.begin())
+                        break
+                    except OperationalError as exc:
+                        if "locked" not in str(exc) or attempt == 19:
+                            raise
+                        time.sleep(0.05 * (attempt + 1))
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+                yield conn
+        except (OperationalError, OSError) as exc:
+            path = sqlite_path(self.url)
+            if path is None and not isinstance(exc, OSError):
+                raise
+            from reelcrew.storage import as_storage_error
+
+            where = path if path is not None and not isinstance(exc, OSError) else (self.journal or Path("."))
+            storage = as_storage_error(exc, where, f"the ledger {where}" if where == path else f"the journal {where}",
+                                       elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
+            if storage is None:
+                raise
+            raise storage from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

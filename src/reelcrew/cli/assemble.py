@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from reelcrew import service
 from reelcrew.assemble.hooks import load_edit
-from reelcrew.cli.app import Aspect, ConfigOpt, OutputDirOpt, app, err, fail, open_store, settings_for
+from reelcrew.cli.app import Aspect, ConfigOpt, JsonOpt, OutputDirOpt, app, err, fail, open_store, settings_for
+from reelcrew.cli.render import print_json
 from reelcrew.cli.run import run_productions
 from reelcrew.errors import InputError, ReelcrewError
 
@@ -31,6 +32,7 @@ def assemble(
     output: Path | None = typer.Option(None, "--output"),
     output_dir: OutputDirOpt = None,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-cut without paying again: from a production folder or from loose files."""
     try:
@@ -58,9 +60,12 @@ def assemble(
             store = open_store(settings)
             prod = service.require_production(store, production)
             store.delete_stage(production, "final")
-            raise typer.Exit(run_productions(settings, store, [prod]))
+            raise typer.Exit(run_productions(settings, store, [prod], as_json=as_json))
         result = service.assemble_files(settings, clips, captions, aspect.value, output or Path("out.mp4"))
     except ReelcrewError as exc:
         fail(exc)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+        return
     err.print(f"wrote {result.output} ({result.duration:.2f}s, {result.render_path} path), {result.subtitles} and "
               f"{result.output.with_suffix('.ass')}")
