@@ -17,6 +17,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from reelcrew.leases import Heartbeat
 from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.results import Estimate
 from reelcrew.settings import Settings
+from reelcrew.storage import StorageError
 from reelcrew.store import Store
 from reelcrew.video.registry import backend_name, backend_spec, model_limits
 from reelcrew.writer_quota import WritersPaused
@@ -247,7 +249,7 @@ class Pipeline:
             try:
                 written[prod.id] = self.write(prod, until)
             except ReelcrewError as exc:
-                if isinstance(exc, ConfigError):
+                if isinstance(exc, ConfigError | StorageError):  # the same for every production: stop the batch
                     raise
                 stage = next((st for st in STAGES if self.store.stage(prod.id, st) is None), "script")
                 status = ProductionStatus.paused if isinstance(exc, WritersPaused) else ProductionStatus.failed
@@ -370,6 +372,10 @@ class Pipeline:
                  "cost_usd": round(sum(c.cost_usd for c in clips), 4), "rendered_at": time.time()}
         try:
             result = assemble_production(folder, cut, self.settings, width, height, seo, facts, script, prod)
+        except StorageError as exc:  # a full or read-only disk stops the batch: the next production needs it too
+            with suppress(StorageError):  # the ledger may be on the same disk
+                self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
+            raise
         except ReelcrewError as exc:
             self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
             return

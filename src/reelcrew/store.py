@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from reelcrew.errors import ConfigError
+from reelcrew.errors import ConfigError, ReelcrewError
 from reelcrew.files import new_owner, owner_alive
 from reelcrew.models import ClipStatus, Production, ProductionStatus, VideoClip, VideoPrompt
 
@@ -141,6 +141,7 @@ LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transa
 IN_FLIGHT = ("submitting", "submitted")  # at Veo (or about to be): what VEO3_MAX_CONCURRENT counts
 PROMISED = ("submitting", "submitted", "downloading")  # will be charged unless they fail: what budgets count
 SETTLED = {"done", "filtered", "failed", "ambiguous"}
+LEDGER_ROOM = 4 << 20  # what a SQLite ledger needs free: its WAL grows to ~1000 pages (4 MiB) between checkpoints
 _events_log = logging.getLogger("reelcrew.events")
 
 
@@ -179,12 +180,16 @@ def _sqlite_pragmas(engine: Engine, read_only: bool = False) -> None:
 
 
 def read_only_url(path: Path) -> str:
-    """SQLite read-only: `mode=ro`; `immutable=1` when the folder cannot be written and no WAL is pending (a WAL
-    reader must create the -shm file beside the ledger; with no -wal there is nothing immutable would miss)."""
+    """SQLite read-only: `mode=ro`; `immutable=1` when the folder cannot be written (read-only, not ours, or full)
+    and no WAL is pending (a WAL reader must create the -shm file beside the ledger; with no -wal there is nothing
+    immutable would miss)."""
     from urllib.parse import quote
 
-    folder_writable = os.access(path.parent, os.W_OK)
-    wal_pending = path.with_name(path.name + "-wal").exists()
+    from reelcrew.storage import LOW_SPACE, free_bytes
+
+    folder_writable = os.access(path.parent, os.W_OK) and (free_bytes(path) or 0) >= LOW_SPACE
+    wal = path.with_name(path.name + "-wal")
+    wal_pending = wal.exists() and wal.stat().st_size > 0
     flag = "mode=ro" if folder_writable or wal_pending else "immutable=1"
     return f"sqlite:///file:{quote(str(path))}?{flag}&uri=true"
 
@@ -260,13 +265,14 @@ class Store:
         except DatabaseError as exc:
             raise self._open_error(exc, path) from exc
 
-    def _open_error(self, exc: BaseException, path: Path | None) -> ConfigError:
+    def _open_error(self, exc: BaseException, path: Path | None) -> ReelcrewError:
         """The true cause of a ledger that cannot be opened or written: a full disk, a read-only folder or a
         permission problem; corrupt only when SQLite's own integrity check says so; never "move it aside"."""
         from reelcrew.storage import as_storage_error
 
         where = path or Path(self.url)
-        storage = as_storage_error(exc, where, f"the ledger {where}", elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
+        storage = as_storage_error(exc, where, f"the ledger {where}", LEDGER_ROOM,
+                                   elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
         if storage is not None:
             return storage
         reason = str(getattr(exc, "orig", None) or exc)
@@ -319,7 +325,7 @@ class Store:
 
             where = path if path is not None and not isinstance(exc, OSError) else (self.journal or Path("."))
             storage = as_storage_error(exc, where, f"the ledger {where}" if where == path else f"the journal {where}",
-                                       elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
+                                       LEDGER_ROOM, elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
             if storage is None:
                 raise
             raise storage from exc

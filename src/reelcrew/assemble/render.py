@@ -209,7 +209,9 @@ def _stream_render(plan: Plan, soundtrack: Path, style: RenderStyle, output: Pat
             enc.wait()
         enc_log.seek(0)
         if problem or enc.returncode != 0:
-            raise AssemblyError(f"rendering {output.name} failed: {problem or enc_log.read().strip()[-800:]}",
+            said = enc_log.read().strip()[-800:]  # why the encoder stopped (a full disk says so here)
+            problem = f"{problem}: {said}" if problem and said else (problem or said)
+            raise AssemblyError(f"rendering {output.name} failed: {problem}",
                                 "check the clips and settings named above; nothing was written")
 
 

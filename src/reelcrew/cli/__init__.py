@@ -34,10 +34,11 @@ def main() -> None:
     except KeyboardInterrupt:  # outside a command's own handling (e.g. during start-up)
         sys.exit(130)
     except TyperException as exc:  # click's usage errors (typer vendors click; Abort is Ctrl-C at a prompt)
-        if not hasattr(exc, "format_message"):
+        show, message = getattr(exc, "show", None), getattr(exc, "format_message", None)
+        if show is None or message is None:
             sys.exit(130)
-        exc.show()
+        show()
         code = getattr(exc, "exit_code", 2)
-        print_error_json(exc.format_message(), "see `reelcrew --help` or `reelcrew COMMAND --help`", code)
+        print_error_json(message(), "see `reelcrew --help` or `reelcrew COMMAND --help`", code)
         sys.exit(code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -28,8 +28,8 @@ def config_show(
         fail(exc)
     values, sources = masked(settings), setting_sources(settings)
     if as_json:
-        shown = {name: {"value": value, "from": sources.get(name, "default")} for name, value in values.items()}
-        print(json.dumps(shown, ensure_ascii=False, indent=2, default=str))
+        report = {name: {"value": value, "from": sources.get(name, "default")} for name, value in values.items()}
+        print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
         return
     table = Table(title="effective settings")
     for col in ("setting", "value", "from"):
