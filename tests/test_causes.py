@@ -148,6 +148,38 @@ def test_full_ledger_disk_after_a_kill_is_named_as_such_never_corrupt_and_loses_
 
 
 @pytest.mark.slow
+def test_a_disk_that_fills_while_veo_answers_a_submit_still_gets_its_receipt(real_env, fake, small_disk,
+                                                                              monkeypatch):
+    """The ledger keeps a small reserve beside it: a receipt that meets a full disk takes it, so an accepted
+    (charged) submit is never forgotten and resubmitted. Without it the receipt was lost (journal and ledger)."""
+    state = small_disk("state", "16m")
+    monkeypatch.setenv("REELCREW_STATE_DIR", str(state))
+    fake.script.submit_faults.append("held")
+    run = subprocess.Popen([*RUN, "--topic", "tea", "--scenes", "1", "--yes", "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    wait_until(lambda: fake.accepted == 1, "Veo to accept the submit", proc=run)
+    assert (state / "reelcrew.db.reserve").exists()
+    fill(state)
+    fake.held.set()
+    out, err = run.communicate(timeout=180)
+    # the reserve paid for the receipt; the run then finishes on what is left, or stops naming the full disk
+    assert not (state / "reelcrew.db.reserve").exists()
+    assert run.returncode in (0, 2), err
+    if run.returncode == 2:
+        assert "full" in json.loads(out)["error"]
+    never_discards(out + err)
+    journal = [json.loads(line) for line in (state / "reelcrew.receipts.jsonl").read_text().splitlines()]
+    assert {line["outcome"] for line in journal} == {"accepted"}
+    assert [row[2] for row in receipt_rows(state / "reelcrew.db")] == ["accepted"]
+
+    (state / "filler").unlink()
+    done = cli("--topic", "tea", "--scenes", "1", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert summary(done)[0]["status"] == "done" and fake.accepted == 1  # re-attached, not resubmitted
+    assert (state / "reelcrew.db.reserve").exists()  # kept again once there is room
+
+
+@pytest.mark.slow
 def test_full_output_disk_at_the_final_names_the_disk_and_the_space_it_needs(tmp_path, small_disk):
     out = small_disk("out", "32m")
     args = ["--mock", "--topic", "tea", "--scenes", "3", "-o", str(out), "--json"]

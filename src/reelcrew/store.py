@@ -141,6 +141,7 @@ LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transa
 IN_FLIGHT = ("submitting", "submitted")  # at Veo (or about to be): what VEO3_MAX_CONCURRENT counts
 PROMISED = ("submitting", "submitted", "downloading")  # will be charged unless they fail: what budgets count
 SETTLED = {"done", "filtered", "failed", "ambiguous"}
+RESERVE_BYTES = 1 << 20  # room kept beside a SQLite ledger for the receipts of a disk that fills up (Store._receipt)
 LEDGER_ROOM = 4 << 20  # what a SQLite ledger needs free: its WAL grows to ~1000 pages (4 MiB) between checkpoints
 _events_log = logging.getLogger("reelcrew.events")
 
@@ -255,6 +256,7 @@ class Store:
         if self.dialect == "sqlite":
             _sqlite_pragmas(self.engine, read_only)
         self._reader = self.engine.execution_options(reelcrew_read=True)
+        self.reserve = path.with_name(path.name + ".reserve") if path is not None and not read_only else None
         try:
             self.check_schema() if read_only else self.migrate()
         except OperationalError as exc:
@@ -264,6 +266,7 @@ class Store:
             raise self._open_error(exc, path) from exc
         except DatabaseError as exc:
             raise self._open_error(exc, path) from exc
+        self.keep_reserve()
 
     def _open_error(self, exc: BaseException, path: Path | None) -> ReelcrewError:
         """The true cause of a ledger that cannot be opened or written: a full disk, a read-only folder or a
@@ -567,26 +570,59 @@ class Store:
                       ttl: float) -> None:
         """The receipt: journal line (fsync'd) and ledger row in one step, before anything else happens."""
         now = time.time()
-        with self._write() as c:
-            clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
-            self._journal({"at": now, "clip_key": key, "operation_name": operation_name, "outcome": "accepted",
-                           "attempt": attempt, "possible_duplicate": possible_duplicate, **_clip_identity(clip)})
-            self._update_clip(c, key, status=ClipStatus.submitted, operation_name=operation_name, submitted_at=now,
-                              lease_owner=owner, lease_until=now + ttl, error=None)
-            c.execute(insert(receipts).values(clip_key=key, operation_name=operation_name, outcome="accepted",
-                                              attempt=attempt, possible_duplicate=possible_duplicate, at=now))
+
+        def commit() -> None:
+            with self._write() as c:
+                clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+                self._journal({"at": now, "clip_key": key, "operation_name": operation_name, "outcome": "accepted",
+                               "attempt": attempt, "possible_duplicate": possible_duplicate, **_clip_identity(clip)})
+                self._update_clip(c, key, status=ClipStatus.submitted, operation_name=operation_name,
+                                  submitted_at=now, lease_owner=owner, lease_until=now + ttl, error=None)
+                c.execute(insert(receipts).values(clip_key=key, operation_name=operation_name, outcome="accepted",
+                                                  attempt=attempt, possible_duplicate=possible_duplicate, at=now))
+        self._receipt(commit)
 
     def record_ambiguous(self, key: str, attempt: int, error: str) -> None:
         """A submit Veo may have accepted: receipt `ambiguous`, clip parked, never resent blindly."""
         now = time.time()
-        with self._write() as c:
-            clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
-            self._journal({"at": now, "clip_key": key, "operation_name": None, "outcome": "ambiguous",
-                           "attempt": attempt, "possible_duplicate": True, **_clip_identity(clip)})
-            c.execute(insert(receipts).values(clip_key=key, operation_name=None, outcome="ambiguous", attempt=attempt,
-                                              possible_duplicate=True, at=now))
-            self._update_clip(c, key, status=ClipStatus.ambiguous, lease_owner=None, lease_until=0.0,
-                              possible_duplicate=True, error=error)
+
+        def commit() -> None:
+            with self._write() as c:
+                clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+                self._journal({"at": now, "clip_key": key, "operation_name": None, "outcome": "ambiguous",
+                               "attempt": attempt, "possible_duplicate": True, **_clip_identity(clip)})
+                c.execute(insert(receipts).values(clip_key=key, operation_name=None, outcome="ambiguous",
+                                                  attempt=attempt, possible_duplicate=True, at=now))
+                self._update_clip(c, key, status=ClipStatus.ambiguous, lease_owner=None, lease_until=0.0,
+                                  possible_duplicate=True, error=error)
+        self._receipt(commit)
+
+    def _receipt(self, commit: Callable[[], None]) -> None:
+        """Commit a receipt; on a full disk, give up the reserve beside the ledger and commit it again, once.
+
+        Veo has already accepted (and will charge) the submit: losing its receipt to a full disk would make the
+        next run resubmit it. The journal line may then be written twice; replaying matches it by its time."""
+        from reelcrew.storage import FULL, StorageError
+
+        try:
+            commit()
+        except StorageError as exc:
+            if exc.cause != FULL or self.reserve is None or not self.reserve.exists():
+                raise
+            self.reserve.unlink()
+            _events_log.warning("disk full: the ledger's reserve %s was released to save a receipt", self.reserve)
+            commit()
+
+    def keep_reserve(self) -> None:
+        """A small preallocated file beside a SQLite ledger, given up only to save a receipt on a full disk
+        (recreated on the next open that finds the room)."""
+        if self.reserve is None or self.reserve.exists():
+            return
+        try:
+            with open(self.reserve, "wb") as fh:
+                os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+        except OSError:  # no room (or no fallocate here): no reserve this time
+            self.reserve.unlink(missing_ok=True)
 
     def finish_clip(self, key: str, path: Path, sha256: str, duration: float, usd: float) -> None:
         """Done: the validated file and its one charge, in one transaction."""
