@@ -258,6 +258,16 @@ def test_json_errors_from_every_command(tmp_path):
         assert error["error"] and error["fix"], name
 
 
+@pytest.mark.slow
+def test_a_run_that_exits_1_puts_the_error_object_beside_its_productions(real_env, fake):
+    result = cli("--topic", "tea", "--scenes", "1", "--yes", "--json", env={"REELCREW_DAILY_BUDGET_USD": "0.01"})
+    assert result.returncode == 1, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["exit_code"] == 1 and "paused" in answer["error"] and "resume" in answer["fix"]
+    assert [p["status"] for p in answer["productions"]] == ["paused"] and fake.accepted == 0
+
+
+@pytest.mark.slow
 def test_resume_with_a_mistyped_output_folder_says_nothing_is_there_and_creates_nothing(tmp_path):
     typo = tmp_path / "ouptut"
     result = cli("resume", "-o", str(typo))
