@@ -29,7 +29,7 @@ from reelcrew.leases import Heartbeat
 from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.results import Estimate
 from reelcrew.settings import Settings
-from reelcrew.storage import StorageError
+from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
 from reelcrew.video.registry import backend_name, backend_spec, model_limits
 from reelcrew.writer_quota import WritersPaused
@@ -372,10 +372,13 @@ class Pipeline:
                  "cost_usd": round(sum(c.cost_usd for c in clips), 4), "rendered_at": time.time()}
         try:
             result = assemble_production(folder, cut, self.settings, width, height, seo, facts, script, prod)
-        except StorageError as exc:  # a full or read-only disk stops the batch: the next production needs it too
+        except (StorageError, OSError) as exc:  # a full or read-only disk stops the batch: the next one needs it too
+            storage = as_storage_error(exc, folder, f"the final's files (srt, thumbnail, metadata) in {folder}")
+            if storage is None:
+                raise
             with suppress(StorageError):  # the ledger may be on the same disk
-                self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
-            raise
+                self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(storage))
+            raise storage from exc
         except ReelcrewError as exc:
             self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
             return

@@ -200,12 +200,13 @@ def integrity_problem(path: Path) -> str | None:
 
     The only judge of "corrupt": an I/O, space or permission failure is never called corruption."""
     import sqlite3
+    from urllib.parse import quote
 
     if not path.exists():
         return None
     for flag in ("mode=ro", "immutable=1"):
         try:
-            conn = sqlite3.connect(f"file:{path}?{flag}", uri=True)
+            conn = sqlite3.connect(f"file:{quote(str(path))}?{flag}", uri=True)
         except sqlite3.OperationalError:
             continue
         try:
