@@ -59,24 +59,25 @@ def ensure_writable(folder: Path) -> None:
     probe.unlink()
 
 
-TEMP_HOST = HOST.replace(".", "_").replace("/", "_")  # dots split temp names: never inside an owner tag
-_TEMP_TAG = re.compile(r"\.([^.:/]+:\d+:[0-9a-f]+|\d+)\.part")  # host:pid:random, or an older bare pid
+TEMP_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", HOST)  # a temp name's host: no dots (they split names), no colons
+# `pid-random@host` (no colon: ffmpeg reads `a:b` in a bare file name as a protocol), or an older bare pid
+_TEMP_TAG = re.compile(r"\.(\d+-[0-9a-f]+@[A-Za-z0-9_-]+|\d+)\.part")
 
 
 def temp_tag() -> str:
-    """The owner written into a temp name (`host:pid:random`), so a later process can tell whether it is dead."""
-    return f"{TEMP_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+    """The owner written into a temp name (`pid-random@host`), so a later process can tell whether it is dead."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}@{TEMP_HOST}"
 
 
 def tag_alive(tag: str) -> bool:
     """Is the process that owns a temp name still running? Another host's is assumed alive (never ours to sweep)."""
     if tag.isdigit():
         return pid_alive(int(tag))
-    host, _, rest = tag.partition(":")
+    owner, _, host = tag.partition("@")
     if host != TEMP_HOST:
         return True
     try:
-        return pid_alive(int(rest.partition(":")[0]))
+        return pid_alive(int(owner.partition("-")[0]))
     except ValueError:
         return True
 
@@ -88,7 +89,7 @@ def leftover_part(path: Path) -> bool:
 
 
 def part_path(dest: Path, suffix: str = "") -> Path:
-    """A temp name beside `dest`, tagged with its owner; leftovers of dead processes are swept first."""
+    """A temp name beside `dest` (`.NAME.pid-random@host.part`); leftovers of dead processes are swept first."""
     for old in dest.parent.glob(f".{glob.escape(dest.name)}.*.part{suffix}"):
         if leftover_part(old):
             old.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """What a killed run leaves behind, swept by the next start: temp render folders and temp files of dead owners.
 
-Temp names carry their owner (`host:pid:random`, see `files.temp_tag`); a leftover is deleted only when its owner
+Temp names carry their owner (`pid-random@host`, see `files.temp_tag`); a leftover is deleted only when its owner
 is a process of this host that no longer runs, so a live run's work (here or on another machine sharing the
 folder) is never touched. Finished files, stage files, receipts and the ledger are never leftovers.
 """
@@ -17,7 +17,7 @@ from reelcrew.files import leftover_part, tag_alive, temp_tag
 
 log = logging.getLogger("reelcrew.leftovers")
 RENDER_PREFIX = "reelcrew-cut."
-_RENDER_OWNER = re.compile(rf"^{re.escape(RENDER_PREFIX)}([^.:/]+:\d+:[0-9a-f]+)\.")
+_RENDER_OWNER = re.compile(rf"^{re.escape(RENDER_PREFIX)}(\d+-[0-9a-f]+@[A-Za-z0-9_-]+)\.")
 
 
 def render_folder() -> tempfile.TemporaryDirectory:
