@@ -338,3 +338,14 @@ def test_kill_nine_mid_render_leaves_no_ffmpeg_and_the_next_start_sweeps_its_tem
     assert resumed.returncode == 0, resumed.stderr
     assert not any(path.exists() for path in leftovers)
     assert summary(resumed)[0]["status"] == "done" and list(out.glob("*/final.mp4"))
+
+
+@pytest.mark.slow
+def test_assemble_to_a_bare_file_name_in_the_current_folder_renders(tmp_path):
+    """Temp names carry their owner without a colon: ffmpeg reads `a:b` in a bare file name as a protocol."""
+    from tests.test_assembly import clip
+
+    clips = [clip(tmp_path, i).name for i in range(2)]  # the conftest runs each test in tmp_path
+    result = cli("assemble", "--clips", *clips, "--output", "cut.mp4", "--json")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cut.mp4").exists() and not list(tmp_path.glob(".*.part*"))
