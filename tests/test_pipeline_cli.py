@@ -105,7 +105,8 @@ def test_corrupt_ledger_exits_2_and_keeps_finished_files(tmp_path):
     for suffix in ("-wal", "-shm"):
         db.with_name(db.name + suffix).unlink(missing_ok=True)
     result = cli("--mock", "--topic", "tea", "-o", str(out))
-    assert result.returncode == 2 and "corrupt" in result.stderr and "move that file aside" in result.stderr
+    assert result.returncode == 2 and "corrupt" in result.stderr and "reelcrew repair --ledger" in result.stderr
+    assert "aside" not in result.stderr  # following that advice paid twice (issue 10)
     assert list(out.glob("*/prompts.json"))
 
 

@@ -6,6 +6,7 @@ the same file sweeps once the process that wrote it is gone.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -58,19 +59,56 @@ def ensure_writable(folder: Path) -> None:
     probe.unlink()
 
 
+TEMP_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", HOST)  # a temp name's host: no dots (they split names), no colons
+# `pid-random@host` (no colon: ffmpeg reads `a:b` in a bare file name as a protocol), or an older bare pid
+_TEMP_TAG = re.compile(r"\.(\d+-[0-9a-f]+@[A-Za-z0-9_-]+|\d+)\.part")
+
+
+def temp_tag() -> str:
+    """The owner written into a temp name (`pid-random@host`), so a later process can tell whether it is dead."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}@{TEMP_HOST}"
+
+
+def tag_alive(tag: str) -> bool:
+    """Is the process that owns a temp name still running? Another host's is assumed alive (never ours to sweep)."""
+    if tag.isdigit():
+        return pid_alive(int(tag))
+    owner, _, host = tag.partition("@")
+    if host != TEMP_HOST:
+        return True
+    try:
+        return pid_alive(int(owner.partition("-")[0]))
+    except ValueError:
+        return True
+
+
+def leftover_part(path: Path) -> bool:
+    """A temp file (`.NAME.<owner>.part…`) whose owner process is dead: a crash's leftover, safe to delete."""
+    match = _TEMP_TAG.search(path.name)
+    return bool(path.name.startswith(".") and match and not tag_alive(match.group(1)))
+
+
 def part_path(dest: Path, suffix: str = "") -> Path:
-    """A temp name beside `dest`, tagged with our pid; leftovers of dead processes are swept first."""
-    for old in dest.parent.glob(f".{dest.name}.*.part{suffix}"):
-        match = re.search(r"\.(\d+)\.part", old.name)
-        if match and not pid_alive(int(match.group(1))):
+    """A temp name beside `dest` (`.NAME.pid-random@host.part`); leftovers of dead processes are swept first."""
+    for old in dest.parent.glob(f".{glob.escape(dest.name)}.*.part{suffix}"):
+        if leftover_part(old):
             old.unlink(missing_ok=True)
-    return dest.with_name(f".{dest.name}.{os.getpid()}.part{suffix}")
+    return dest.with_name(f".{dest.name}.{temp_tag()}.part{suffix}")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = part_path(path)
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write to a temp name and rename: a full disk or a read-only folder is a StorageError naming it."""
+    from reelcrew.storage import true_causes
+
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    with true_causes(path, f"{path.name}", len(text.encode()) + 4096):
+        tmp = part_path(path)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def sha256_file(path: Path) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from reelcrew.children import dies_with_parent
+
 
 @lru_cache(maxsize=1)
 def ffmpeg_exe() -> str:
@@ -57,15 +59,23 @@ def probe(path: Path | str) -> MediaInfo:
 
 def decodes(path: Path | str) -> str | None:
     """None when the last second decodes cleanly, else ffmpeg's complaint (a truncated file fails here)."""
-    result = subprocess.run([ffmpeg_exe(), "-v", "error", "-sseof", "-1", "-i", str(path), "-f", "null", "-"],
-                            capture_output=True, text=True)
+    result = subprocess.run(dies_with_parent([ffmpeg_exe(), "-v", "error", "-sseof", "-1", "-i", str(path),
+                                              "-f", "null", "-"]), capture_output=True, text=True)
     if result.returncode != 0 or "error" in result.stderr.lower() or "invalid" in result.stderr.lower():
         return (result.stderr.strip().splitlines() or ["ffmpeg could not decode it"])[-1][:300]
     return None
 
 
 def run_ffmpeg(args: list[str], what: str) -> None:
-    result = subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", *args], capture_output=True, text=True)
+    """ffmpeg, killed with us if we are killed; a full disk or a read-only folder it hit is a StorageError."""
+    from reelcrew.storage import message_cause, storage_error
+
+    result = subprocess.run(dies_with_parent([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", *args]),
+                            capture_output=True, text=True)
     if result.returncode != 0:
+        output = Path(args[-1])
+        cause = message_cause(result.stderr, output)
+        if cause:
+            raise storage_error(cause, output, f"{output.name} ({what})")
         raise MediaError(f"ffmpeg failed while {what}: {result.stderr.strip()[-600:]}")
 

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from reelcrew.leases import Heartbeat
 from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.results import Estimate
 from reelcrew.settings import Settings
+from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
 from reelcrew.video.registry import backend_name, backend_spec, model_limits
 from reelcrew.writer_quota import WritersPaused
@@ -313,7 +315,7 @@ class Pipeline:
             try:
                 written[prod.id] = self.write(prod, until)
             except ReelcrewError as exc:
-                if isinstance(exc, ConfigError):
+                if isinstance(exc, ConfigError | StorageError):  # the same for every production: stop the batch
                     raise
                 stage = next((st for st in STAGES if self.store.stage(prod.id, st) is None), "script")
                 status = ProductionStatus.paused if isinstance(exc, WritersPaused) else ProductionStatus.failed
@@ -457,6 +459,13 @@ class Pipeline:
         try:
             result = assemble_production(folder, cut, self.settings, width, height, seo, facts, script, prod,
                                          scenes=[c.prompt.scene_index for c in usable])
+        except (StorageError, OSError) as exc:  # a full or read-only disk stops the batch: the next one needs it too
+            storage = as_storage_error(exc, folder, f"the final's files (srt, thumbnail, metadata) in {folder}")
+            if storage is None:
+                raise
+            with suppress(StorageError):  # the ledger may be on the same disk
+                self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(storage))
+            raise storage from exc
         except ReelcrewError as exc:
             self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
             return

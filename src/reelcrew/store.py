@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from reelcrew.errors import ConfigError
+from reelcrew.errors import ConfigError, ReelcrewError
 from reelcrew.files import new_owner, owner_alive
 from reelcrew.models import ClipStatus, Production, ProductionStatus, VideoClip, VideoPrompt
 
@@ -231,6 +231,8 @@ LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transa
 IN_FLIGHT = ("submitting", "submitted")  # at Veo (or about to be): what VEO3_MAX_CONCURRENT counts
 PROMISED = ("submitting", "submitted", "downloading")  # will be charged unless they fail: what budgets count
 SETTLED = {"done", "filtered", "failed", "ambiguous"}
+RESERVE_BYTES = 1 << 20  # room kept beside a SQLite ledger for the receipts of a disk that fills up (Store._receipt)
+LEDGER_ROOM = 4 << 20  # what a SQLite ledger needs free: its WAL grows to ~1000 pages (4 MiB) between checkpoints
 _events_log = logging.getLogger("reelcrew.events")
 
 
@@ -251,20 +253,62 @@ class ProductionClaim:
     holder: str | None = None  # the live owner that holds it, when not granted
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")  # receipts and costs are money
+        if not read_only:  # both write to the file: a read-only ledger keeps the mode it was written in
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # receipts and costs are money
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        reading = conn.get_execution_options().get("reelcrew_read")
+        reading = read_only or conn.get_execution_options().get("reelcrew_read")
         conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+
+def read_only_url(path: Path) -> str:
+    """SQLite read-only: `mode=ro`; `immutable=1` when the folder cannot be written (read-only, not ours, or full)
+    and no WAL is pending (a WAL reader must create the -shm file beside the ledger; with no -wal there is nothing
+    immutable would miss)."""
+    from urllib.parse import quote
+
+    from reelcrew.storage import LOW_SPACE, free_bytes
+
+    folder_writable = os.access(path.parent, os.W_OK) and (free_bytes(path) or 0) >= LOW_SPACE
+    wal = path.with_name(path.name + "-wal")
+    wal_pending = wal.exists() and wal.stat().st_size > 0
+    flag = "mode=ro" if folder_writable or wal_pending else "immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?{flag}&uri=true"
+
+
+def integrity_problem(path: Path) -> str | None:
+    """What SQLite's `quick_check` finds wrong with the file (None: no damage found, or it could not look).
+
+    The only judge of "corrupt": an I/O, space or permission failure is never called corruption."""
+    import sqlite3
+    from urllib.parse import quote
+
+    if not path.exists():
+        return None
+    for flag in ("mode=ro", "immutable=1"):
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(path))}?{flag}", uri=True)
+        except sqlite3.OperationalError:
+            continue
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.OperationalError:
+            continue  # could not read it this way (e.g. the -shm cannot be created): not a verdict
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            return str(exc)
+        finally:
+            conn.close()
+        return None if rows == ["ok"] else "; ".join(rows[:3])
+    return None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -279,61 +323,106 @@ def safe_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str, journal: Path | None = None):
+    def __init__(self, url: str, journal: Path | None = None, read_only: bool = False):
+        """Open (and migrate) the ledger. `read_only`: a SQLite ledger opened with `mode=ro` (or `immutable=1` in a
+        folder nobody can write), no migration and no lock: what `status` and `cost` need on a read-only folder."""
         self.url = url
+        self.read_only = read_only
         path = sqlite_path(url)
-        if path is not None:
+        if path is not None and not read_only:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ConfigError(f"cannot create the ledger folder {path.parent}: {exc.strerror}",
-                                  "set REELCREW_STATE_DIR or REELCREW_DB to a writable place") from exc
+                raise self._open_error(exc, path) from exc
         self.journal = journal or (path.with_name(path.stem + ".receipts.jsonl") if path else None)
         self._journal_lock = threading.Lock()
         try:
-            self.engine = create_engine(url, future=True, pool_pre_ping=path is None)
+            self.engine = create_engine(read_only_url(path) if read_only and path else url, future=True,
+                                        pool_pre_ping=path is None)
         except Exception as exc:  # unknown dialect, missing driver
             raise ConfigError(f"cannot open the ledger {safe_url(url)}: {exc}",
                               "REELCREW_DB is a file path, sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
                               ) from None
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine, read_only)
         self._reader = self.engine.execution_options(reelcrew_read=True)
+        self.reserve = path.with_name(path.name + ".reserve") if path is not None and not read_only else None
         try:
-            self.migrate()
+            self.check_schema() if read_only else self.migrate()
         except OperationalError as exc:
             if path is None:
                 raise ConfigError(f"cannot reach the ledger {safe_url(url)} ({exc.orig})",
                                   "start the database server or fix REELCREW_DB") from exc
-            raise self._corrupt(exc) from exc
+            raise self._open_error(exc, path) from exc
         except DatabaseError as exc:
-            raise self._corrupt(exc) from exc
+            raise self._open_error(exc, path) from exc
+        self.keep_reserve()
 
-    def _corrupt(self, exc: DatabaseError) -> ConfigError:
-        return ConfigError(f"the ledger {safe_url(self.url).removeprefix('sqlite:///')} is unreadable or corrupt "
-                           f"({exc.orig})",
-                           "move that file aside and run again: finished clips and stage files in the output "
-                           "folder are kept and reused, and `reelcrew repair` replays the receipts journal "
-                           f"({self.journal}); or restore it from a backup")
+    def _open_error(self, exc: BaseException, path: Path | None) -> ReelcrewError:
+        """The true cause of a ledger that cannot be opened or written: a full disk, a read-only folder or a
+        permission problem; corrupt only when SQLite's own integrity check says so; never "move it aside"."""
+        from reelcrew.storage import as_storage_error
+
+        where = path or Path(self.url)
+        storage = as_storage_error(exc, where, f"the ledger {where}", LEDGER_ROOM,
+                                   elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
+        if storage is not None:
+            return storage
+        reason = str(getattr(exc, "orig", None) or exc)
+        verdict = integrity_problem(path) if path is not None else None
+        if verdict:
+            return ConfigError(f"the ledger {where} is corrupt: SQLite's integrity check says {verdict}",
+                               "run `reelcrew repair --ledger`: it rebuilds the ledger from the receipts journal "
+                               f"({self.journal}), the manifests and the files, and never resubmits an operation that "
+                               "has a receipt; keep the ledger and the journal where they are, or restore a backup")
+        return ConfigError(f"cannot open the ledger {where} ({reason}); SQLite's integrity check finds no damage",
+                           "check the file's owner and permissions and that no other program holds it, then run the "
+                           "same command again; the ledger and its receipts are intact")
+
+    def check_schema(self) -> None:
+        """A read-only ledger cannot be migrated: it must already be at this reelcrew's schema."""
+        with self._read() as c:
+            row = c.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).first()
+        version = int(row[0]) if row else 0
+        if version < SCHEMA_VERSION:
+            raise ConfigError(f"the ledger {safe_url(self.url)} is at schema {version}, older than this reelcrew's "
+                              f"{SCHEMA_VERSION}, and it is read-only here (it cannot be migrated)",
+                              "run any reelcrew command once where the ledger is writable")
 
     # -- plumbing ---------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction, holding the ledger's write lock. Getting the lock is retried while another
-        process holds it past busy_timeout; the body is not (a context manager cannot run it twice)."""
-        with ExitStack() as stack:
-            for attempt in range(20):
-                try:
-                    conn = stack.enter_context(self.engine.begin())
-                    break
-                except OperationalError as exc:
-                    if "locked" not in str(exc) or attempt == 19:
-                        raise
-                    time.sleep(0.05 * (attempt + 1))
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
-            yield conn
+        process holds it past busy_timeout; the body is not (a context manager cannot run it twice).
+
+        A full disk, a read-only folder or a permission problem (the ledger's or the journal's) comes out as
+        a StorageError naming it; the transaction is rolled back, so nothing half-written stays."""
+        try:
+            with ExitStack() as stack:
+                for attempt in range(20):
+                    try:
+                        conn = stack.enter_context(self.engine.begin())
+                        break
+                    except OperationalError as exc:
+                        if "locked" not in str(exc) or attempt == 19:
+                            raise
+                        time.sleep(0.05 * (attempt + 1))
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+                yield conn
+        except (OperationalError, OSError) as exc:
+            path = sqlite_path(self.url)
+            if path is None and not isinstance(exc, OSError):
+                raise
+            from reelcrew.storage import as_storage_error
+
+            where = path if path is not None and not isinstance(exc, OSError) else (self.journal or Path("."))
+            storage = as_storage_error(exc, where, f"the ledger {where}" if where == path else f"the journal {where}",
+                                       LEDGER_ROOM, elsewhere="REELCREW_STATE_DIR (or REELCREW_DB)")
+            if storage is None:
+                raise
+            raise storage from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -616,26 +705,59 @@ class Store:
                       ttl: float) -> None:
         """The receipt: journal line (fsync'd) and ledger row in one step, before anything else happens."""
         now = time.time()
-        with self._write() as c:
-            clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
-            self._journal({"at": now, "clip_key": key, "operation_name": operation_name, "outcome": "accepted",
-                           "attempt": attempt, "possible_duplicate": possible_duplicate, **_clip_identity(clip)})
-            self._update_clip(c, key, status=ClipStatus.submitted, operation_name=operation_name, submitted_at=now,
-                              lease_owner=owner, lease_until=now + ttl, error=None)
-            c.execute(insert(receipts).values(clip_key=key, operation_name=operation_name, outcome="accepted",
-                                              attempt=attempt, possible_duplicate=possible_duplicate, at=now))
+
+        def commit() -> None:
+            with self._write() as c:
+                clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+                self._journal({"at": now, "clip_key": key, "operation_name": operation_name, "outcome": "accepted",
+                               "attempt": attempt, "possible_duplicate": possible_duplicate, **_clip_identity(clip)})
+                self._update_clip(c, key, status=ClipStatus.submitted, operation_name=operation_name,
+                                  submitted_at=now, lease_owner=owner, lease_until=now + ttl, error=None)
+                c.execute(insert(receipts).values(clip_key=key, operation_name=operation_name, outcome="accepted",
+                                                  attempt=attempt, possible_duplicate=possible_duplicate, at=now))
+        self._receipt(commit)
 
     def record_ambiguous(self, key: str, attempt: int, error: str) -> None:
         """A submit Veo may have accepted: receipt `ambiguous`, clip parked, never resent blindly."""
         now = time.time()
-        with self._write() as c:
-            clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
-            self._journal({"at": now, "clip_key": key, "operation_name": None, "outcome": "ambiguous",
-                           "attempt": attempt, "possible_duplicate": True, **_clip_identity(clip)})
-            c.execute(insert(receipts).values(clip_key=key, operation_name=None, outcome="ambiguous", attempt=attempt,
-                                              possible_duplicate=True, at=now))
-            self._update_clip(c, key, status=ClipStatus.ambiguous, lease_owner=None, lease_until=0.0,
-                              possible_duplicate=True, error=error)
+
+        def commit() -> None:
+            with self._write() as c:
+                clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
+                self._journal({"at": now, "clip_key": key, "operation_name": None, "outcome": "ambiguous",
+                               "attempt": attempt, "possible_duplicate": True, **_clip_identity(clip)})
+                c.execute(insert(receipts).values(clip_key=key, operation_name=None, outcome="ambiguous",
+                                                  attempt=attempt, possible_duplicate=True, at=now))
+                self._update_clip(c, key, status=ClipStatus.ambiguous, lease_owner=None, lease_until=0.0,
+                                  possible_duplicate=True, error=error)
+        self._receipt(commit)
+
+    def _receipt(self, commit: Callable[[], None]) -> None:
+        """Commit a receipt; on a full disk, give up the reserve beside the ledger and commit it again, once.
+
+        Veo has already accepted (and will charge) the submit: losing its receipt to a full disk would make the
+        next run resubmit it. The journal line may then be written twice; replaying matches it by its time."""
+        from reelcrew.storage import FULL, StorageError
+
+        try:
+            commit()
+        except StorageError as exc:
+            if exc.cause != FULL or self.reserve is None or not self.reserve.exists():
+                raise
+            self.reserve.unlink()
+            _events_log.warning("disk full: the ledger's reserve %s was released to save a receipt", self.reserve)
+            commit()
+
+    def keep_reserve(self) -> None:
+        """A small preallocated file beside a SQLite ledger, given up only to save a receipt on a full disk
+        (recreated on the next open that finds the room)."""
+        if self.reserve is None or self.reserve.exists():
+            return
+        try:
+            with open(self.reserve, "wb") as fh:
+                os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+        except OSError:  # no room (or no fallocate here): no reserve this time
+            self.reserve.unlink(missing_ok=True)
 
     def finish_clip(self, key: str, path: Path, sha256: str, duration: float, usd: float) -> None:
         """Done: the validated file and its one charge, in one transaction."""

@@ -38,6 +38,7 @@ from reelcrew.video.mockclip import render_mock_clip
 MODELS = {"veo-3.1-generate-001", "veo-3.1-fast-generate-001", "veo-3.1-lite-generate-001",
           "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "gemini-3.5-flash"}
 THOUGHT_SIGNATURE = base64.b64encode(b"fake-thought-signature").decode()  # opaque to clients, as Google's are
+HELD = -2.0  # a submit's "delay" that means: answer when the test sets `FakeGoogle.held`
 NO_VIDEO_MARKERS = ("NEVERDONE", "UNSAFE", "FAILOP")  # prompts whose operation never yields a video
 
 
@@ -105,7 +106,8 @@ class Script:
     quota_window: float = 60.0
     quota_kind: str = "PerMinute"  # PerMinute | PerDay | bare
     retry_delay: str | None = "0.05s"
-    submit_faults: deque = field(default_factory=deque)  # "503", "429", "429-day", "429-bare", "late", "500", "reset"
+    # "503", "429", "429-day", "429-bare", "late", "500", "reset", "held" (accepted, answered once `held` is set)
+    submit_faults: deque = field(default_factory=deque)
     poll_faults: deque = field(default_factory=deque)  # "503", "429", "500", "404" (operation unknown)
     download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500", "slow"
     late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
@@ -132,6 +134,7 @@ class FakeGoogle:
         self.tokens_issued: list[str] = []
         self._signers: dict[str, object] = {}  # service-account email → its public key
         self.closing = threading.Event()  # set on stop: releases "late" submits still holding their answer
+        self.held = threading.Event()  # set by a test: releases "held" submits (accepted, answer held until then)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -211,7 +214,7 @@ class FakeGoogle:
                               "vertex": vertex, "scope": scope,
                               "render": RENDERS.start(video_shape(prompt, params)) if makes_video else None}
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
-            delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else 0
+            delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else HELD if fault == "held" else 0
         return 200, {"name": name}, delay
 
     def service_account(self, path: Path, project: str = "test-project") -> Path:
@@ -387,6 +390,10 @@ class FakeGoogle:
                                                       "Expected OAuth 2 access token."}})
                 if verb == "predictLongRunning":
                     code, payload, delay = fake._submit(model, body, vertex, scope)
+                    while delay == HELD and not (fake.held.wait(0.05) or fake.closing.is_set()):
+                        pass  # accepted; the answer waits for the test (e.g. to fill the disk meanwhile)
+                    if delay == HELD:
+                        delay = 0
                     if delay < 0:  # "reset": accepted, then the connection drops before any answer
                         self.close_connection = True
                         return None

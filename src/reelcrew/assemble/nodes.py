@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from moviepy import AudioClip, VideoClip
 
+from reelcrew.children import dies_with_parent
 from reelcrew.media import MediaInfo, ffmpeg_exe
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class FrameReader:
     def get(self, index: int) -> np.ndarray:
         if self.proc is None or index < self.index:
             self.close()
-            self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(dies_with_parent(self.command), stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL)
             self.index = -1
         while self.index < index:
             if not self._read_one():

@@ -42,10 +42,13 @@ from reelcrew.assemble.compiler import (
 from reelcrew.assemble.composition import build_composition, incoming
 from reelcrew.assemble.fonts import Font
 from reelcrew.assemble.nodes import FrameReader, SourceClip, _fit_filter
+from reelcrew.children import dies_with_parent
 from reelcrew.errors import AssemblyError
 from reelcrew.files import part_path
+from reelcrew.leftovers import render_folder
 from reelcrew.media import MediaError, MediaInfo, ffmpeg_exe, probe
 from reelcrew.settings import CardStyle, MusicStyle, RenderStyle, SubtitleStyle, TransitionStyle, WatermarkStyle
+from reelcrew.storage import FULL, StorageError, cause_of, folder_cause, free_bytes, storage_error
 
 log = logging.getLogger("reelcrew.assemble")
 
@@ -168,12 +171,13 @@ def _stream_render(plan: Plan, soundtrack: Path, style: RenderStyle, output: Pat
     encoder += (["-filter_complex", ";".join(graph), "-map", f"[{video}]"] if graph else ["-map", "0:v"])
     encoder += ["-map", "1:a", *_encode_args(style, plan.duration, output)]
     with open(work / "encoder.log", "w+") as enc_log:
-        enc = subprocess.Popen(encoder, stdin=subprocess.PIPE, stderr=enc_log)
+        enc = subprocess.Popen(dies_with_parent(encoder), stdin=subprocess.PIPE, stderr=enc_log)
         assert enc.stdin is not None  # stdin=PIPE
         problem = None
         segs = plan.segments
-        start = lambda i: subprocess.Popen(segment_command(segs[i], plan.width, plan.height, plan.fps),  # noqa: E731
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        start = lambda i: subprocess.Popen(  # noqa: E731
+            dies_with_parent(segment_command(segs[i], plan.width, plan.height, plan.fps)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         decoder = start(0) if segs else None
         try:
             for i in range(len(segs)):
@@ -205,7 +209,9 @@ def _stream_render(plan: Plan, soundtrack: Path, style: RenderStyle, output: Pat
             enc.wait()
         enc_log.seek(0)
         if problem or enc.returncode != 0:
-            raise AssemblyError(f"rendering {output.name} failed: {problem or enc_log.read().strip()[-800:]}",
+            said = enc_log.read().strip()[-800:]  # why the encoder stopped (a full disk says so here)
+            problem = f"{problem}: {said}" if problem and said else (problem or said)
+            raise AssemblyError(f"rendering {output.name} failed: {problem}",
                                 "check the clips and settings named above; nothing was written")
 
 
@@ -292,9 +298,9 @@ def mix_soundtrack(comp: Any, style: RenderStyle, loudness: bool, work: Path) ->
     else:
         plan_fades(parts)
         args, graph, out = audio_graph(parts, duration, style.audio_rate, loudness)
-    mixed = subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-nostdin", *args, "-filter_complex",
-                            graph, "-map", f"[{out}]", "-c:a", "pcm_f32le", "-t", f"{duration:.4f}", str(wav)],
-                           capture_output=True, text=True)
+    mixed = subprocess.run(dies_with_parent([ffmpeg_exe(), "-y", "-hide_banner", "-v", "error", "-nostdin", *args,
+                                             "-filter_complex", graph, "-map", f"[{out}]", "-c:a", "pcm_f32le",
+                                             "-t", f"{duration:.4f}", str(wav)]), capture_output=True, text=True)
     if mixed.returncode != 0:
         raise AssemblyError(f"mixing the soundtrack failed: {mixed.stderr.strip()[-600:]}",
                             "check the clips' audio and music.file; nothing was written")
@@ -349,22 +355,52 @@ def render_cut(spec: CutSpec, output: Path, edit: Callable | None = None, data: 
         reason = "render.engine is moviepy"
     log.info("rendering %s on the %s", output.name, describe_path(reason))
     tmp = part_path(output, ".mp4")
+    needs = _space_needed(spec, infos, comp.duration, output)
     try:
-        with tempfile.TemporaryDirectory(prefix="reelcrew-cut-") as work_dir:
+        with render_folder() as work_dir:
             work = Path(work_dir)
             soundtrack = mix_soundtrack(comp, spec.render, spec.music.normalize_loudness, work)
             if plan is not None and reason is None:
                 _stream_render(plan, soundtrack, spec.render, tmp, work)
             else:
                 _moviepy_render(comp, soundtrack, spec.render, tmp, work)
+        os.replace(tmp, output)
+    except (AssemblyError, OSError) as exc:
+        storage = _storage_cause(exc, needs)  # before the partial file is deleted: its size is the evidence
+        tmp.unlink(missing_ok=True)
+        if storage is None:
+            raise
+        raise storage from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     finally:
         _close(comp)
-    os.replace(tmp, output)
     return CutResult(duration=comp.duration, cues=built.cues, infos=infos, path="fast" if reason is None else "moviepy",
                      reason=reason, font=built.font, font_size=built.font_size)
+
+
+def _space_needed(spec: CutSpec, infos: list[MediaInfo], duration: float, output: Path) -> dict[Path, tuple]:
+    """What a render writes where: the final (about as big as its clips) beside `output`, and the soundtrack
+    (32-bit float stereo) with the overlays in the temp folder; each with the setting that moves it."""
+    clips = sum(c.path.stat().st_size for c in spec.clips if c.path.exists())
+    soundtrack = int(duration * spec.render.audio_rate * 2 * 4) + (8 << 20)
+    return {output.parent: (clips, output.name, "--output-dir"),
+            Path(tempfile.gettempdir()): (soundtrack, "the render's temp files", "TMPDIR")}
+
+
+def _storage_cause(exc: BaseException, needs: dict[Path, tuple]) -> StorageError | None:
+    """A render that failed for lack of room, a read-only folder or permissions, named with the folder it hit:
+    the one ffmpeg's message names, else the one with less free space than the render needs there."""
+    text = str(exc)
+    cause = cause_of(exc)
+    if cause is None:
+        return None
+    named = [folder for folder in needs if str(folder) in text]
+    short = [folder for folder, (needed, _, _) in needs.items() if (free_bytes(folder) or 0) < needed]
+    folder = (named or short or [folder for folder in needs if folder_cause(folder) == cause] or list(needs))[0]
+    needed, what, elsewhere = needs[folder]
+    return storage_error(cause, folder, what, needed if cause == FULL else None, elsewhere)
 
 
 def _close(comp: Any) -> None:

@@ -9,7 +9,9 @@ import signal
 import sys
 from importlib import import_module
 
-from reelcrew.cli.app import app, expand_multi_value
+from typer import TyperException
+
+from reelcrew.cli.app import JSON_ERRORS, app, expand_multi_value, print_error_json
 
 __all__ = ["app", "main"]
 
@@ -24,7 +26,19 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    args = expand_multi_value(sys.argv[1:])
+    as_json = JSON_ERRORS["on"] = "--json" in args
     try:
-        app(args=expand_multi_value(sys.argv[1:]), prog_name="reelcrew")
+        # with --json, click's own errors (an unknown option, a bad value) come back here to be printed as JSON
+        code = app(args=args, prog_name="reelcrew", standalone_mode=not as_json)
     except KeyboardInterrupt:  # outside a command's own handling (e.g. during start-up)
         sys.exit(130)
+    except TyperException as exc:  # click's usage errors (typer vendors click; Abort is Ctrl-C at a prompt)
+        show, message = getattr(exc, "show", None), getattr(exc, "format_message", None)
+        if show is None or message is None:
+            sys.exit(130)
+        show()
+        code = getattr(exc, "exit_code", 2)
+        print_error_json(message(), "see `reelcrew --help` or `reelcrew COMMAND --help`", code)
+        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)

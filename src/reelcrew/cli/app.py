@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -64,17 +65,41 @@ def open_store(settings):
     return service_open_store(settings, notify=err.print)
 
 
+def open_reader(settings):
+    """The ledger for commands that only read (status, cost): read-only when the folders cannot be written."""
+    from reelcrew.service.ledger import open_reader as service_open_reader
+
+    return service_open_reader(settings, notify=err.print)
+
+
 def interrupted() -> NoReturn:
+    if json_wanted():
+        print_error_json("interrupted", "run `reelcrew resume` to continue (nothing is paid twice)", 130)
     err.print("[yellow]interrupted:[/] finished work and operation receipts are in the ledger; "
               "run `reelcrew resume` to continue (nothing is paid twice)")
     raise typer.Exit(130)
 
 
 def fail(exc: ReelcrewError) -> NoReturn:
+    """The error on stderr for people; with --json also `{"error", "fix", "exit_code"}` on stdout for programs."""
+    if json_wanted():
+        print_error_json(exc.problem, exc.fix, exc.exit_code)
     err.print(f"[bold red]error:[/] {exc.problem}")
     if exc.fix:
         err.print(f"[bold]fix:[/] {exc.fix}")
     raise typer.Exit(exc.exit_code)
+
+
+JSON_ERRORS = {"on": False}  # set by `main` when the command line has --json; every command accepts --json
+
+
+def json_wanted() -> bool:
+    """Did the command line ask for --json? (Set once by `main`, so no command passes it to `fail`.)"""
+    return JSON_ERRORS["on"]
+
+
+def print_error_json(problem: str, fix: str | None, exit_code: int) -> None:
+    print(json.dumps({"error": problem, "fix": fix, "exit_code": exit_code}, ensure_ascii=False, indent=2))
 
 
 MULTI_VALUE = {"--clips", "--captions"}

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from reelcrew import service
 from reelcrew.assemble.hooks import load_edit
-from reelcrew.cli.app import Aspect, ConfigOpt, OutputDirOpt, app, err, fail, open_store, settings_for
+from reelcrew.cli.app import Aspect, ConfigOpt, JsonOpt, OutputDirOpt, app, err, fail, open_store, settings_for
+from reelcrew.cli.render import print_json
 from reelcrew.cli.run import run_productions
 from reelcrew.errors import InputError, ReelcrewError
 from reelcrew.identity import require_same_mode
@@ -34,6 +35,7 @@ def assemble(
     output: Path | None = typer.Option(None, "--output"),
     output_dir: OutputDirOpt = None,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-cut without paying again: from a production folder or from loose files."""
     try:
@@ -66,11 +68,14 @@ def assemble(
             check_start(settings, "final", {prod.language}, [production_folder(settings, prod)])
             service.adopt_edits(settings, [prod], store, err.print)  # invalid: exit 2 before the final is dropped
             require_same_mode(settings, prod)  # it is re-cut in the mode it was made in; refused: the other one
-            raise typer.Exit(run_productions(settings, store, [prod], recut=True))
+            raise typer.Exit(run_productions(settings, store, [prod], recut=True, as_json=as_json))
         check_start(settings, "final", folders=[(output or Path("out.mp4")).resolve().parent])
         check_texts(settings, Texts("assemble", list(captions)))
         result = service.assemble_files(settings, clips, captions, aspect.value, output or Path("out.mp4"))
     except ReelcrewError as exc:
         fail(exc)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+        return
     err.print(f"wrote {result.output} ({result.duration:.2f}s, {result.render_path} path), {result.subtitles} and "
               f"{result.output.with_suffix('.ass')}")

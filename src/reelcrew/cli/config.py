@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reelcrew.cli.app import ConfigOpt, OutputDirOpt, config_app, err, fail, settings_for
+from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, config_app, err, fail, settings_for
 from reelcrew.errors import InputError, ReelcrewError
 
 
@@ -17,6 +17,7 @@ from reelcrew.errors import InputError, ReelcrewError
 def config_show(
     config: ConfigOpt = None,
     output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Effective settings and where each came from (env, .env, pipeline.yaml, default); secrets masked."""
     from reelcrew.settings import masked, setting_sources
@@ -26,6 +27,10 @@ def config_show(
     except ReelcrewError as exc:
         fail(exc)
     values, sources = masked(settings), setting_sources(settings)
+    if as_json:
+        report = {name: {"value": value, "from": sources.get(name, "default")} for name, value in values.items()}
+        print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        return
     table = Table(title="effective settings")
     for col in ("setting", "value", "from"):
         table.add_column(col, overflow="fold")
@@ -37,7 +42,7 @@ def config_show(
 
 @config_app.command("init")
 def config_init(path: Path = typer.Option(Path(".env"), "--path"),
-                force: bool = typer.Option(False, "--force")) -> None:
+                force: bool = typer.Option(False, "--force"), as_json: JsonOpt = False) -> None:
     """Write a commented .env template (keys left empty)."""
     from reelcrew.defaults import env_template
     from reelcrew.settings import env_template_from_fields
@@ -46,4 +51,7 @@ def config_init(path: Path = typer.Option(Path(".env"), "--path"),
         fail(InputError(f"{path} already exists", "pass --force to overwrite it, or --path to write elsewhere"))
     template = env_template() or env_template_from_fields()
     path.write_text(template, encoding="utf-8")
+    if as_json:
+        print(json.dumps({"wrote": str(path)}))
+        return
     err.print(f"wrote {path}; fill in your key, never commit it")

@@ -24,7 +24,8 @@ def print_summaries(summaries: list[ProductionSummary], as_json: bool) -> int:
     """The run's summary table (or JSON); returns the exit code."""
     code = exit_code(summaries)
     if as_json:
-        print_json({"productions": [s.as_dict() for s in summaries], "ok": code == 0})
+        print_json({"productions": [s.as_dict() for s in summaries], "ok": code == 0,
+                    **(summary_error(summaries, code) if code else {})})
     else:
         table = Table(title="reelcrew summary")
         for col in ("production", "status", "stage", "why", "clips ok/filt/fail/wait", "cost $", "final.mp4"):
@@ -45,6 +46,17 @@ def print_summaries(summaries: list[ProductionSummary], as_json: bool) -> int:
             for command in s.retry_commands:
                 err.print(f"  {command}", markup=False)
     return code
+
+
+def summary_error(summaries: list[ProductionSummary], code: int) -> dict:
+    """The `--json` error object of a run that exits non-zero, beside its productions."""
+    unsettled = [s for s in summaries if s.status not in ("done", "queued", "running", "cancelled")]
+    said = "; ".join(f"{s.id} is {s.status}" + (f" at {s.failed_stage}: {s.error}" if s.error else "")
+                     for s in unsettled)
+    return {"error": said or "a production did not finish",
+            "fix": "`reelcrew status ID` shows why; `reelcrew resume` continues paused or interrupted ones, "
+                   "`reelcrew retry ID` makes failed clips again (nothing done is paid twice)",
+            "exit_code": code}
 
 
 def print_status(report: StatusReport, as_json: bool, one: str | None) -> None:

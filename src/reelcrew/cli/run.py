@@ -26,6 +26,7 @@ from reelcrew.cli.app import (
 from reelcrew.cli.render import Bars, approval_policy, print_summaries, progress_lines
 from reelcrew.errors import ConfigError, ReelcrewError
 from reelcrew.models import ProductionStatus
+from reelcrew.service.ledger import productions_in, require_output_folder
 
 
 def run_productions(settings, store, prods, until: str = "final", *, as_json: bool = False, yes: bool = False,
@@ -88,8 +89,14 @@ def resume(
     """Finish every unfinished production in the ledger: done stages and clips reused, in-flight ones re-attached."""
     try:
         settings = settings_for(output_dir, config, mock)
+        if output_dir is not None:  # a mistyped -o is an error, never a new empty folder and ledger
+            require_output_folder(settings)
         store = open_store(settings)
         todo = service.unfinished(settings, store)
+        if output_dir is not None:
+            require_output_folder(settings, store)
+            mine = {p.id for p in productions_in(settings, store)}
+            todo = [p for p in todo if p.id in mine]
         if not todo:
             err.print("nothing to resume: every production is done, incomplete or cancelled "
                       "(`reelcrew status` lists them; `reelcrew retry ID` brings an incomplete one's scenes back)")

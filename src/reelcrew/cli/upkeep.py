@@ -18,10 +18,11 @@ from reelcrew.cli.app import (
     err,
     fail,
     ledger_app,
+    open_reader,
     open_store,
     settings_for,
 )
-from reelcrew.cli.render import print_cost, print_repair, print_status
+from reelcrew.cli.render import print_cost, print_json, print_repair, print_status
 from reelcrew.errors import ReelcrewError
 
 
@@ -35,7 +36,7 @@ def status(
     """What the ledger knows: productions, their stages and clips."""
     try:
         settings = settings_for(output_dir, config)
-        report = service.status(settings, production, open_store(settings))
+        report = service.status(settings, production, open_reader(settings))
     except ReelcrewError as exc:
         fail(exc)
     print_status(report, as_json, production)
@@ -48,6 +49,7 @@ def repair(
     ledger: bool = typer.Option(False, "--ledger", help="Rebuild a ledger that fails SQLite's integrity check "
                                 "(from the newest backup, the receipts journal, manifests and files)."),
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Find clips marked done whose file is missing or invalid, and clips stuck past their timeout; fix or report."""
     try:
@@ -61,6 +63,9 @@ def repair(
         report = service.repair(settings, open_store(settings))
     except ReelcrewError as exc:
         fail(exc)
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
     print_repair(report)
 
 
@@ -69,6 +74,7 @@ def ledger_import(
     source: str = typer.Argument(..., help="An older ledger: a reelcrew.db file, or a database URL."),
     output_dir: OutputDirOpt = None,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Copy an older ledger (productions, stages, clips, receipts, costs, events) into the one in use.
 
@@ -82,6 +88,9 @@ def ledger_import(
         counts = service.import_ledger(store, source)
     except ReelcrewError as exc:
         fail(exc)
+    if as_json:
+        print_json({"ledger": safe_url(store.url), "imported": counts})
+        return
     moved = ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing"
     err.print(f"imported into {safe_url(store.url)}: {moved}")
     err.print("run `reelcrew resume` to finish what it had in flight (receipts are re-attached, never re-paid)")
@@ -96,7 +105,7 @@ def cost(
     """The cost ledger: per production, per day, per model."""
     try:
         settings = settings_for(output_dir, config)
-        report = service.cost(settings, open_store(settings))
+        report = service.cost(settings, open_reader(settings))
     except ReelcrewError as exc:
         fail(exc)
     print_cost(report, as_json)
@@ -107,6 +116,7 @@ def doctor(
     output_dir: OutputDirOpt = None,
     mock: MockOpt = False,
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Checks before spending: keys, Veo and Gemini reachable, ffmpeg, a subtitle font, output folder, disk space."""
     try:
@@ -115,6 +125,12 @@ def doctor(
         fail(exc)
     checks = [*_credential_checks(settings), _ffmpeg_check(), _font_check(settings), _ledger_check(settings),
               *_backup_checks(settings), *_folder_checks(settings)]
+    if as_json:
+        failed = [f"{name}: {detail}" for name, ok, detail in checks if not ok]
+        print_json({"checks": [{"check": name, "ok": ok, "detail": detail} for name, ok, detail in checks],
+                    **({"error": "; ".join(failed), "fix": "fix the checks marked not ok", "exit_code": 2}
+                       if failed else {})})
+        raise typer.Exit(2 if failed else 0)
     table = Table(title="reelcrew doctor")
     for col in ("check", "ok", "detail"):
         table.add_column(col, overflow="fold")

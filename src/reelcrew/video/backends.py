@@ -161,7 +161,10 @@ class GenaiBackend(VeoBackend):
             data = _gcs_download(video.uri, self.settings.download_timeout)
         else:
             raise RuntimeError(f"no way to download {video.uri!r}")
-        dest.write_bytes(data)
+        from reelcrew.storage import true_causes
+
+        with true_causes(dest, f"the downloaded clip {dest.name}", len(data)):  # a full disk says how much it needs
+            dest.write_bytes(data)
 
 
 def translate_submit_error(exc: BaseException) -> BackendError:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from reelcrew.leases import Heartbeat
 from reelcrew.media import MediaError, decodes, probe
 from reelcrew.models import ClipStatus, VideoClip, frame_size
 from reelcrew.settings import Settings
+from reelcrew.storage import StorageError, true_causes
 from reelcrew.store import Spend, Store
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.errors import (
@@ -114,7 +116,7 @@ class ClipGenerator:
         try:
             done = {key: f.result() for key, f in futures.items()}
             return [done[job.key][id(job)] for job in jobs]
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or a full or read-only disk (StorageError): the others stop too
             self.stop()
             raise
         finally:
@@ -145,6 +147,9 @@ class ClipGenerator:
     def _safe_one(self, job: ClipJob) -> VideoClip:
         try:
             return self.generate(job)
+        except StorageError:  # a full or read-only disk: every clip would fail the same way; receipts are kept
+            self.stop()
+            raise
         except Exception as exc:  # never lose the batch to one clip
             log.exception("clip %s crashed", job.key)
             self.store.release_clip(job.key, job.owner, ClipStatus.failed, error=f"internal error: {exc}")
@@ -190,8 +195,12 @@ class ClipGenerator:
             if Path(clip.path).resolve() != job.dest.resolve():
                 job.dest.parent.mkdir(parents=True, exist_ok=True)
                 tmp = part_path(job.dest)
-                shutil.copyfile(clip.path, tmp)
-                os.replace(tmp, job.dest)
+                with true_causes(job.dest, f"a copy of clip {clip.index}", Path(clip.path).stat().st_size):
+                    try:
+                        shutil.copyfile(clip.path, tmp)
+                        os.replace(tmp, job.dest)
+                    finally:
+                        tmp.unlink(missing_ok=True)
             return True
         self.store.update_clip(clip.key, status=ClipStatus.submitted if clip.operation_name else ClipStatus.pending,
                                path=None, error="file missing: fetching it again")
@@ -368,7 +377,8 @@ class ClipGenerator:
         retrying = Retrying(
             stop=stop_before_delay(self.s.download_retry_window) | stop_when_event_set(self._stop),
             wait=wait_exponential(multiplier=base, max=300) + wait_random(0, base),
-            retry=retry_if_not_exception_type((VideoGone, OperationNotFound)), sleep=self._sleep, reraise=True,
+            retry=retry_if_not_exception_type((VideoGone, OperationNotFound, StorageError)), sleep=self._sleep,
+            reraise=True,
             before_sleep=lambda state: self._download_failed(clip, state))
         tries = 0
         try:
@@ -382,6 +392,10 @@ class ClipGenerator:
         except OperationNotFound as exc:
             self._release(clip, ClipStatus.failed, error=self._not_found(clip, str(exc)))
             return
+        except StorageError:  # the receipt stays: once there is room, the next run downloads it (never re-paid)
+            with suppress(StorageError):
+                self._release(clip, ClipStatus.submitted, error="download stopped: the disk is full or read-only")
+            raise
         except Exception as exc:
             if self._stop.is_set():  # the receipt stays: the next run re-attaches and downloads again
                 self._release(clip, ClipStatus.submitted)
@@ -412,7 +426,8 @@ class ClipGenerator:
                     raise InterruptedError("stopping: the download resumes on the next run")
                 assert clip.operation_name is not None  # downloads follow a committed receipt
                 outcome = self.backend.poll(clip.operation_name)
-            self.backend.download(outcome, tmp, clip.prompt)
+            with true_causes(tmp, f"clip {clip.index} of {clip.production_id}"):
+                self.backend.download(outcome, tmp, clip.prompt)
             return self._validate(tmp, clip)
         except BaseException:
             tmp.unlink(missing_ok=True)
