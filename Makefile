@@ -7,7 +7,7 @@ TOPIC ?= how tea is made
 
 .PHONY: demo serve test test-fast check setup fonts servers browser bench clean
 
-setup: $(STAMP) fonts servers browser
+setup: $(STAMP) fonts
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PY) not found)"; exit 2; }
@@ -58,7 +58,7 @@ demo: setup
 	$(BIN)/python run_integrated_pipeline.py --mock --yes --topic "$(TOPIC)" --scenes 4
 
 # The whole suite: what CI runs.
-test: setup
+test: setup servers browser
 	$(BIN)/python -m pytest
 
 # For iteration: everything but the tests marked slow, servers or browser (see README, "Tests").
