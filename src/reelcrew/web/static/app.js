@@ -70,6 +70,7 @@ const reelcrew = (() => {
     const base = `/api/productions/${encodeURIComponent(pid)}`;
     const clipState = {};
     let finalKey = "", promptsKey = "", current = null;
+    const promptNotes = {};  // "saved" or an error per prompt: kept when an event re-renders the cards
 
     function renderPrompts(p) {
       const prompts = p.prompts?.prompts || [];
@@ -82,14 +83,21 @@ const reelcrew = (() => {
         <div class="prompt" data-index="${x.index}"><b>Prompt ${x.index}</b>
           <textarea rows="4" ${editable(x.index) ? "" : "readonly"}>${esc(x.prompt)}</textarea>
           ${editable(x.index) ? `<button class="save-prompt">Save prompt ${x.index}</button>` : ""}
-          <span class="hint saved"></span></div>`).join("");
+          <span class="hint saved">${esc(promptNotes[x.index] || "")}</span></div>`).join("");
+      const note = (index, text) => {  // the card may have been re-rendered while the request was out
+        promptNotes[index] = text;
+        const live = document.querySelector(`.prompt[data-index="${index}"] .saved`);
+        if (live) live.textContent = text;
+      };
       for (const button of document.querySelectorAll(".save-prompt")) {
         button.addEventListener("click", async () => {
           const card = button.closest(".prompt");
+          const index = card.dataset.index;
+          note(index, "");
           try {
-            await api("PATCH", `${base}/prompts/${card.dataset.index}`, {prompt: card.querySelector("textarea").value});
-            card.querySelector(".saved").textContent = "saved";
-          } catch (error) { card.querySelector(".saved").textContent = error.message; }
+            await api("PATCH", `${base}/prompts/${index}`, {prompt: card.querySelector("textarea").value});
+            note(index, "saved");
+          } catch (error) { note(index, error.message); }
         });
       }
     }
