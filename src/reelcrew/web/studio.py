@@ -44,7 +44,6 @@ class Studio:
     workers: int = 2
     _pool: ThreadPoolExecutor = field(init=False)
     _active: dict[str, Future] = field(default_factory=dict)
-    _cancelled: set[str] = field(default_factory=set)
     _settings: dict[str, Settings] = field(default_factory=dict)
     _options: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -127,9 +126,6 @@ class Studio:
             log.exception("%s of %s crashed", what, pid)
             self.store.set_production_status(pid, ProductionStatus.failed, None, f"internal error: {exc}")
             self.store.log("failed", f"internal error: {exc}", pid)
-        finally:
-            if pid in self._cancelled:  # the pipeline may have parked it as paused meanwhile
-                self.store.set_production_status(pid, ProductionStatus.cancelled, None, "cancelled")
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Block until every job submitted so far has finished (tests, the benchmark and shutdown)."""
@@ -250,7 +246,6 @@ class Studio:
         if self._require(pid).status == ProductionStatus.cancelled:
             return False
         service.cancel(self.production_settings(pid), pid, self.store, actor=actor)
-        self._cancelled.add(pid)
         return True
 
     def recover(self) -> list[str]:
@@ -272,7 +267,7 @@ class Studio:
     def _live(self, pid: str) -> Production | None:
         """The production, unless it was cancelled."""
         prod = self.store.production(pid)
-        if prod is None or prod.status == ProductionStatus.cancelled or pid in self._cancelled:
+        if prod is None or prod.status == ProductionStatus.cancelled:
             return None
         return prod
 
