@@ -54,7 +54,7 @@ def owner_alive(owner: str | None) -> bool:
 def ensure_writable(folder: Path) -> None:
     """Create `folder` and prove we can write in it (OSError if not), before anything is spent."""
     folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / f".write-test.{os.getpid()}"
+    probe = folder / f".write-test.{temp_tag()}"  # unique per call: two threads probing at once must not collide
     probe.write_text("ok")
     probe.unlink()
 

@@ -646,6 +646,8 @@ class Store:
                 return "wait", min(hold_for, 1.0)
             if self._in_flight(c, key) >= max_in_flight:
                 return "wait", -1.0
+            if self._quota(c, "veo")["open_until"] > now:  # paused (a 429-day, say) since this claim asked the
+                return "wait", 0.0  # breaker: look again, and the breaker now parks it (no second paid 429)
             spend = Spend(self._promised(c, key), self._spent(c, since=run_started), self._spent(c, day=utc_day()))
             refusal = "its production was cancelled" if self._cancelled(c, key) else refuse(spend)
             if refusal:
