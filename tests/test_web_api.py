@@ -105,6 +105,10 @@ def test_role_matrix_and_no_token(live):
     assert made.status_code == 201 and made.json()["token"].startswith("rc_")
     assert live.client(made.json()["token"]).get("/api/me").json() == {"name": "newbie", "role": "viewer"}
     assert "token_sha256" not in json.dumps(live.client().get("/api/tokens").json())
+    assert operator.delete("/api/tokens/newbie").status_code == 403
+    assert live.client().delete("/api/tokens/newbie").json() == {"name": "newbie", "revoked": True}
+    assert live.client(made.json()["token"]).get("/api/me").status_code == 401  # revoked: refused at once
+    assert live.client().delete("/api/tokens/newbie").status_code == 404
     cancelled = operator.delete(f"/api/productions/{pid}")
     assert cancelled.status_code == 200 and operator.get(f"/api/productions/{pid}").json()["status"] == "cancelled"
     assert any(e["kind"] == "cancelled" and e["actor"] == "otto" for e in live.studio.store.recent_events(pid))
@@ -252,6 +256,10 @@ def test_a_paid_production_waits_for_approval_and_a_tokens_daily_budget_refuses_
         refused = client.post(f"/api/productions/{pid}/approve")
         assert refused.status_code == 409 and "daily budget of $1.00" in refused.json()["error"]["problem"]
         assert fake.accepted == 0 and client.get(f"/api/productions/{pid}").json()["status"] == "awaiting_approval"
+        auto = client.post("/api/productions", json={"topics": ["coffee"], "scenes": 3, "auto_approve": True})
+        parked = live.wait_status(client, auto.json()["productions"][0]["id"], "awaiting_approval")
+        # auto_approve does not slip past the token's daily budget
+        assert fake.accepted == 0 and "daily budget of token 'intern'" in parked["error"]
         assert live.client().post(f"/api/productions/{pid}/approve").status_code == 200  # the admin has no cap
         done = live.wait_status(client, pid, "done")
         assert fake.accepted == 3 and done["cost_usd"] == pytest.approx(2.40)

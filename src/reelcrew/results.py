@@ -78,6 +78,8 @@ class ApprovalPolicy(BaseModel):
 
     yes: bool = False
     budget_usd: float | None = None
+    budget_name: str = "--budget-usd"  # what the cap is called in the refusal (a web token's daily budget, say)
+    budget_fix: str = "raise --budget-usd, cut --scenes, or use a cheaper VEO3_MODEL"
     ask: Callable[[Estimate], bool] | None = None
     announce: Callable[[Estimate], None] | None = None
 

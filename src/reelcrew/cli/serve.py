@@ -8,7 +8,8 @@ import socket
 
 import typer
 
-from reelcrew.cli.app import ConfigOpt, OutputDirOpt, app, err, fail, open_store, settings_for
+from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, err, fail, open_store, settings_for
+from reelcrew.cli.render import print_json
 from reelcrew.errors import ConfigError, ReelcrewError
 
 token_app = typer.Typer(help="API tokens for `reelcrew serve` (stored hashed in the ledger).", no_args_is_help=True)
@@ -90,5 +91,38 @@ def token_create(
             raise ConfigError(f"a token named {name!r} exists", "choose another name")
         store.log_action("token", f"token {name} ({role}) created on the command line", "cli")
         typer.echo(token)
+    except ReelcrewError as exc:
+        fail(exc)
+
+
+@token_app.command("list")
+def token_list(output_dir: OutputDirOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The tokens: names, roles, budgets and whether revoked (never the secrets: only hashes are kept)."""
+    try:
+        rows = open_store(settings_for(output_dir, config)).token_rows()
+        if as_json:
+            print_json({"tokens": rows})
+            return
+        for row in rows:
+            budget = "" if row["daily_budget_usd"] is None else f"  ${row['daily_budget_usd']:.2f}/day"
+            state = "  revoked" if row["revoked_at"] else ""
+            typer.echo(f"{row['name']}  {row['role']}{budget}{state}")
+    except ReelcrewError as exc:
+        fail(exc)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: str = typer.Argument(..., help="The token's name (as given to `reelcrew token create`)."),
+    output_dir: OutputDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a token: it stops working at once, also in a running `reelcrew serve`; its events keep its name."""
+    try:
+        store = open_store(settings_for(output_dir, config))
+        if not store.revoke_token(name):
+            raise ConfigError(f"no live token named {name!r}", "list the tokens with `reelcrew token list`")
+        store.log_action("token", f"token {name} revoked on the command line", "cli")
+        err.print(f"token {name} revoked")
     except ReelcrewError as exc:
         fail(exc)

@@ -75,8 +75,9 @@ def approve(settings: Settings, estimate: Estimate, policy: ApprovalPolicy, stor
     cap = policy.budget_usd
     if cap is not None and estimate.usd > cap + 1e-9:
         raise BudgetError(f"this run would cost about ${estimate.usd:.2f} ({estimate.clips} clips, "
-                          f"{estimate.seconds:.0f} s of video), over --budget-usd {cap:.2f}; nothing was submitted",
-                          "raise --budget-usd, cut --scenes, or use a cheaper VEO3_MODEL")
+                          f"{estimate.seconds:.0f} s of video), over {policy.budget_name} {cap:.2f}; "
+                          "nothing was submitted",
+                          policy.budget_fix)
     if policy.announce:
         policy.announce(estimate)
     if policy.yes:

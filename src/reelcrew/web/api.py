@@ -324,6 +324,15 @@ def tokens(request: Request, caller: Admin) -> dict:
     return {"tokens": studio_of(request).store.token_rows()}
 
 
+@router.delete("/tokens/{name}", summary="Revoke a token (admin): it stops working at once; its events keep its name")
+def revoke_token(name: str, request: Request, caller: Admin) -> dict:
+    store = studio_of(request).store
+    if not store.revoke_token(name):
+        raise NotFound(f"no live token named {name!r}", "list the tokens with GET /api/tokens")
+    store.log_action("token", f"token {name} revoked by {caller.name}", caller.name)
+    return {"name": name, "revoked": True}
+
+
 @router.get("/me", summary="Who the token is")
 def me(caller: Viewer) -> dict:
     return {"name": caller.name, "role": caller.role}

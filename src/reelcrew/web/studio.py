@@ -23,7 +23,7 @@ from reelcrew.models import TERMINAL_STATUSES, ClipStatus, Production, Productio
 from reelcrew.pipeline import Progress
 from reelcrew.results import ApprovalPolicy, Estimate
 from reelcrew.settings import Settings, load_settings
-from reelcrew.store import Store
+from reelcrew.store import Store, utc_day
 
 log = logging.getLogger("reelcrew.web")
 WRITERS_ONLY = ("script", "seo", "prompts")
@@ -185,8 +185,29 @@ class Studio:
         prod = self._live(pid)
         if prod is None:
             return
-        policy = ApprovalPolicy(yes=True, budget_usd=options.get("budget_usd"))
+        policy = self._policy(pid, options)
         service.run(settings, [prod], until, self.progress(), policy, self.store, retry_clips)
+
+    def _policy(self, pid: str, options: dict[str, Any]) -> ApprovalPolicy:
+        """`budget_usd`, capped for an auto-approved production by what its creator's token may still spend today:
+        `auto_approve` must not slip past a token's daily budget (a person's approval is checked by the route)."""
+        policy = ApprovalPolicy(yes=True, budget_usd=options.get("budget_usd"), budget_name="budget_usd",
+                                budget_fix="raise budget_usd, or approve the production")
+        row = self.store.web_request(pid) or {}
+        creator = row.get("created_by")
+        if row.get("approved_by") or not creator:
+            return policy
+        cap = next((t["daily_budget_usd"] for t in self.store.token_rows() if t["name"] == creator), None)
+        if cap is None:
+            return policy
+        spent = self.store.spent_by_creator(creator, utc_day())
+        left = max(cap - spent, 0.0)
+        if policy.budget_usd is not None and policy.budget_usd <= left:
+            return policy
+        return policy.model_copy(update={
+            "budget_usd": left, "budget_name": f"the daily budget of token {creator!r} (${cap:.2f}, ${spent:.2f} "
+                                                "spent today), leaving",
+            "budget_fix": "ask an admin to approve it, or wait for the next UTC day"})
 
     def approve(self, pid: str, actor: str) -> Estimate:
         """The clips may start: recorded with the approver's name, then the job goes on."""
