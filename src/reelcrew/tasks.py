@@ -239,6 +239,10 @@ class Tasks:
             clip = self.store.ensure_clip(pid, prompt, own.veo3_model, rehearsal=not backend_spec(own).paid)
             if prompt.index in (retry or set()):
                 self.store.reset_clip(clip.key)  # a failed, filtered or ambiguous clip goes again (a done one stays)
+            if clip.status == ClipStatus.paused and not clip.operation_name:
+                # parked by an earlier run (a budget, a paused day, a cancel): this run asks the ledger again, and
+                # until its step has, the clip is not at rest (no render starts without it)
+                self.store.update_clip(clip.key, status=ClipStatus.pending)
             steps.append(Step(task="submit_clip", production_id=pid, clip_key=clip.key, clip_index=prompt.index,
                               until=until, recut=recut))
         prod = self._production(pid)
@@ -325,7 +329,7 @@ class Tasks:
         clip = self.store.clip(job.key)
         if clip.status == ClipStatus.done and not generator._reuse(clip, job):
             return None  # its file vanished: fetched again (never a new payment)
-        if clip.status in RESTING:
+        if clip.status in SETTLED_CLIPS:  # paused is not: this step asks the ledger again (`resume`, `retry`)
             generator._changed(job.key)
             return self._after_clip(step)
         return None
