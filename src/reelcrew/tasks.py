@@ -10,10 +10,11 @@ Every body reads the ledger first, so a repeated or redelivered step continues w
                 pre-flight, then one `submit_clip` per clip (only the first when the production's clips go in
                 order), or nothing: stopped by `until`, held for approval (`hold`), failed, paused or cancelled.
 - `submit_clip` claim + ONE paid submit; it ends when the receipt is committed → `follow_clip` (its first look
-                at once, then one per POLLING_INTERVAL), carrying the claim's owner. A clip already at Veo → `follow_clip` now. A wait
-                (VEO3_MAX_CONCURRENT in flight, the breaker, a quota 429, a back-off, another claim) → itself
-                again with that countdown. A settled clip (done, perhaps by another production sharing it) → its
-                file is copied to this scene, then `render` when every clip of the production is settled.
+                at once, then one per POLLING_INTERVAL), carrying the claim's owner. A clip already at Veo →
+                `follow_clip` now. A wait (VEO3_MAX_CONCURRENT in flight, the breaker, a quota 429, a back-off,
+                another claim) → itself again with that countdown. A settled clip (done, perhaps by another
+                production sharing it) → its file is copied to this scene, then `render` when every clip of the
+                production rests. A parked clip (budget, paused day, cancelled) → the same, once the ledger said so.
 - `follow_clip` ONE poll. Done → download + validate → `render` when every clip is settled (in order: the
                 next clip's `submit_clip`); still running → itself after POLLING_INTERVAL; a failed generation
                 that may try again → `submit_clip`. Never resubmits; never sleeps on the operation.
@@ -107,6 +108,7 @@ class Tasks:
         self._generators: dict[str, StepGenerator] = {}
         self._render_locks: dict[str, threading.Lock] = {}
         self._rendered: set[str] = set()
+        self._chains: dict[str, str] = {}  # clip key → the owner whose follow steps hold it (released on close)
 
     # -- what a step needs ------------------------------------------------------------------------
     def settings(self, pid: str) -> Settings:
@@ -169,6 +171,14 @@ class Tasks:
             generator.stop()
 
     def close(self) -> None:
+        """The end of this context (a run over, or stopped): clips its follow chains still hold are released with
+        their receipts (`resume` re-attaches them, never resubmits); the heartbeats stop."""
+        with self._lock:
+            chains = list(self._chains.items())
+            self._chains.clear()
+        for key, owner in chains:
+            if self.store.clip(key).status in (ClipStatus.submitted, ClipStatus.downloading):
+                self.store.release_clip(key, owner, ClipStatus.submitted)
         self.heartbeat.stop()
         with self._lock:
             generators = list(self._generators.values())
@@ -274,6 +284,7 @@ class Tasks:
         if mode == "settled":
             return [step.again(0.0)]  # settled by another claim meanwhile: the next look reuses it
         if mode == "attach":
+            self._chain(job)
             return [step.again(0.0, task="follow_clip", owner=job.owner, attempt=0)]
         if mode == "paused":
             generator._changed(job.key)
@@ -287,6 +298,7 @@ class Tasks:
             generator.heartbeat.drop(job.owner)
         if sent:  # the receipt is committed: this step is over. The first look right away (as the looping
             # generator does: a fast operation is not kept waiting), then one per POLLING_INTERVAL
+            self._chain(job)
             return [step.again(0.0, task="follow_clip", owner=job.owner, attempt=0)]
         if self.store.clip(job.key).status in RESTING:
             generator._changed(job.key)
@@ -323,6 +335,10 @@ class Tasks:
             return [step.again(0.0, task="submit_clip", owner=None)]
         generator._changed(job.key)
         return self._after_clip(step)
+
+    def _chain(self, job: ClipJob) -> None:
+        with self._lock:
+            self._chains[job.key] = job.owner
 
     def _resting(self, generator: StepGenerator, job: ClipJob, step: Step) -> list[Step] | None:
         """A clip with nothing left to do (its file copied to this scene when done): the follow-ups; else None."""
