@@ -162,6 +162,11 @@ class RedisServer:
             sock.sendall(b"FLUSHALL\r\n")
             sock.recv(16)
 
+    def keys(self, pattern: str) -> list[bytes]:
+        import redis
+
+        return redis.Redis.from_url(self.url).keys(pattern)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # no persistence to save: a kill is a clean stop here

@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     reelcrew_state_dir: Path | None = Field(None, description="the machine's ledger, rate bucket and receipts "
                                                                 "journal (default: the user data folder)")
     reelcrew_daily_budget_usd: float | None = Field(None, ge=0)
+    reelcrew_broker: str | None = Field(None, description="redis://...: run through Celery workers (reelcrew worker) "
+                                                          "and share the rate gate across machines in Redis")
     reelcrew_backup_dir: Path | None = Field(None, description="where `reelcrew backup` writes (default: a backups "
                                                                 "folder beside the ledger)")
     reelcrew_backup_keep: int = Field(14, ge=1, description="backups kept by `reelcrew backup`; older ones are removed")
@@ -214,7 +216,7 @@ class Settings(BaseSettings):
         return model
 
     @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
-                     "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", mode="before")
+                     "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", "reelcrew_broker", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

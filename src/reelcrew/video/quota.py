@@ -112,21 +112,32 @@ class Breaker:
         self.store.log("quota", f"daily quota exhausted; submits paused until {time.ctime(until)}")
 
 
+def redis_bucket(broker: str, rates: list, table: str):
+    """pyrate-limiter's RedisBucket on the broker's Redis, keyed `reelcrew:rate:<table>`."""
+    from pyrate_limiter import RedisBucket
+    from redis import Redis
+
+    return RedisBucket.init(rates, Redis.from_url(broker), f"reelcrew:rate:{table}")
+
+
 class RateGate:
     """Requests per window (VEO3_RATE_WINDOW_SECONDS, a minute by default; a few seconds in a test) and per day,
     shared by everyone who shares the ledger.
 
     The bucket lives beside the ledger (`Store.rate_bucket`): a SQLite file next to a SQLite ledger, a
-    table in a PostgreSQL one; so two output folders, or two machines on one PostgreSQL, share one rate."""
+    table in a PostgreSQL one; so two output folders, or two machines on one PostgreSQL, share one rate. With a
+    broker (`REELCREW_BROKER=redis://...`) it lives in that Redis instead (`redis_bucket`): every worker on
+    every machine already reaches it, and a Lua script makes each take atomic without a database lock."""
 
-    def __init__(self, store: Store, rpm: int, rpd: int = 0, window: float = 60.0, name: str = "veo"):
+    def __init__(self, store: Store, rpm: int, rpd: int = 0, window: float = 60.0, name: str = "veo",
+                 broker: str | None = None):
         from pyrate_limiter import Duration, Limiter, Rate
 
         rates = [Rate(rpm, int(window * 1000))] + ([Rate(rpd, Duration.DAY)] if rpd else [])
         # a changed limit starts a fresh window rather than mis-reading the old one
         table = f"{name}_rpm{rpm}_w{int(window * 1000)}_rpd{rpd}"  # one bucket per name: "veo", "writers"
         self.item = f"{name}-submit"
-        self.bucket = store.rate_bucket(rates, table)
+        self.bucket = redis_bucket(broker, rates, table) if broker else store.rate_bucket(rates, table)
         self.limiter = Limiter(self.bucket)
         self._lock = threading.Lock()
 

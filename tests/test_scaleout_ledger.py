@@ -1,0 +1,37 @@
+"""Scale-out pieces that need no worker: the dead-letter table (ledger schema 11) and the rate gate in Redis."""
+
+import pytest
+
+from reelcrew.store import Store
+
+
+def ledger(tmp_path, name="ledger.db"):
+    store = Store(f"sqlite:///{tmp_path / name}")
+    store.migrate()
+    return store
+
+
+def test_a_dead_letter_is_listed_until_retried_and_retried_once(tmp_path):
+    store = ledger(tmp_path)
+    first = store.add_dead_letter("reelcrew.write", {"production_id": "p1"}, "writer exploded", 4, "p1")
+    second = store.add_dead_letter("reelcrew.render", {"production_id": "p2"}, "ffmpeg died", 2, "p2")
+    assert [d["id"] for d in store.dead_letters()] == [second, first]
+    assert store.dead_letters()[1]["arguments"] == {"production_id": "p1"}
+    assert store.take_dead_letter(first)["task"] == "reelcrew.write"
+    assert store.take_dead_letter(first) is None  # two operators retrying at once re-queue it once
+    assert [d["id"] for d in store.dead_letters()] == [second]
+    assert {d["id"] for d in store.dead_letters(include_retried=True)} == {first, second}
+    assert any(e["kind"] == "dead_letter" for e in store.recent_events("p1"))
+
+
+@pytest.mark.servers
+def test_the_rate_gate_in_redis_is_one_rate_for_every_machine(tmp_path, redis):
+    from reelcrew.video.quota import RateGate
+
+    # two "machines": each its own SQLite ledger, sharing only the broker's Redis
+    here = RateGate(ledger(tmp_path, "a.db"), rpm=2, window=60.0, broker=redis.url)
+    there = RateGate(ledger(tmp_path, "b.db"), rpm=2, window=60.0, broker=redis.url)
+    here.acquire()
+    here.acquire()
+    assert not there.limiter.try_acquire(there.item, blocking=False)
+    assert redis.keys("reelcrew:rate:*")
