@@ -216,7 +216,8 @@ class Settings(BaseSettings):
         return model
 
     @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
-                     "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", "reelcrew_broker", mode="before")
+                     "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", "reelcrew_broker",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
