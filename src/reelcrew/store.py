@@ -1130,6 +1130,7 @@ class Store:
             result = c.execute(insert(dead_letters).values(
                 task=task, production_id=production_id, clip_key=clip_key, arguments=json.dumps(arguments),
                 error=error[:4000], attempts=attempts, at=time.time()))
+            assert result.inserted_primary_key is not None
             letter_id = int(result.inserted_primary_key[0])
         self.log("dead_letter", f"{task} gave up after {attempts} attempt(s): {error[:300]}", production_id)
         return letter_id
