@@ -137,6 +137,14 @@ dead_letters = Table(
     Column("id", Integer, primary_key=True, autoincrement=True), Column("task", String, nullable=False),
     Column("production_id", String), Column("clip_key", String), Column("arguments", Text, nullable=False),
     Column("error", Text), Column("attempts", Integer), Column("at", Float), Column("retried_at", Float))
+# Celery (schema 11): the last step sent (or running) of each chain of work (a production's writers and render,
+# each clip's submit and follow), so Beat's reconciler finds work whose message was lost with a killed worker or a
+# restarted Redis: a step overdue with no live runner is sent again (the bodies are idempotent by ids).
+task_chains = Table(
+    "task_chains", meta,
+    Column("chain", String, primary_key=True), Column("production_id", String, nullable=False),
+    Column("step", Text, nullable=False), Column("due_at", Float, nullable=False), Column("runner", String),
+    Column("updated_at", Float))
 
 
 # Named migrations, in the style of simonw/llm's migrations.py rather than Alembic: the schema is a dozen
@@ -229,7 +237,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     9: ("serve: api tokens, web requests, idempotency keys, event actors", lambda c: _web_tables(c)),
     10: ("receipts indexed by clip (journal and manifest replay)",
          lambda c: receipts_by_clip.create(c, checkfirst=True)),
-    11: ("celery: dead letters", lambda c: meta.create_all(c, tables=[dead_letters])),
+    11: ("celery: dead letters and task chains", lambda c: meta.create_all(c, tables=[dead_letters, task_chains])),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -1158,6 +1166,25 @@ class Store:
         letter = dict(row)
         letter["arguments"] = json.loads(letter["arguments"])
         return letter
+
+    # -- task chains (what Beat's reconciler reads) -------------------------------------------------
+    def mark_chains(self, marks: list[tuple[str, str, str, float, str | None]], ended: str | None = None) -> None:
+        """Record each chain's latest step, `(chain, production_id, step_json, due_at, runner)` (runner: the owner
+        running it now, or None when it waits in the broker), and forget `ended` (a chain with nothing left)
+        unless a mark renews it; one transaction, so a step's follow-ups replace it atomically."""
+        now = time.time()
+        with self._write() as c:
+            renewed = {m[0] for m in marks}
+            if ended is not None and ended not in renewed:
+                c.execute(task_chains.delete().where(task_chains.c.chain == ended))
+            for chain, pid, step, due_at, runner in marks:
+                values = dict(production_id=pid, step=step, due_at=due_at, runner=runner, updated_at=now)
+                if c.execute(update(task_chains).where(task_chains.c.chain == chain).values(**values)).rowcount == 0:
+                    c.execute(insert(task_chains).values(chain=chain, **values))
+
+    def task_chains(self) -> list[dict]:
+        with self._read() as c:
+            return [dict(r) for r in c.execute(select(task_chains).order_by(task_chains.c.due_at)).mappings().all()]
 
     def schema_version(self) -> int:
         with self._read() as c:

@@ -19,9 +19,11 @@ Why these settings (Celery's own guide on idempotent tasks and `acks_late`):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,34 +35,25 @@ from reelcrew.errors import ConfigError
 log = logging.getLogger("reelcrew.workers")
 
 QUEUES = ("writers", "clips", "render", "maintenance")
-# task name -> (queue, the body's name in reelcrew.tasks)
-TASKS: dict[str, str] = {
-    "reelcrew.write": "writers",
-    "reelcrew.submit_clip": "clips",
-    "reelcrew.follow_clip": "clips",
-    "reelcrew.render": "render",
-    "reelcrew.reconcile": "maintenance",
-    "reelcrew.backup": "maintenance",
-}
+BODIES = ("write", "submit_clip", "follow_clip", "render")  # reelcrew.tasks' bodies, one Celery task each
+TASKS: dict[str, str] = {"reelcrew.write": "writers", "reelcrew.submit_clip": "clips",
+                         "reelcrew.follow_clip": "clips", "reelcrew.render": "render",
+                         "reelcrew.reconcile": "maintenance", "reelcrew.backup": "maintenance"}
 SOFT_LIMIT = 30 * 60  # seconds: the longest body is a render of a long final; writers take minutes at most
 HARD_LIMIT = SOFT_LIMIT + 120
 VISIBILITY_TIMEOUT = HARD_LIMIT + 15 * 60  # longer than any task runs, so no running task is delivered twice
-RECONCILE_EVERY = 30.0  # seconds between Beat's reconcile passes
-MAX_RETRIES = 5
 
 
-def masked(url: str) -> str:
-    """The broker URL with its password hidden (for messages and logs)."""
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(url))
+class WritersFailed(Exception):
+    """A write step left its production failed: raised so Celery retries it with back-off, then dead-letters it."""
 
 
-def make_app(broker: str) -> Celery:
+def make_app(broker: str, settings: Any = None) -> Celery:
     """A Celery app on `broker` (redis://...) with the queues and the reliability settings above."""
     if not broker.startswith(("redis://", "rediss://")):
         raise ConfigError(f"REELCREW_BROKER={masked(broker)} is not a Redis URL",
                           "set REELCREW_BROKER=redis://[:password@]host:6379/0 (or unset it to run locally)")
+    every = float(getattr(settings, "reelcrew_reconcile_seconds", 30.0))
     app = Celery("reelcrew", broker=broker, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
@@ -78,46 +71,54 @@ def make_app(broker: str) -> Celery:
         task_routes={name: {"queue": queue} for name, queue in TASKS.items()},
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower's live view
-        beat_schedule={"reconcile": {"task": "reelcrew.reconcile", "schedule": RECONCILE_EVERY,
-                                     "options": {"expires": RECONCILE_EVERY}}},
+        beat_schedule={"reconcile": {"task": "reelcrew.reconcile", "schedule": every,
+                                     "options": {"expires": every}}},
     )
-    _register(app)
+    _register(app, int(getattr(settings, "reelcrew_task_retries", 5)))
     return app
 
 
-# -- one ledger per worker process --------------------------------------------------------------------------
+def masked(url: str) -> str:
+    """The broker URL with its password hidden (for messages and logs)."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
+
+
+# -- one task context per worker process --------------------------------------------------------------------
 class _Process:
-    """The settings and ledger of this worker process, opened on first use (after the fork)."""
+    """This worker process's settings, ledger and task context (`reelcrew.tasks.Tasks`), made on first use,
+    after the fork; its owner id (host:pid:random) is what the ledger's claims and the chains' runner name."""
 
     lock = threading.Lock()
-    settings: Any = None
-    store: Any = None
+    tasks: Any = None
 
     @classmethod
-    def get(cls) -> tuple[Any, Any]:
+    def get(cls) -> Any:
         with cls.lock:
-            if cls.store is None:
+            if cls.tasks is None:
                 from reelcrew.service.ledger import open_store
                 from reelcrew.settings import load_settings
+                from reelcrew.tasks import Tasks
 
-                cls.settings = load_settings(None)
-                cls.store = open_store(cls.settings)
-            return cls.settings, cls.store
+                settings = load_settings(None)
+                cls.tasks = Tasks(settings, open_store(settings))
+            return cls.tasks
 
 
 @signals.worker_process_init.connect
 def _fresh_after_fork(**_: Any) -> None:
-    _Process.settings = _Process.store = None  # a connection pool must never cross a fork
+    _Process.tasks = None  # a connection pool (and a claim owner) must never cross a fork
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
-    """What is worth retrying with back-off: Veo unavailable, a database or broker hiccup."""
+    """What is worth retrying with back-off: Veo unavailable, a database or broker hiccup, the writers failing."""
     from redis.exceptions import ConnectionError as RedisConnectionError
     from sqlalchemy.exc import DBAPIError
 
     from reelcrew.video.errors import Unavailable
 
-    return (Unavailable, DBAPIError, RedisConnectionError, ConnectionError, TimeoutError)
+    return (Unavailable, DBAPIError, RedisConnectionError, ConnectionError, TimeoutError, WritersFailed)
 
 
 class LedgerTask(Task):
@@ -125,80 +126,131 @@ class LedgerTask(Task):
 
     acks_late = True
     reject_on_worker_lost = True
-    max_retries = MAX_RETRIES
     retry_backoff = 2
     retry_backoff_max = 300
     retry_jitter = True
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # noqa: D401 - Celery's hook
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # Celery's hook: retries are exhausted
         attempts = (self.request.retries or 0) + 1
+        step = kwargs.get("step") or {}
+        pid, clip_key = step.get("production_id"), step.get("clip_key")
         try:
-            _, store = _Process.get()
-            store.add_dead_letter(self.name, dict(kwargs), f"{type(exc).__name__}: {exc}", attempts,
-                                  production_id=kwargs.get("production_id"), clip_key=kwargs.get("clip_key"))
+            tasks = _Process.get()
+            tasks.store.add_dead_letter(self.name, dict(kwargs), f"{type(exc).__name__}: {exc}", attempts,
+                                        production_id=pid, clip_key=clip_key)
+            if step:  # its chain ends here: the reconciler must not send it again (`reelcrew dead retry` does)
+                tasks.store.mark_chains([], ended=chain_of(step))
         except Exception:  # the ledger itself is down: the log line is all there is
             log.exception("could not record the dead letter of %s %s", self.name, task_id)
         log.error("task gave up", extra={"task": self.name, "task_id": task_id, "attempts": attempts,
-                                         "production_id": kwargs.get("production_id"),
-                                         "clip_key": kwargs.get("clip_key"), "error": str(exc)[:500]})
+                                         "production_id": pid, "clip_key": clip_key, "error": str(exc)[:500]})
 
 
-def _register(app: Celery) -> None:
+def _register(app: Celery, retries: int) -> None:
     retry_on = transient_errors()
 
-    def body_task(name: str):
-        body_name = name.removeprefix("reelcrew.")
+    def body_task(body: str) -> None:
+        @app.task(name=f"reelcrew.{body}", base=LedgerTask, bind=True, autoretry_for=retry_on, max_retries=retries)
+        def run(self, step: dict) -> None:
+            run_step(app, step, self.request.id, self.request.retries)
 
-        @app.task(name=name, base=LedgerTask, bind=True, autoretry_for=retry_on)
-        def run(self, **ids: Any) -> None:
-            settings, store = _Process.get()
-            log.info("task start", extra={"task": name, "task_id": self.request.id, **ids,
-                                          "delivery": self.request.retries})
-            from reelcrew import tasks
+    for body in BODIES:
+        body_task(body)
 
-            steps = getattr(tasks, body_name)(settings, store, **ids)
-            send_steps(app, steps)
-
-        return run
-
-    for task_name in ("reelcrew.write", "reelcrew.submit_clip", "reelcrew.follow_clip", "reelcrew.render"):
-        body_task(task_name)
-
-    @app.task(name="reelcrew.reconcile", base=LedgerTask, bind=True, autoretry_for=retry_on, max_retries=1)
+    @app.task(name="reelcrew.reconcile", base=LedgerTask, bind=True, max_retries=0)
     def reconcile(self) -> int:
-        settings, store = _Process.get()
-        return len(send_steps(app, lost_work(settings, store)))
+        return len(send_steps(app, lost_steps(_Process.get())))
 
     @app.task(name="reelcrew.backup", base=LedgerTask, bind=True, max_retries=0)
     def backup(self) -> None:
         from reelcrew.service.backup import backup as make_backup
 
-        settings, store = _Process.get()
-        make_backup(settings, store)
+        tasks = _Process.get()
+        make_backup(tasks.base, tasks.store)
+
+
+def run_step(app: Celery, fields: dict, task_id: str | None = None, delivery: int = 0) -> list[Any]:
+    """One message: mark its chain running, run the body, send its follow-ups (their chains marked first)."""
+    from reelcrew.models import ProductionStatus
+    from reelcrew.tasks import Step
+
+    tasks = _Process.get()
+    step = Step.model_validate(fields)
+    context = {"task": step.task, "task_id": task_id, "production_id": step.production_id,
+               "clip_key": step.clip_key, "clip_index": step.clip_index, "delivery": delivery}
+    log.info("step start", extra=context)
+    chain = chain_of(fields)
+    tasks.store.mark_chains([(chain, step.production_id, step_json(step), time.time() + running_limit(step, tasks),
+                              tasks.owner)])
+    follow_ups = tasks.run(step)
+    if step.task == "write" and not follow_ups:
+        prod = tasks.store.production(step.production_id)
+        if prod is not None and prod.status == ProductionStatus.failed:
+            tasks.store.mark_chains([], ended=chain)
+            raise WritersFailed(f"{prod.failed_stage or 'writers'}: {prod.error}")
+    send_steps(app, follow_ups, store=tasks.store, ended=chain)
+    log.info("step end", extra={**context, "follow_ups": [s.task for s in follow_ups]})
+    return follow_ups
+
+
+def running_limit(step: Any, tasks: Any) -> float:
+    """How long a step may run before the reconciler thinks its worker is gone (another host's; one on this
+    host is known dead at once by its pid): a clip step is one submit, poll or download; writers and renders
+    are bounded by the soft time limit."""
+    if step.task in ("submit_clip", "follow_clip"):
+        s = tasks.base
+        return max(s.submit_timeout, s.download_timeout) + 60
+    return SOFT_LIMIT
 
 
 # -- sending steps -----------------------------------------------------------------------------------------
-def step_message(step: Any) -> tuple[str, dict[str, Any], float]:
-    """(task name, ids, countdown) of one of the bodies' follow-up steps."""
-    name = step.task if step.task.startswith("reelcrew.") else f"reelcrew.{step.task}"
-    return name, dict(step.ids), float(step.delay or 0.0)
+def chain_of(step: Any) -> str:
+    """A production's own chain (writers, render) or one clip's (submit, follow) for that scene."""
+    fields = step if isinstance(step, dict) else step.model_dump()
+    if fields.get("task") in ("submit_clip", "follow_clip") and fields.get("clip_key"):
+        return f"{fields['production_id']}:{fields.get('clip_index')}:{fields['clip_key']}"
+    return f"{fields['production_id']}:-"
 
 
-def send_steps(app: Celery, steps: Iterable[Any]) -> list[Any]:
-    """Each step as a message on its queue (a countdown for a later look); ids only, never payloads."""
-    sent = []
-    for step in steps or ():
-        name, ids, countdown = step_message(step)
-        app.send_task(name, kwargs=ids, queue=TASKS[name], countdown=countdown or None)
-        sent.append(step)
-    return sent
+def step_json(step: Any) -> str:
+    return step.model_dump_json(exclude={"countdown"})
 
 
-def lost_work(settings: Any, store: Any) -> list[Any]:
-    """What the reconciler re-enqueues: the next step of work whose lease expired (see reelcrew.tasks)."""
-    from reelcrew import tasks
+def send_steps(app: Celery, steps: Iterable[Any], store: Any = None, ended: str | None = None) -> list[Any]:
+    """Each step as a message on its queue (a countdown for a later look), ids only, never payloads. Its chain is
+    marked in the ledger first, so a step lost between here and a worker is found by the reconciler."""
+    steps = list(steps or ())
+    if store is not None:
+        now = time.time()
+        store.mark_chains([(chain_of(s), s.production_id, step_json(s), now + s.countdown, None) for s in steps],
+                          ended=ended)
+    for step in steps:
+        app.send_task(f"reelcrew.{step.task}", kwargs={"step": json.loads(step_json(step))}, queue=step.queue,
+                      countdown=step.countdown or None)
+    return steps
 
-    return list(tasks.lost_steps(settings, store))
+
+def lost_steps(tasks: Any) -> list[Any]:
+    """Beat's reconcile pass: the steps of chains that are overdue by REELCREW_LOST_AFTER_SECONDS with no live
+    runner (a killed worker's, a message lost with a Redis restart). Sending one again is safe: the bodies are
+    idempotent by ids (a clip already at Veo is re-attached by its receipt, never paid twice)."""
+    from reelcrew.files import owner_alive
+    from reelcrew.tasks import Step
+
+    grace, now, lost = tasks.base.reelcrew_lost_after_seconds, time.time(), []
+    for row in tasks.store.task_chains():
+        running = row["runner"] is not None
+        if running and owner_alive(row["runner"]) and row["due_at"] > now:
+            continue  # running now, by a live worker, within its time
+        if not running and row["due_at"] + grace > now:
+            continue  # waiting in the broker, not overdue yet
+        step = Step.model_validate_json(row["step"]).model_copy(update={"countdown": 0.0})
+        tasks.store.log("reconcile", f"{step.task} sent again: its message was lost (runner "
+                        f"{row['runner'] or 'none'})", step.production_id, step.clip_index)
+        lost.append(step)
+    if lost:
+        tasks.store.mark_chains([(chain_of(s), s.production_id, step_json(s), now, None) for s in lost])
+    return lost
 
 
 # -- the app of this process (what `celery -A reelcrew.workers` and the CLI use) ------------------------------
@@ -211,7 +263,7 @@ def app_for(settings: Any) -> Celery:
     if not broker:
         raise ConfigError("no broker is set", "set REELCREW_BROKER=redis://host:6379/0 to use Celery workers")
     if broker not in _apps:
-        _apps[broker] = make_app(broker)
+        _apps[broker] = make_app(broker, settings)
     return _apps[broker]
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from reelcrew.errors import InputError
 from reelcrew.models import Production, ProductionStatus
@@ -19,18 +17,10 @@ TERMINAL = {ProductionStatus.done, ProductionStatus.incomplete, ProductionStatus
             ProductionStatus.awaiting_approval, ProductionStatus.paused}
 
 
-@dataclass
-class EntryStep:
-    """A production's first task: the writers (idempotent: a written production goes straight to its clips)."""
-
-    task: str
-    ids: dict[str, Any]
-    delay: float = 0.0
-
-
 def enqueue(settings: Settings, productions: list[Production], store: Store) -> list[str]:
     """Send each production's first task to the `writers` queue; returns their ids. The broker is checked
     first, so an unreachable one is a ConfigError (exit 2) before anything is marked queued."""
+    from reelcrew.tasks import Step
     from reelcrew.workers import app_for, check_broker, send_steps
 
     app = app_for(settings)
@@ -41,7 +31,8 @@ def enqueue(settings: Settings, productions: list[Production], store: Store) -> 
             continue
         store.set_production_status(prod.id, ProductionStatus.queued)  # followed until the workers settle it
         store.log("queued", f"sent to the workers on {_broker_name(settings)}", prod.id)
-        send_steps(app, [EntryStep("reelcrew.write", {"production_id": prod.id})])
+        # the writers first (idempotent: a written production goes straight on to its clips)
+        send_steps(app, [Step(task="write", production_id=prod.id)], store=store)
         ids.append(prod.id)
     return ids
 
@@ -71,6 +62,7 @@ def dead_letters(store: Store, include_retried: bool = False) -> list[dict]:
 
 def retry_dead(settings: Settings, store: Store, letter_id: int, actor: str | None = None) -> dict:
     """Re-queue a dead letter's task with its ids (once: a second retry of the same letter is refused)."""
+    from reelcrew.tasks import Step
     from reelcrew.workers import app_for, check_broker, send_steps
 
     app = app_for(settings)
@@ -82,7 +74,7 @@ def retry_dead(settings: Settings, store: Store, letter_id: int, actor: str | No
     pid = letter["production_id"]
     if pid and (prod := store.production(pid)) is not None and prod.status == ProductionStatus.failed:
         store.set_production_status(pid, ProductionStatus.queued)  # its task runs again: no longer failed
-    send_steps(app, [EntryStep(letter["task"], letter["arguments"])])
+    send_steps(app, [Step.model_validate(letter["arguments"]["step"])], store=store)
     message = f"dead letter {letter_id} ({letter['task']}) re-queued"
     if actor:
         store.log_action("dead_retry", message, actor, pid)
