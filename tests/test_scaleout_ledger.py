@@ -1,5 +1,9 @@
 """Scale-out pieces that need no worker: the dead-letter table (ledger schema 11) and the rate gate in Redis."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from reelcrew.store import Store
@@ -35,3 +39,13 @@ def test_the_rate_gate_in_redis_is_one_rate_for_every_machine(tmp_path, redis):
     here.acquire()
     assert not there.limiter.try_acquire(there.item, blocking=False)
     assert redis.keys("reelcrew:rate:*")
+
+
+def test_an_unreachable_broker_is_a_clear_error_with_the_password_masked(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "REELCREW_BROKER": "redis://:hunter22@127.0.0.1:1/0"}
+    result = subprocess.run([sys.executable, "-m", "reelcrew", "run", "--mock", "--topic", "tea", "--yes"], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "cannot reach the broker redis://:**@127.0.0.1:1/0" in result.stderr and "hunter22" not in result.stderr
+    assert "REELCREW_BROKER" in result.stderr
+
