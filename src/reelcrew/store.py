@@ -519,6 +519,13 @@ class Store:
                                                 productions.c.status != ProductionStatus.cancelled.value)
                       .values(**values))
 
+    def release_production(self, pid: str, owner: str) -> None:
+        """End `owner`'s lease on the production at once, status unchanged (a Celery step that wrote or rendered it
+        is over: the next step, on any worker, may claim it without waiting for the lease to run out)."""
+        with self._write() as c:
+            c.execute(update(productions).where(productions.c.id == pid, productions.c.owner == owner)
+                      .values(lease_until=0.0))
+
     def uncancel(self, pid: str) -> None:
         """A cancelled production becomes `queued` again (an explicit `reelcrew retry`)."""
         with self._write() as c:

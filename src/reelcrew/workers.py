@@ -171,26 +171,47 @@ def _register(app: Celery, retries: int) -> None:
 
 def run_step(app: Celery, fields: dict, task_id: str | None = None, delivery: int = 0) -> list[Any]:
     """One message: mark its chain running, run the body, send its follow-ups (their chains marked first)."""
-    from reelcrew.models import ProductionStatus
     from reelcrew.tasks import Step
 
-    tasks = _Process.get()
+    shared = _Process.get()
     step = Step.model_validate(fields)
     context = {"task": step.task, "task_id": task_id, "production_id": step.production_id,
                "clip_key": step.clip_key, "clip_index": step.clip_index, "delivery": delivery}
     log.info("step start", extra=context)
+    tasks = own_context(shared) if step.task in ("write", "render") else shared
     chain = chain_of(fields)
-    tasks.store.mark_chains([(chain, step.production_id, step_json(step), time.time() + running_limit(step, tasks),
-                              tasks.owner)])
-    follow_ups = tasks.run(step)
-    if step.task == "write" and not follow_ups:
-        prod = tasks.store.production(step.production_id)
-        if prod is not None and prod.status == ProductionStatus.failed:
-            tasks.store.mark_chains([], ended=chain)
-            raise WritersFailed(f"{prod.failed_stage or 'writers'}: {prod.error}")
-    send_steps(app, follow_ups, store=tasks.store, ended=chain)
+    try:
+        shared.store.mark_chains([(chain, step.production_id, step_json(step),
+                                   time.time() + running_limit(step, shared), tasks.owner)])
+        follow_ups = tasks.run(step)
+        if step.task == "write" and not follow_ups:
+            failed_writers(shared.store, step.production_id, chain)
+        send_steps(app, follow_ups, store=shared.store, ended=chain)
+    finally:
+        if tasks is not shared:
+            tasks.close()
+            shared.store.release_production(step.production_id, tasks.owner)
     log.info("step end", extra={**context, "follow_ups": [s.task for s in follow_ups]})
     return follow_ups
+
+
+def own_context(shared: Any) -> Any:
+    """A task context of its own for a write or a render step: the production is claimed by this step's owner and
+    released when the step ends, so its next step may run on any worker (the process's shared context would hold
+    it for as long as this worker lives)."""
+    from reelcrew.tasks import Tasks
+
+    return Tasks(shared.base, shared.store)
+
+
+def failed_writers(store: Any, pid: str, chain: str) -> None:
+    """A write that left its production failed raises WritersFailed: Celery retries it, then dead-letters it."""
+    from reelcrew.models import ProductionStatus
+
+    prod = store.production(pid)
+    if prod is not None and prod.status == ProductionStatus.failed:
+        store.mark_chains([], ended=chain)
+        raise WritersFailed(f"{prod.failed_stage or 'writers'}: {prod.error}")
 
 
 def running_limit(step: Any, tasks: Any) -> float:
