@@ -49,3 +49,15 @@ def test_an_unreachable_broker_is_a_clear_error_with_the_password_masked(tmp_pat
     assert "cannot reach the broker redis://:**@127.0.0.1:1/0" in result.stderr and "hunter22" not in result.stderr
     assert "REELCREW_BROKER" in result.stderr
 
+
+
+@pytest.mark.servers
+def test_the_rate_gate_in_redis_survives_a_redis_restart(tmp_path, redis):
+    """A restarted Redis forgets the bucket's Lua script: the gate loads it again instead of failing the clip."""
+    from reelcrew.video.quota import RateGate
+
+    gate = RateGate(ledger(tmp_path), rpm=100, window=60.0, broker=redis.url)
+    gate.acquire()
+    redis.restart()
+    gate.acquire()
+    assert redis.keys("reelcrew:rate:*")

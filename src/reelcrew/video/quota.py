@@ -8,6 +8,7 @@ ledger row, so a restart respects an open breaker or a paused day.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -26,6 +27,8 @@ try:
     PACIFIC: ZoneInfo | None = ZoneInfo("America/Los_Angeles")
 except Exception:  # no tz database: fall back to the configured reset interval
     PACIFIC = None
+
+log = logging.getLogger("reelcrew.quota")
 
 
 @dataclass
@@ -113,11 +116,35 @@ class Breaker:
 
 
 def redis_bucket(broker: str, rates: list, table: str):
-    """pyrate-limiter's RedisBucket on the broker's Redis, keyed `reelcrew:rate:<table>`."""
+    """pyrate-limiter's RedisBucket on the broker's Redis, keyed `reelcrew:rate:<table>`, that survives a Redis
+    restart: its Lua script is loaded again (a restarted Redis forgets scripts) and, while Redis is down, a take
+    waits for it (up to REDIS_DOWN_WAIT seconds, as it would wait for a slot) instead of failing the clip."""
     from pyrate_limiter import RedisBucket
+    from pyrate_limiter.buckets.redis_bucket import LuaScript
     from redis import Redis
+    from redis.exceptions import ConnectionError as RedisDown
+    from redis.exceptions import NoScriptError
 
-    return RedisBucket.init(rates, Redis.from_url(broker), f"reelcrew:rate:{table}")
+    class SurvivingRedisBucket(RedisBucket):
+        def _check_and_insert(self, item):
+            deadline = time.monotonic() + REDIS_DOWN_WAIT
+            while True:
+                try:
+                    try:
+                        return super()._check_and_insert(item)
+                    except NoScriptError:
+                        self.script_hash = self.redis.script_load(LuaScript.PUT_ITEM)
+                        return super()._check_and_insert(item)
+                except RedisDown:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.warning("the rate gate's Redis is unreachable; waiting for it")
+                    time.sleep(1.0)
+
+    return SurvivingRedisBucket.init(rates, Redis.from_url(broker), f"reelcrew:rate:{table}")
+
+
+REDIS_DOWN_WAIT = 120.0
 
 
 class RateGate:
