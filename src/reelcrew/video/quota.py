@@ -141,6 +141,12 @@ def redis_bucket(broker: str, rates: list, table: str):
                     log.warning("the rate gate's Redis is unreachable; waiting for it")
                     time.sleep(1.0)
 
+        def leak(self, current_timestamp=None):
+            try:  # the leaker thread must outlive a Redis restart (old entries are dropped on its next turn)
+                return super().leak(current_timestamp)
+            except RedisDown:
+                return 0
+
     return SurvivingRedisBucket.init(rates, Redis.from_url(broker), f"reelcrew:rate:{table}")
 
 
