@@ -248,17 +248,19 @@ class Pipeline:
             self.store.set_production_status(prod.id, status, stage, cause)
             self.store.log("failed", cause, prod.id, stage=stage)
 
-    def _claim(self, prods: list[Production], until: str, heartbeat: Heartbeat) -> list[Production]:
-        """The productions this run works on: not rendered yet, and not held by another live process."""
+    def _claim(self, prods: list[Production], until: str, heartbeat: Heartbeat, owner: str | None = None
+               ) -> list[Production]:
+        """The productions this run works on: not rendered yet, and not held by another live process.
+        Each gets its own owner id, or `owner` for all (a task runner's context, reelcrew.tasks)."""
         mine = []
         start = os.getpid() % len(prods) if prods else 0  # concurrent runs of one batch start at different places
         for prod in prods[start:] + prods[:start]:
             if until == "final" and not self.recut and self._rendered(prod.id):
                 self._notes[prod.id] = f"already rendered: {self.folder(prod.id) / 'final.mp4'}"
                 continue
-            owner = new_owner()
+            claimer = owner or new_owner()
             self._before[prod.id] = self.store.production(prod.id) or prod
-            claim = self.store.claim_production(prod.id, owner, PRODUCTION_LEASE, self.out.resolve() / prod.id)
+            claim = self.store.claim_production(prod.id, claimer, PRODUCTION_LEASE, self.out.resolve() / prod.id)
             if not claim.granted and claim.status == ProductionStatus.cancelled:
                 self._notes[prod.id] = f"cancelled: left alone (`reelcrew retry {prod.id}` starts it again)"
                 continue
@@ -268,7 +270,7 @@ class Pipeline:
                 continue
             assert claim.folder is not None  # a granted claim always records its folder
             self._folders[prod.id] = Path(claim.folder)
-            heartbeat.hold(owner)
+            heartbeat.hold(claimer)
             mine.append(prod)
         return sorted(mine, key=prods.index)
 

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
                                        "back filtered (rehearses an edit-and-retry); empty = never")
     reelcrew_mock_writer_latency: float = Field(0.0, ge=0, description="mock writers: seconds per answer "
                                                 "(rehearses slow writers, e.g. two runs of one topic at once)")
+    reelcrew_writers_concurrency: int = Field(2, ge=1, description="productions whose writers run at once in "
+                                              "the local runner (under the writers' own quota)")
+    reelcrew_render_concurrency: int = Field(1, ge=1, description="finals rendered at once in the local runner")
+    reelcrew_clips_in_order: bool = Field(False, description="a production's clips one after another (each "
+                                          "submit follows the previous clip's end): the hook of a continuity mode")
     veo3_max_retries: int = Field(3, ge=0)
     veo3_quota_reset_interval: float = Field(3600, ge=0)
     veo3_consecutive_failure_threshold: int = Field(3, ge=1)

@@ -112,10 +112,11 @@ def run(settings: Settings, productions: list[Production], until: str = "final",
             continue
         own = settings_for(settings, prod)
         groups.setdefault(json.dumps(identity_fields(own), sort_keys=True), (own, []))[1].append(prod)
-    for own, group in groups.values():
-        pipeline = Pipeline(own, store, progress or Progress(), policy.budget_usd, recut=recut,
-                            approve=_approval(own, policy, store, tuple(p.id for p in group)))
-        notes.update(pipeline.run(group, until, retry_clips))
+    from reelcrew.runners.batch import run_batch  # the local runner: the batch pipelined (reelcrew.tasks)
+
+    approval = lambda own, ids: _approval(own, policy, store, ids)  # noqa: E731
+    notes.update(run_batch(settings, store, list(groups.values()), until, progress or Progress(), policy, approval,
+                           retry_clips, recut))
     return [summarize(settings, store, p.id, notes.get(p.id)) for p in productions]
 
 

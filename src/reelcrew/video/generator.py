@@ -144,6 +144,11 @@ class ClipGenerator:
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    def _wait(self, seconds: float) -> None:
+        """The pause before a clip's next submit attempt (a quota 429, a failed attempt). Here a sleep; the task
+        runners' generator (reelcrew.tasks) records it instead and returns a step with that countdown."""
+        self._sleep(seconds)
+
     def _safe_one(self, job: ClipJob) -> VideoClip:
         try:
             return self.generate(job)
@@ -264,10 +269,10 @@ class ClipGenerator:
         self.store.log("quota", f"429 {kind}, retry in {exc.retry_after or 'back-off'}",
                        clip.production_id, clip.index, "clips")
         if exc.window == "minute" and exc.retry_after is not None:
-            self._sleep(jitter(exc.retry_after))
+            self._wait(jitter(exc.retry_after))
         else:
             self.breaker.failure("bare 429")
-            self._sleep(jitter(min(self.s.veo3_retry_wait_base, 60)))
+            self._wait(jitter(min(self.s.veo3_retry_wait_base, 60)))
         return False
 
     def _rejected(self, clip: VideoClip, exc: Rejected) -> bool:
@@ -285,7 +290,7 @@ class ClipGenerator:
                           retries=retries)
             return False
         self._release(clip, ClipStatus.pending, error=reason, retries=retries)
-        self._sleep(jitter(self.s.veo3_retry_wait_base * 2 ** (retries - 1)))
+        self._wait(jitter(self.s.veo3_retry_wait_base * 2 ** (retries - 1)))
         return False
 
     def _ambiguous(self, clip: VideoClip, reason: str) -> bool:
@@ -310,14 +315,54 @@ class ClipGenerator:
     def _follow(self, job: ClipJob) -> None:
         """Poll until done, then download and validate; the operation is never resubmitted here."""
         clip = self.store.clip(job.key)
-        if past_retention(clip.operation_name, clip.submitted_at, time.time()):
-            self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index,
-                                                                      "submitted more than 2 days ago"))
+        if self._expired(clip):
             return
         deadline = (clip.submitted_at or time.time()) + self.s.operation_timeout
         outcome = self._poll_until_done(clip, deadline)
         if outcome is None:
             return
+        self._settle(clip, outcome, job.dest)
+
+    def poll_once(self, job: ClipJob, failures: int = 0) -> str:
+        """ONE look at the clip's operation (the task runners' follow step; `_follow` is the looping version).
+
+        Returns `settled` when this look ended the operation's wait (done and downloaded, filtered, failed, or
+        released for a new attempt), `running` when Veo is still working (look again after POLLING_INTERVAL),
+        or `failing` when the poll itself failed (safe to repeat: look again after a back-off)."""
+        self._current.job = job
+        clip = self.store.clip(job.key)
+        if self._expired(clip):
+            return "settled"
+        assert clip.operation_name is not None  # polled only after its receipt was committed
+        try:
+            outcome = self.backend.poll(clip.operation_name)
+        except OperationNotFound as exc:  # no poll can bring it back: fail now, not at OPERATION_TIMEOUT
+            self._release(clip, ClipStatus.failed, error=self._not_found(clip, str(exc)))
+            return "settled"
+        except Exception as exc:  # polls are safe to repeat
+            log.warning("poll of %s failed (%s); retrying", clip.operation_name, exc)
+            if failures + 1 > 50:
+                self._release(clip, ClipStatus.submitted, error=f"polling keeps failing: {exc}")
+                return "settled"
+            return "failing"
+        if outcome.done:
+            self._settle(clip, outcome, job.dest)
+            return "settled"
+        if time.time() > (clip.submitted_at or time.time()) + self.s.operation_timeout:
+            self._timed_out(clip)
+            return "settled"
+        return "running"
+
+    def _expired(self, clip: VideoClip) -> bool:
+        """Past the service's retention: failed at once (no poll can fetch it), with what to do."""
+        if past_retention(clip.operation_name, clip.submitted_at, time.time()):
+            self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index,
+                                                                      "submitted more than 2 days ago"))
+            return True
+        return False
+
+    def _settle(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
+        """A finished operation: filtered, failed (a new attempt is allowed: it was not charged) or downloaded."""
         if outcome.filtered:
             self._release(clip, ClipStatus.filtered, error=f"safety filter: {outcome.filtered}", operation_name=None)
             return
@@ -327,7 +372,13 @@ class ClipGenerator:
             self._release(clip, status, error=outcome.error, retries=retries, operation_name=None)
             return
         self.store.update_clip(clip.key, video_uri=outcome.uri, status=ClipStatus.downloading)
-        self._download(clip, outcome, job.dest)
+        self._download(clip, outcome, dest)
+
+    def _timed_out(self, clip: VideoClip) -> None:
+        self._release(clip, ClipStatus.failed,
+                      error=f"operation {clip.operation_name} did not finish within OPERATION_TIMEOUT "
+                            f"({self.s.operation_timeout:.0f}s); not resubmitted (it may still finish: "
+                            f"`reelcrew repair` re-checks it)")
 
     def _poll_until_done(self, clip: VideoClip, deadline: float) -> Outcome | None:
         assert clip.operation_name is not None  # polled only after its receipt was committed
@@ -352,10 +403,7 @@ class ClipGenerator:
                 self._release(clip, ClipStatus.submitted)
                 return None
             if time.time() > deadline:
-                self._release(clip, ClipStatus.failed,
-                              error=f"operation {clip.operation_name} did not finish within OPERATION_TIMEOUT "
-                                    f"({self.s.operation_timeout:.0f}s); not resubmitted (it may still finish: "
-                                    f"`reelcrew repair` re-checks it)")
+                self._timed_out(clip)
                 return None
             backoff = min(max(self.s.polling_interval, 0.05) * 2 ** failures, 30)
             self._sleep(self.s.polling_interval if outcome else backoff)

@@ -1,0 +1,149 @@
+"""Pipelining benchmark (issue 12): a batch's wall time and its time to the first final, each over its lower bound.
+
+N topics, S scenes each, fake Veo latency L (the real SDK against tests/fakes/google_server.py), quota Q in flight
+and R per minute, mock writers with W seconds per answer. Two paths: `stages` (the stage-by-stage pipeline:
+every production's writers, then every clip, then every final) and `local` (the local runner: reelcrew.tasks).
+
+The lower bound is a schedule nothing can beat on this machine: the writers of WRITERS productions at once
+(each production's LLM answers × W), each clip started as soon as its production's prompts exist and the quota
+allows (Q in flight, R per minute, L each), each production's render (its duration as measured in this run)
+once its clips are done, REELCREW_RENDER_CONCURRENCY at a time. The first final's bound is that production's
+own: its writers, its clips alone under the quota, its render.
+
+Usage: python bench/bench_pipeline.py [--topics N] [--scenes S] [--latency L] [--concurrent Q] [--rpm R]
+       [--writer-latency W] [--paths stages,local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+TOPICS = ["how tea is made", "why the sky is blue", "how bees dance", "how rain forms", "why cats purr",
+          "how bread rises", "how glass is made", "why leaves fall", "how tides work", "how maps are drawn"]
+
+
+def clip_schedule(ready: list[float], latency: float, q: int, rpm: int, window: float = 60.0) -> list[float]:
+    """Greedy: each clip (in order of readiness) starts when it is ready, a slot is free and the window allows."""
+    ends: list[float] = []  # a heap of running clips' ends
+    starts: list[float] = []
+    out = []
+    for at in ready:
+        t = at
+        while len(ends) >= q:
+            t = max(t, heapq.heappop(ends))
+        if len(starts) >= rpm:
+            t = max(t, starts[-rpm] + window)
+        starts.append(t)
+        heapq.heappush(ends, t + latency)
+        out.append(t + latency)
+    return out
+
+
+def bound(writing: list[float], scenes: int, latency: float, q: int, rpm: int, renders: list[float],
+          writers: int, render_slots: int) -> tuple[float, float]:
+    """(batch lower bound, lower bound of production 0's own final)."""
+    slots = [0.0] * writers
+    ready = []
+    for duration in writing:  # writers in order, `writers` at a time
+        start = heapq.heappop(slots)
+        ready.append(start + duration)
+        heapq.heappush(slots, start + duration)
+    clips = sorted((at, i) for i, at in enumerate(ready) for _ in range(scenes))
+    ends = clip_schedule([at for at, _ in clips], latency, q, rpm)
+    clips_done = [0.0] * len(writing)
+    for (_, i), end in zip(clips, ends, strict=True):
+        clips_done[i] = max(clips_done[i], end)
+    render_free = [0.0] * render_slots
+    finals = []
+    for i in sorted(range(len(writing)), key=lambda k: clips_done[k]):
+        start = max(clips_done[i], heapq.heappop(render_free))
+        finals.append(start + renders[i])
+        heapq.heappush(render_free, start + renders[i])
+    own = writing[0] + clip_schedule([0.0] * scenes, latency, q, rpm)[-1] + renders[0]
+    return max(finals), own
+
+
+def run_path(path: str, args, fake_url: str) -> dict:
+    from reelcrew import service
+    from reelcrew.pipeline import Pipeline, Progress
+    from reelcrew.results import ApprovalPolicy
+    from reelcrew.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update({"GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": fake_url, "POLLING_INTERVAL": "0.1",
+                           "NO_PROXY": "127.0.0.1", "REELCREW_STATE_DIR": str(Path(tmp) / "state"),
+                           "REELCREW_LLM": "mock", "VEO3_MOCK_MODE": "false"})
+        settings = load_settings(reelcrew_output_dir=Path(tmp) / "out", scenes=args.scenes,
+                                 veo3_max_concurrent=args.concurrent, veo3_rpm=args.rpm,
+                                 reelcrew_mock_writer_latency=args.writer_latency,
+                                 reelcrew_writers_concurrency=args.writers)
+        store = service.open_store(settings)
+        prods = service.plan(settings, TOPICS[:args.topics], store)
+        render_started: dict[str, float] = {}
+
+        def stage(pid: str, name: str) -> None:
+            if name == "final":
+                render_started[pid] = time.time()
+
+        progress = Progress(stage=stage)
+        start = time.time()
+        if path == "stages":
+            Pipeline(settings, store, progress).run(prods)
+        else:
+            service.run(settings, prods, progress=progress, policy=ApprovalPolicy(yes=True), store=store)
+        wall = time.time() - start
+        finals = {}
+        for prod in prods:
+            [final] = [e for e in store.recent_events(prod.id, limit=500) if e["kind"] == "final"]
+            finals[prod.id] = final["at"]
+        renders = [finals[p.id] - render_started[p.id] for p in prods]
+        writing = [store.llm_answers(p.id) * args.writer_latency for p in prods]
+        statuses = {store.production(p.id).status.value for p in prods}
+        first_pid = min(finals, key=finals.__getitem__)
+        first = finals[first_pid] - start
+        index = [p.id for p in prods].index(first_pid)
+        order = [index] + [i for i in range(len(prods)) if i != index]  # the first final's production first
+        batch_bound, _ = bound(writing, args.scenes, args.latency, args.concurrent, args.rpm, renders,
+                               args.writers, settings.reelcrew_render_concurrency)
+        _, own_bound = bound([writing[i] for i in order], args.scenes, args.latency, args.concurrent, args.rpm,
+                             [renders[i] for i in order], args.writers, settings.reelcrew_render_concurrency)
+        store.close()
+        return {"path": path, "wall": wall, "bound": batch_bound, "first": first, "first_bound": own_bound,
+                "render": sum(renders) / len(renders), "statuses": statuses}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--topics", type=int, default=4)
+    ap.add_argument("--scenes", type=int, default=3)
+    ap.add_argument("--latency", type=float, default=10.0)
+    ap.add_argument("--concurrent", type=int, default=3)
+    ap.add_argument("--rpm", type=int, default=600)
+    ap.add_argument("--writer-latency", type=float, default=2.0)
+    ap.add_argument("--writers", type=int, default=2)
+    ap.add_argument("--paths", default="stages,local")
+    args = ap.parse_args()
+    from tests.fakes.google_server import FakeGoogle, Script
+
+    print(f"N={args.topics} S={args.scenes} L={args.latency}s Q={args.concurrent} R={args.rpm}/min "
+          f"W={args.writer_latency}s/answer writers={args.writers}")
+    print("| path | batch wall | its bound | ratio | first final | its bound | ratio | mean render |")
+    print("|---|---|---|---|---|---|---|---|")
+    for path in args.paths.split(","):
+        with FakeGoogle(Script(latency=args.latency)) as fake:
+            r = run_path(path, args, fake.url)
+        print(f"| {r['path']} | {r['wall']:.1f} s | {r['bound']:.1f} s | {r['wall'] / r['bound']:.3f} | "
+              f"{r['first']:.1f} s | {r['first_bound']:.1f} s | {r['first'] / r['first_bound']:.3f} | "
+              f"{r['render']:.1f} s |" + ("" if r["statuses"] == {"done"} else f" statuses {r['statuses']}"))
+
+
+if __name__ == "__main__":
+    main()
