@@ -142,8 +142,14 @@ def rendering(store) -> str | None:
     return None
 
 
-def kill_owner(owner: str) -> None:
-    os.kill(int(owner.rsplit(":", 2)[1]), signal.SIGKILL)
+def kill_owner(cluster: Cluster, owner: str) -> str:
+    """kill -9 the worker process behind a claim owner (host:pid:random), and reap it as a supervisor would (a
+    zombie's pid still answers, and the ledger would take it for alive); returns the worker's name."""
+    pid = int(owner.rsplit(":", 2)[1])
+    proc = next(p for p in cluster.procs if p.pid == pid)
+    proc.kill()
+    proc.wait(timeout=30)
+    return proc.name  # type: ignore[attr-defined]
 
 
 def test_kill_9_while_submitting_and_while_rendering_costs_no_second_payment(cluster):
@@ -159,11 +165,11 @@ def test_kill_9_while_submitting_and_while_rendering_costs_no_second_payment(clu
                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     store = cluster.store()
     owner = wait_until(lambda: clip_submitting(store), "a submit in flight", timeout=240, proc=run)
-    kill_owner(owner)
+    assert kill_owner(cluster, owner) in ("w1", "w2")
     cluster.fake.held.set()
     cluster.worker("w3", "render")  # the renders wait for this one, which is killed while it renders
     runner = wait_until(lambda: rendering(store), "a render running", timeout=300, proc=run)
-    kill_owner(runner)
+    assert kill_owner(cluster, runner) == "w3"
     cluster.worker("w4")
     out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err[-3000:] + cluster.logs()

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery, Task, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from reelcrew.errors import ConfigError
 
@@ -66,9 +66,9 @@ def make_app(broker: str, settings: Any = None) -> Celery:
         broker_connection_retry_on_startup=True,
         task_soft_time_limit=SOFT_LIMIT,
         task_time_limit=HARD_LIMIT,
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue="maintenance",
-        task_routes={name: {"queue": queue} for name, queue in TASKS.items()},
+        task_routes={name: {"queue": queue, "exchange": queue, "routing_key": queue} for name, queue in TASKS.items()},
         worker_hijack_root_logger=False,
         worker_send_task_events=True,  # Flower's live view
         beat_schedule={"reconcile": {"task": "reelcrew.reconcile", "schedule": every,
