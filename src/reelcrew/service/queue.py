@@ -37,6 +37,20 @@ def enqueue(settings: Settings, productions: list[Production], store: Store) -> 
     return ids
 
 
+def enqueue_production(settings: Settings, store: Store, pid: str, until: str = "final",
+                       retry: set[tuple[str, int]] | None = None, recut: bool = False) -> None:
+    """One production's first step with the run's options (`reelcrew serve` with a broker: nothing runs in it)."""
+    from reelcrew.tasks import Step
+    from reelcrew.workers import app_for, check_broker, send_steps
+
+    app = app_for(settings)
+    check_broker(app)
+    scenes = sorted(index for production_id, index in (retry or set()) if production_id == pid)
+    store.set_production_status(pid, ProductionStatus.queued)
+    store.log("queued", f"sent to the workers on {_broker_name(settings)}", pid)
+    send_steps(app, [Step(task="write", production_id=pid, until=until, retry=scenes, recut=recut)], store=store)
+
+
 def follow(store: Store, production_ids: list[str], on_change: Callable[[Production], None] | None = None,
            every: float = 1.0, until: Callable[[], bool] = lambda: False) -> list[Production]:
     """Read the ledger until every production has settled (done, incomplete, failed, cancelled, or stopped for
