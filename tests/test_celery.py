@@ -238,3 +238,35 @@ def test_a_writer_that_keeps_failing_lands_in_the_dead_letters_and_is_retried_fr
     wait_until(lambda: store.production(pid).status.value == "done", "the retried production to be done",
                timeout=300)
     assert store.dead_letters() == [] and cluster.fake.accepted == 2
+
+
+def test_serve_with_a_broker_enqueues_and_a_worker_makes_it(cluster, monkeypatch, tmp_path):
+    """`reelcrew serve` with REELCREW_BROKER runs nothing itself: the worker makes the production; the API lists
+    the dead letters and lets an operator (not a viewer) re-queue one."""
+    import threading
+
+    from tests.web_helpers import LiveServer
+
+    cluster.env.update(VEO3_MOCK_MODE="true")
+    for name, value in cluster.env.items():
+        monkeypatch.setenv(name, value)
+    cluster.worker("w1")
+    with LiveServer(tmp_path / "api-out") as live:
+        client = live.client()
+        answer = client.post("/api/productions", json={"topics": ["how tea is made"], "mock": True, "scenes": 2})
+        assert answer.status_code == 202, answer.text
+        pid = answer.json()["productions"][0]["id"]
+        done = live.wait_status(client, pid, "done", timeout=240)
+        assert [c["status"] for c in done["clips"]] == ["done", "done"] and "final.mp4" in done["files"]
+        assert not [t for t in threading.enumerate() if t.name.startswith("run-")]  # no local runner in serve
+
+        letter = live.studio.store.add_dead_letter("reelcrew.render", {"step": {"task": "render",
+                                                                                "production_id": pid}},
+                                                   "RuntimeError: ffmpeg died", 6, pid)
+        assert [d["id"] for d in client.get("/api/dead").json()["dead_letters"]] == [letter]
+        viewer = live.client(live.token("vic", "viewer"))
+        assert viewer.post(f"/api/dead/{letter}/retry").status_code == 403
+        retried = client.post(f"/api/dead/{letter}/retry")
+        assert retried.status_code == 202 and retried.json()["task"] == "reelcrew.render"
+        assert client.get("/api/dead").json()["dead_letters"] == []
+        assert client.post(f"/api/dead/{letter}/retry").status_code in (400, 404, 409, 422)

@@ -102,7 +102,8 @@ class _Process:
                 from reelcrew.tasks import Tasks
 
                 settings = load_settings(None)
-                cls.tasks = Tasks(settings, open_store(settings))
+                store = open_store(settings)
+                cls.tasks = Tasks(settings, store, progress=ledger_progress(store))
             return cls.tasks
 
 
@@ -201,7 +202,24 @@ def own_context(shared: Any) -> Any:
     it for as long as this worker lives)."""
     from reelcrew.tasks import Tasks
 
-    return Tasks(shared.base, shared.store)
+    return Tasks(shared.base, shared.store, progress=shared.progress)
+
+
+def ledger_progress(store: Any) -> Any:
+    """Progress as ledger events (what the dashboard's event stream and `reelcrew status` read: a worker has no
+    terminal): a stage starting (`progress`, with the stage), a clip changing state (`clip_<status>`)."""
+    from reelcrew.pipeline import Progress
+
+    def stage(pid: str, name: str) -> None:
+        if name in ("script", "seo", "prompts", "final"):
+            store.log("progress", f"{name} started", pid, stage=name)
+
+    def clip(changed: Any) -> None:
+        if changed.status.value in ("done", "failed", "filtered", "ambiguous", "paused"):
+            store.log(f"clip_{changed.status.value}", changed.error or changed.status.value, changed.production_id,
+                      changed.index, "clips")
+
+    return Progress(stage=stage, clip=clip)
 
 
 def failed_writers(store: Any, pid: str, chain: str) -> None:
