@@ -26,8 +26,9 @@ fonts:
 	     echo "warning: could not install a CJK font; Chinese subtitles will be refused"; \
 	  else echo "warning: no CJK font found; install fonts-wqy-microhei or fonts-noto-cjk for Chinese subtitles"; fi; }
 
-# The ledger tests also run on a real PostgreSQL (tests/servers.py starts its own throwaway cluster,
-# unprivileged, on 127.0.0.1; the Debian package's own cluster is not used). Without it they skip, saying why.
+# The ledger tests also run on a real PostgreSQL, the Celery tests on a real Redis (tests/servers.py starts its
+# own throwaway servers, unprivileged, on 127.0.0.1; the Debian packages' own services are not used). Without them
+# they skip, saying why.
 servers:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -36,6 +37,13 @@ servers:
 	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq postgresql >/dev/null 2>&1)) || \
 	     echo "warning: could not install postgresql; the PostgreSQL ledger tests will be skipped"; \
 	  else echo "warning: no PostgreSQL server binaries; install postgresql to run the PostgreSQL ledger tests"; fi; }
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing redis-server for the Celery tests"; \
+	    (apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq redis-server >/dev/null 2>&1)) || \
+	     echo "warning: could not install redis-server; the Celery tests will be skipped"; \
+	  else echo "warning: no redis-server found; install redis-server to run the Celery tests"; fi; }
 
 # The dashboard's browser tests drive Debian's chromium through Playwright (never Playwright's own download,
 # which cannot work offline). Without it they skip, saying why.

@@ -2,7 +2,10 @@
 
 N topics, S scenes each, fake Veo latency L (the real SDK against tests/fakes/google_server.py), quota Q in flight
 and R per minute, mock writers with W seconds per answer. Two paths: `stages` (the stage-by-stage pipeline:
-every production's writers, then every clip, then every final) and `local` (the local runner: reelcrew.tasks).
+every production's writers, then every clip, then every final), `local` (the local runner: reelcrew.tasks), and
+`celery1` / `celery3` (that many `reelcrew worker` processes, 4 threads each, on a throwaway PostgreSQL and Redis
+from tests/servers.py; the batch enqueued and followed in the ledger; their bound lets writers and renders run as
+many at once as the workers' threads allow).
 
 The lower bound is a schedule nothing can beat on this machine: the writers of WRITERS productions at once
 (each production's LLM answers × W), each clip started as soon as its production's prompts exist and the quota
@@ -11,7 +14,7 @@ once its clips are done, REELCREW_RENDER_CONCURRENCY at a time. The first final'
 own: its writers, its clips alone under the quota, its render.
 
 Usage: python bench/bench_pipeline.py [--topics N] [--scenes S] [--latency L] [--concurrent Q] [--rpm R]
-       [--writer-latency W] [--paths stages,local]
+       [--writer-latency W] [--paths stages,local,celery1,celery3]
 """
 
 from __future__ import annotations
@@ -137,6 +140,69 @@ def run_path(path: str, args, fake) -> dict:
                 "writing": sum(writing) / len(writing)}
 
 
+def run_celery(workers: int, args, fake_url: str) -> dict:
+    """The same batch on `workers` Celery worker processes (real PostgreSQL and Redis, started here)."""
+    import subprocess
+
+    from reelcrew import service
+    from reelcrew.service import queue
+    from reelcrew.settings import load_settings
+    from tests.servers import start_postgres, start_redis
+
+    threads = 4
+    postgres, redis = start_postgres(), start_redis()
+    procs: list[subprocess.Popen] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": fake_url, "POLLING_INTERVAL": "0.1",
+                   "NO_PROXY": "127.0.0.1", "REELCREW_LLM": "mock", "VEO3_MOCK_MODE": "false",
+                   "REELCREW_DB": postgres.database(), "REELCREW_BROKER": redis.url, "SCENES": str(args.scenes),
+                   "VEO3_MAX_CONCURRENT": str(args.concurrent), "VEO3_RPM": str(args.rpm),
+                   "REELCREW_MOCK_WRITER_LATENCY": str(args.writer_latency)}
+            os.environ.update(env)
+            for n in range(workers):
+                home = Path(tmp) / f"w{n}"
+                home.mkdir()
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "reelcrew", "worker", "--pool", "threads", "--concurrency", str(threads)],
+                    env={**os.environ, "HOME": str(home), "REELCREW_OUTPUT_DIR": str(home / "out")},
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            settings = load_settings(reelcrew_output_dir=Path(tmp) / "out", reelcrew_state_dir=Path(tmp) / "state")
+            store = service.open_store(settings)
+            prods = service.plan(settings, TOPICS[:args.topics], store)
+            time.sleep(8)  # the workers' start-up (imports, broker connection) is not the batch's time
+            start = time.time()
+            ids = queue.enqueue(settings, prods, store)
+            queue.follow(store, ids, every=0.2)
+            wall = time.time() - start
+            events = {pid: store.recent_events(pid, limit=1000) for pid in ids}
+            finals = {pid: max(e["at"] for e in ev if e["kind"] == "final") for pid, ev in events.items()}
+            started = {pid: max(e["at"] for e in ev if e["kind"] == "progress" and e["stage"] == "final")
+                       for pid, ev in events.items()}
+            renders = [finals[pid] - started[pid] for pid in ids]
+            writing = [store.llm_answers(pid) * args.writer_latency for pid in ids]
+            statuses = {store.production(pid).status.value for pid in ids}
+            first_pid = min(finals, key=finals.__getitem__)
+            index = ids.index(first_pid)
+            order = [index] + [i for i in range(len(ids)) if i != index]
+            slots = workers * threads
+            batch_bound, _ = bound(writing, args.scenes, args.latency, args.concurrent, args.rpm, renders, slots,
+                                   slots)
+            _, own_bound = bound([writing[i] for i in order], args.scenes, args.latency, args.concurrent, args.rpm,
+                                 [renders[i] for i in order], slots, slots)
+            store.close()
+            return {"path": f"celery ({workers} worker{'s' if workers > 1 else ''})", "wall": wall,
+                    "bound": batch_bound, "first": finals[first_pid] - start, "first_bound": own_bound,
+                    "render": sum(renders) / len(renders), "statuses": statuses}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+        redis.cleanup()
+        postgres.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--topics", type=int, default=4)
@@ -156,7 +222,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for path in args.paths.split(","):
         with FakeGoogle(Script(latency=args.latency)) as fake:
-            r = run_path(path, args, fake)
+            if path.startswith("celery"):
+                r = run_celery(int(path.removeprefix("celery") or 1), args, fake.url)
+            else:
+                r = run_path(path, args, fake)
         print(f"| {r['path']} | {r['wall']:.1f} s | {r['bound']:.1f} s | {r['wall'] / r['bound']:.3f} | "
               f"{r['first']:.1f} s | {r['first_bound']:.1f} s | {r['first'] / r['first_bound']:.3f} | "
               f"{r['writing']:.1f} s | {r['fetch']:.1f} s | {r['render']:.1f} s |"

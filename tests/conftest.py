@@ -1,5 +1,5 @@
 """Shared fixtures: an isolated environment per test (its own HOME, so its own state folder and ledger),
-the fake Google server, and real servers (PostgreSQL) started once per test run (tests/servers.py)."""
+the fake Google server, and real servers (PostgreSQL, Redis) started once per test run (tests/servers.py)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,27 @@ def postgres():
         pytest.skip(f"PostgreSQL unavailable: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One Redis server for the whole run (skips, with the reason, where it cannot be started)."""
+    try:
+        server = servers.start_redis()
+    except Exception as exc:
+        pytest.skip(f"Redis unavailable: {exc}")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis(redis_server):
+    """The run's Redis, emptied for this test (its queues and rate buckets start clean); a test that restarts
+    it leaves it running."""
+    if not redis_server.ping():
+        redis_server.start()
+    redis_server.flush()
+    return redis_server
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])

@@ -5,8 +5,9 @@ Its binaries are used directly (`initdb`, `pg_ctl`), never the package's own clu
 fresh cluster per test run, owned by `nobody` when we are root (initdb refuses to run as root),
 with a fresh database per test. Missing binaries skip the tests that need them, saying why.
 
-Later servers (Redis, an S3 stand-in, ...) follow the same shape: `find_*`, a class with
-`start`/`stop`, and a session fixture in conftest.py.
+Redis comes from Debian's `redis-server` package the same way (`make servers`): one throwaway server
+per run, as `nobody` when we are root, no persistence. Later servers (an S3 stand-in, ...) follow the
+same shape: `find_*`, a class with `start`/`stop`, and a session fixture in conftest.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from glob import glob
 from pathlib import Path
@@ -101,4 +103,93 @@ def start_postgres() -> PostgresServer:
         return server.start()
     except Exception:
         server.stop()
+        raise
+
+
+def find_redis_server() -> str | None:
+    """Debian's `redis-server` binary (package redis-server), or None."""
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+
+
+class RedisServer:
+    """A throwaway Redis on 127.0.0.1 (no persistence: a restart loses every message, as a crashed broker
+    without AOF would; that is what the reconciler must survive). `restart()` stops and starts it on the
+    same port, for the broker-restart test."""
+
+    def __init__(self, binary: str):
+        self.binary = binary
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="reelcrew-redis-"))
+        self.log = self.root / "server.log"
+        self.as_user: dict[str, str] = {}
+        self.process: subprocess.Popen | None = None
+        if os.geteuid() == 0:  # never run a server as root: as nobody, in a folder it owns (Popen's user= execs
+            shutil.chown(self.root, "nobody", "nogroup")  # it directly, so a kill reaches redis itself)
+            self.as_user = {"user": "nobody", "group": "nogroup"}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.root),
+             "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+             "--logfile", str(self.log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self.as_user)  # type: ignore[call-overload]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}\n{log}")
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer PING within 30 s")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def flush(self) -> None:
+        """Forget every key (between tests: queues, rate buckets)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            sock.recv(16)
+
+    def keys(self, pattern: str) -> list[bytes]:
+        import redis
+
+        return redis.Redis.from_url(self.url).keys(pattern)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # no persistence to save: a kill is a clean stop here
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_redis() -> RedisServer:
+    """A running Redis, or an exception whose message says why not (shown as the skip reason)."""
+    binary = find_redis_server()
+    if binary is None:
+        raise LookupError("redis-server not found: run `make servers` as root, or `apt-get install redis-server`")
+    server = RedisServer(binary)
+    try:
+        return server.start()
+    except Exception:
+        server.cleanup()
         raise

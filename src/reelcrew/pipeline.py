@@ -382,7 +382,8 @@ class Pipeline:
                 for pid in {p.id for p, _, _ in jobs}:
                     self.store.set_production_status(pid, ProductionStatus.awaiting_approval, "clips", exc.problem)
                 raise
-        gate = RateGate(self.store, s.veo3_rpm, s.veo3_rpd, s.veo3_rate_window_seconds) if paid else None
+        gate = (RateGate(self.store, s.veo3_rpm, s.veo3_rpd, s.veo3_rate_window_seconds, broker=s.reelcrew_broker)
+                if paid else None)
         budget = Budget(run_usd=self.budget_usd, daily_usd=s.reelcrew_daily_budget_usd)
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self.progress.stage(prod.id, "clips")

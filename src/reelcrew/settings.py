@@ -186,6 +186,13 @@ class Settings(BaseSettings):
     reelcrew_state_dir: Path | None = Field(None, description="the machine's ledger, rate bucket and receipts "
                                                                 "journal (default: the user data folder)")
     reelcrew_daily_budget_usd: float | None = Field(None, ge=0)
+    reelcrew_broker: str | None = Field(None, description="redis://...: run through Celery workers (reelcrew worker) "
+                                                          "and share the rate gate across machines in Redis")
+    reelcrew_task_retries: int = Field(5, ge=0, description="Celery: retries (with back-off) of a task that failed "
+                                       "transiently, before it lands in the dead letters")
+    reelcrew_reconcile_seconds: float = Field(30, gt=0, description="Celery beat: seconds between reconcile passes")
+    reelcrew_lost_after_seconds: float = Field(90, gt=0, description="Celery: a step this overdue, with no live "
+                                               "worker running it, is sent again by the reconciler")
     reelcrew_backup_dir: Path | None = Field(None, description="where `reelcrew backup` writes (default: a backups "
                                                                 "folder beside the ledger)")
     reelcrew_backup_keep: int = Field(14, ge=1, description="backups kept by `reelcrew backup`; older ones are removed")
@@ -219,7 +226,8 @@ class Settings(BaseSettings):
         return model
 
     @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
-                     "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", mode="before")
+                     "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", "reelcrew_broker",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -131,6 +131,21 @@ idempotency_keys = Table(
     Column("request_sha256", String, nullable=False), Column("status_code", Integer), Column("body", Text),
     Column("at", Float))
 
+# Celery (schema 11): a task that exhausted its retries, with what re-queues it (`reelcrew dead retry ID`).
+dead_letters = Table(
+    "dead_letters", meta,
+    Column("id", Integer, primary_key=True, autoincrement=True), Column("task", String, nullable=False),
+    Column("production_id", String), Column("clip_key", String), Column("arguments", Text, nullable=False),
+    Column("error", Text), Column("attempts", Integer), Column("at", Float), Column("retried_at", Float))
+# Celery (schema 11): the last step sent (or running) of each chain of work (a production's writers and render,
+# each clip's submit and follow), so Beat's reconciler finds work whose message was lost with a killed worker or a
+# restarted Redis: a step overdue with no live runner is sent again (the bodies are idempotent by ids).
+task_chains = Table(
+    "task_chains", meta,
+    Column("chain", String, primary_key=True), Column("production_id", String, nullable=False),
+    Column("step", Text, nullable=False), Column("due_at", Float, nullable=False), Column("runner", String),
+    Column("updated_at", Float))
+
 
 # Named migrations, in the style of simonw/llm's migrations.py rather than Alembic: the schema is a dozen
 # tables that only ever gain columns, every process opens (and so migrates) the ledger on start, and the
@@ -222,6 +237,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     9: ("serve: api tokens, web requests, idempotency keys, event actors", lambda c: _web_tables(c)),
     10: ("receipts indexed by clip (journal and manifest replay)",
          lambda c: receipts_by_clip.create(c, checkfirst=True)),
+    11: ("celery: dead letters and task chains", lambda c: meta.create_all(c, tables=[dead_letters, task_chains])),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -502,6 +518,13 @@ class Store:
             c.execute(update(productions).where(productions.c.id == pid,
                                                 productions.c.status != ProductionStatus.cancelled.value)
                       .values(**values))
+
+    def release_production(self, pid: str, owner: str) -> None:
+        """End `owner`'s lease on the production at once, status unchanged (a Celery step that wrote or rendered it
+        is over: the next step, on any worker, may claim it without waiting for the lease to run out)."""
+        with self._write() as c:
+            c.execute(update(productions).where(productions.c.id == pid, productions.c.owner == owner)
+                      .values(lease_until=0.0))
 
     def uncancel(self, pid: str) -> None:
         """A cancelled production becomes `queued` again (an explicit `reelcrew retry`)."""
@@ -1114,6 +1137,62 @@ class Store:
 
 
     # -- backups, restores and reconciliation (service/backup.py, service/reconcile.py) --------------------------
+    # -- dead letters (Celery tasks that exhausted their retries) ---------------------------------
+    def add_dead_letter(self, task: str, arguments: dict, error: str, attempts: int,
+                        production_id: str | None = None, clip_key: str | None = None) -> int:
+        """Record a task that gave up; its id is what `reelcrew dead retry` takes."""
+        with self._write() as c:
+            result = c.execute(insert(dead_letters).values(
+                task=task, production_id=production_id, clip_key=clip_key, arguments=json.dumps(arguments),
+                error=error[:4000], attempts=attempts, at=time.time()))
+            assert result.inserted_primary_key is not None
+            letter_id = int(result.inserted_primary_key[0])
+        self.log("dead_letter", f"{task} gave up after {attempts} attempt(s): {error[:300]}", production_id)
+        return letter_id
+
+    def dead_letters(self, include_retried: bool = False) -> list[dict]:
+        """Newest first; `arguments` decoded. Retried letters are kept (with `retried_at`) but hidden by default."""
+        query = select(dead_letters).order_by(dead_letters.c.id.desc())
+        if not include_retried:
+            query = query.where(dead_letters.c.retried_at.is_(None))
+        with self._read() as c:
+            rows = [dict(r) for r in c.execute(query).mappings().all()]
+        for row in rows:
+            row["arguments"] = json.loads(row["arguments"])
+        return rows
+
+    def take_dead_letter(self, letter_id: int) -> dict | None:
+        """Mark a letter retried and return it, or None when it does not exist or was already retried (so two
+        operators retrying at once re-queue it once)."""
+        with self._write() as c:
+            row = c.execute(select(dead_letters).where(dead_letters.c.id == letter_id,
+                                                       dead_letters.c.retried_at.is_(None))).mappings().first()
+            if row is None:
+                return None
+            c.execute(update(dead_letters).where(dead_letters.c.id == letter_id).values(retried_at=time.time()))
+        letter = dict(row)
+        letter["arguments"] = json.loads(letter["arguments"])
+        return letter
+
+    # -- task chains (what Beat's reconciler reads) -------------------------------------------------
+    def mark_chains(self, marks: list[tuple[str, str, str, float, str | None]], ended: str | None = None) -> None:
+        """Record each chain's latest step, `(chain, production_id, step_json, due_at, runner)` (runner: the owner
+        running it now, or None when it waits in the broker), and forget `ended` (a chain with nothing left)
+        unless a mark renews it; one transaction, so a step's follow-ups replace it atomically."""
+        now = time.time()
+        with self._write() as c:
+            renewed = {m[0] for m in marks}
+            if ended is not None and ended not in renewed:
+                c.execute(task_chains.delete().where(task_chains.c.chain == ended))
+            for chain, pid, step, due_at, runner in marks:
+                values = dict(production_id=pid, step=step, due_at=due_at, runner=runner, updated_at=now)
+                if c.execute(update(task_chains).where(task_chains.c.chain == chain).values(**values)).rowcount == 0:
+                    c.execute(insert(task_chains).values(chain=chain, **values))
+
+    def task_chains(self) -> list[dict]:
+        with self._read() as c:
+            return [dict(r) for r in c.execute(select(task_chains).order_by(task_chains.c.due_at)).mappings().all()]
+
     def schema_version(self) -> int:
         with self._read() as c:
             row = c.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).first()

@@ -136,7 +136,8 @@ class Tasks:
         with self._lock:
             if key not in self._generators:
                 paid = backend_spec(own).paid
-                gate = RateGate(self.store, own.veo3_rpm, own.veo3_rpd, own.veo3_rate_window_seconds) if paid else None
+                gate = (RateGate(self.store, own.veo3_rpm, own.veo3_rpd, own.veo3_rate_window_seconds,
+                                 broker=own.reelcrew_broker) if paid else None)  # one rate for every worker
                 backend = LazyBackend(lambda: make_backend(own), backend_spec(own).name)
                 generator = StepGenerator(own, self.store, backend, gate, self.budget, on_change=self.progress.clip)
                 if self.stopping.is_set():

@@ -45,7 +45,7 @@ class WriterQuota:
 
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
-        self.gate = RateGate(store, settings.gemini_rpm, 0, 60.0, name="writers")
+        self.gate = RateGate(store, settings.gemini_rpm, 0, 60.0, name="writers", broker=settings.reelcrew_broker)
         self.breaker = Breaker(store, settings, name="writers")
         self.production_id: str | None = None  # set by the pipeline before each crew
 

@@ -31,8 +31,14 @@ from reelcrew.service.ledger import productions_in, require_output_folder
 
 def run_productions(settings, store, prods, until: str = "final", *, as_json: bool = False, yes: bool = False,
                     budget_usd: float | None = None, retry_clips: set[tuple[str, int]] | None = None,
-                    recut: bool = False) -> int:
-    """Run through the service (progress bars on a terminal) and print the summary; returns the exit code."""
+                    recut: bool = False, detach: bool = False) -> int:
+    """Run through the service (progress bars on a terminal) and print the summary; returns the exit code.
+    With a broker (REELCREW_BROKER) the workers run it: enqueue, then follow the ledger (or return, `--detach`)."""
+    if settings.reelcrew_broker:
+        from reelcrew.cli.queued import run_on_workers
+
+        return run_on_workers(settings, store, prods, until, as_json=as_json, yes=yes, budget_usd=budget_usd,
+                              detach=detach, retry_clips=retry_clips, recut=recut)
     with Bars(err.is_terminal and not as_json) as bars:
         summaries = service.run(settings, prods, until, progress_lines(bars),
                                 approval_policy(bars, yes, budget_usd), store, retry_clips, recut)
@@ -54,6 +60,7 @@ def run(
     yes: YesOpt = False,
     budget_usd: BudgetOpt = None,
     config: ConfigOpt = None,
+    detach: bool = typer.Option(False, "--detach", help="With a broker: enqueue, print the ids and return."),
 ) -> None:
     """Turn topics into videos (script → seo → prompts → clips → final). Re-running resumes."""
     try:
@@ -69,7 +76,8 @@ def run(
         # edits of a production this run continues; a rendered one is left alone (`assemble` re-cuts it)
         service.adopt_edits(settings, [p for p in prods if not (p.status == ProductionStatus.done
                                                                 and store.stage(p.id, "final"))], store, err.print)
-        code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd)
+        code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd,
+                               detach=detach)
     except ReelcrewError as exc:
         fail(exc)
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ ledger row, so a restart respects an open breaker or a paused day.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -26,6 +27,8 @@ try:
     PACIFIC: ZoneInfo | None = ZoneInfo("America/Los_Angeles")
 except Exception:  # no tz database: fall back to the configured reset interval
     PACIFIC = None
+
+log = logging.getLogger("reelcrew.quota")
 
 
 @dataclass
@@ -112,21 +115,62 @@ class Breaker:
         self.store.log("quota", f"daily quota exhausted; submits paused until {time.ctime(until)}")
 
 
+def redis_bucket(broker: str, rates: list, table: str):
+    """pyrate-limiter's RedisBucket on the broker's Redis, keyed `reelcrew:rate:<table>`, that survives a Redis
+    restart: its Lua script is loaded again (a restarted Redis forgets scripts) and, while Redis is down, a take
+    waits for it (up to REDIS_DOWN_WAIT seconds, as it would wait for a slot) instead of failing the clip."""
+    from pyrate_limiter import RedisBucket
+    from pyrate_limiter.buckets.redis_bucket import LuaScript
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisDown
+    from redis.exceptions import NoScriptError
+
+    class SurvivingRedisBucket(RedisBucket):
+        def _check_and_insert(self, item):
+            deadline = time.monotonic() + REDIS_DOWN_WAIT
+            while True:
+                try:
+                    try:
+                        return super()._check_and_insert(item)
+                    except NoScriptError:
+                        self.script_hash = self.redis.script_load(LuaScript.PUT_ITEM)
+                        return super()._check_and_insert(item)
+                except RedisDown:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.warning("the rate gate's Redis is unreachable; waiting for it")
+                    time.sleep(1.0)
+
+        def leak(self, current_timestamp=None):
+            try:  # the leaker thread must outlive a Redis restart (old entries are dropped on its next turn)
+                return super().leak(current_timestamp)
+            except RedisDown:
+                return 0
+
+    return SurvivingRedisBucket.init(rates, Redis.from_url(broker), f"reelcrew:rate:{table}")
+
+
+REDIS_DOWN_WAIT = 120.0
+
+
 class RateGate:
     """Requests per window (VEO3_RATE_WINDOW_SECONDS, a minute by default; a few seconds in a test) and per day,
     shared by everyone who shares the ledger.
 
     The bucket lives beside the ledger (`Store.rate_bucket`): a SQLite file next to a SQLite ledger, a
-    table in a PostgreSQL one; so two output folders, or two machines on one PostgreSQL, share one rate."""
+    table in a PostgreSQL one; so two output folders, or two machines on one PostgreSQL, share one rate. With a
+    broker (`REELCREW_BROKER=redis://...`) it lives in that Redis instead (`redis_bucket`): every worker on
+    every machine already reaches it, and a Lua script makes each take atomic without a database lock."""
 
-    def __init__(self, store: Store, rpm: int, rpd: int = 0, window: float = 60.0, name: str = "veo"):
+    def __init__(self, store: Store, rpm: int, rpd: int = 0, window: float = 60.0, name: str = "veo",
+                 broker: str | None = None):
         from pyrate_limiter import Duration, Limiter, Rate
 
         rates = [Rate(rpm, int(window * 1000))] + ([Rate(rpd, Duration.DAY)] if rpd else [])
         # a changed limit starts a fresh window rather than mis-reading the old one
         table = f"{name}_rpm{rpm}_w{int(window * 1000)}_rpd{rpd}"  # one bucket per name: "veo", "writers"
         self.item = f"{name}-submit"
-        self.bucket = store.rate_bucket(rates, table)
+        self.bucket = redis_bucket(broker, rates, table) if broker else store.rate_bucket(rates, table)
         self.limiter = Limiter(self.bucket)
         self._lock = threading.Lock()
 

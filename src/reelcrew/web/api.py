@@ -291,6 +291,21 @@ def quota(request: Request, caller: Viewer) -> dict:
             "max_concurrent": base.veo3_max_concurrent}
 
 
+# -- dead letters (with a broker: Celery tasks that exhausted their retries) -------------------------------------
+@router.get("/dead", summary="Dead letters: tasks that exhausted their retries (newest first)")
+def dead_letters(request: Request, caller: Viewer, all: bool = False) -> dict:
+    return {"dead_letters": studio_of(request).store.dead_letters(include_retried=all)}
+
+
+@router.post("/dead/{letter_id}/retry", status_code=202, summary="Re-queue a dead letter's task (once)")
+def retry_dead_letter(letter_id: int, request: Request, caller: Operator) -> dict:
+    from reelcrew.service import queue
+
+    studio = studio_of(request)
+    letter = queue.retry_dead(studio.base, studio.store, letter_id, actor=caller.name)
+    return {"retried": letter_id, "task": letter["task"], "production_id": letter["production_id"]}
+
+
 # -- uploads and tokens --------------------------------------------------------------------------
 @router.post("/uploads", status_code=201, summary="Upload music or a logo for a re-cut; answers its id")
 async def upload(request: Request, caller: Operator, file: Annotated[UploadFile, File()]) -> dict:

@@ -161,6 +161,15 @@ class Studio:
         if prod is None:
             return
         until = options.get("until", "final")
+        if self.base.reelcrew_broker:  # the workers write it; a paid one waits for its yes before anything runs
+            estimate = service.estimate(settings, [prod], self.store)
+            row = self.store.web_request(pid) or {}
+            if (until not in WRITERS_ONLY and not row.get("approved_by") and not options.get("auto_approve")
+                    and (options.get("hold") or estimate.usd)):
+                self.hold(pid, estimate)
+                return
+            self._go(pid, settings, options, until)
+            return
         first = until if until in WRITERS_ONLY else "prompts"
         service.run(settings, [prod], first, self.progress(), store=self.store)
         prod = self._live(pid)
@@ -184,6 +193,11 @@ class Studio:
             retry_clips: set[tuple[str, int]] | None = None) -> None:
         prod = self._live(pid)
         if prod is None:
+            return
+        if self.base.reelcrew_broker:  # `reelcrew serve` with a broker enqueues; the workers run it
+            from reelcrew.service.queue import enqueue_production
+
+            enqueue_production(settings, self.store, pid, until, retry_clips)
             return
         policy = self._policy(pid, options)
         service.run(settings, [prod], until, self.progress(), policy, self.store, retry_clips)

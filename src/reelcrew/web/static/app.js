@@ -221,7 +221,29 @@ const reelcrew = (() => {
     };
     await refresh();
     listen("/api/events", debounce(refresh, 500));
+    dead();
   }
 
-  return {index, production, cost, quota, api};
+  // dead letters (with a broker): shown under the quota, each with a retry button
+  async function dead() {
+    const box = $("#dead");
+    if (!box) return;
+    const refresh = async () => {
+      const d = await api("GET", "/api/dead");
+      box.innerHTML = d.dead_letters.length ? `<table><tr><th>id</th><th>when</th><th>task</th><th>production</th>
+        <th>attempts</th><th>error</th><th></th></tr>${d.dead_letters.map((x) => `<tr><td>${x.id}</td>
+        <td>${new Date(x.at * 1000).toLocaleString()}</td><td>${esc(x.task)}</td><td>${esc(x.production_id || "")}</td>
+        <td>${x.attempts}</td><td>${esc(x.error || "")}</td>
+        <td><button data-dead="${x.id}">retry</button></td></tr>`).join("")}</table>` : "<p>no dead letters</p>";
+      box.querySelectorAll("button[data-dead]").forEach((b) => b.addEventListener("click", async () => {
+        b.disabled = true;
+        try { await api("POST", `/api/dead/${b.dataset.dead}/retry`); } catch (e) { alert(e.message); }
+        refresh();
+      }));
+    };
+    await refresh();
+    listen("/api/events", debounce(refresh, 1000));
+  }
+
+  return {index, production, cost, quota, dead, api};
 })();

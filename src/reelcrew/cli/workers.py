@@ -1,0 +1,110 @@
+"""Scale-out commands: `reelcrew worker` and `reelcrew beat` (Celery's worker and beat, in this process, on the
+broker of REELCREW_BROKER), and `reelcrew dead list|retry` (tasks that exhausted their retries).
+
+The worker and beat run in-process (`app.worker_main`, `app.start`) rather than through the `celery -A ...`
+script: the same settings loading, the same error messages and exit codes as every other command, and nothing
+to know about module paths; Celery's own flags stay reachable after `--`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import typer
+
+from reelcrew.cli.app import ConfigOpt, JsonOpt, app, err, fail, open_store, settings_for
+from reelcrew.errors import ReelcrewError
+
+dead_app = typer.Typer(help="Tasks that exhausted their retries (with a broker): list them, re-queue one.",
+                       no_args_is_help=True)
+app.add_typer(dead_app, name="dead")
+
+
+def _app(config):
+    from reelcrew.workers import app_for, check_broker
+
+    settings = settings_for(None, config)
+    celery_app = app_for(settings)
+    check_broker(celery_app)
+    open_store(settings).close()  # migrate the ledger once, before the pool starts
+    return settings, celery_app
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    queues: str | None = typer.Option(None, "--queues", "-Q",
+                                      help="Comma-separated: writers, clips, render, maintenance (default: all)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
+                                           help="Tasks at once (default: Celery's, the number of CPUs)."),
+    pool: str = typer.Option("prefork", "--pool", help="prefork (processes, default), threads or solo."),
+    config: ConfigOpt = None,
+) -> None:
+    """Run a Celery worker on REELCREW_BROKER (tasks for the productions in the shared ledger)."""
+    try:
+        from reelcrew.workers import worker_argv
+
+        _, celery_app = _app(config)
+        argv = worker_argv([q.strip() for q in queues.split(",") if q.strip()] if queues else None, concurrency)
+        celery_app.worker_main([*argv, "--pool", pool, *ctx.args])
+    except ReelcrewError as exc:
+        fail(exc)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """Run Celery beat on REELCREW_BROKER: the reconciler every 30 s (re-enqueues work whose lease expired)."""
+    try:
+        settings, celery_app = _app(config)
+        schedule = settings.state_dir / "celerybeat-schedule"
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        celery_app.start(["beat", "--schedule", str(schedule), "--loglevel", "INFO", *ctx.args])
+    except ReelcrewError as exc:
+        fail(exc)
+
+
+@dead_app.command("list")
+def dead_list(
+    all_: bool = typer.Option(False, "--all", help="Also the letters already retried."),
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """The dead letters, newest first: task, production, clip, attempts, error."""
+    try:
+        from reelcrew.service import queue
+
+        settings = settings_for(None, config)
+        letters = queue.dead_letters(open_store(settings), all_)
+    except ReelcrewError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps({"dead_letters": letters}, ensure_ascii=False, indent=2, default=str))
+        return
+    if not letters:
+        err.print("no dead letters")
+        return
+    for d in letters:
+        at = datetime.fromtimestamp(d["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        retried = " (retried)" if d["retried_at"] else ""
+        print(f"{d['id']}\t{at}\t{d['task']}\t{d['production_id'] or '-'}\t{d['attempts']} attempt(s)\t"
+              f"{(d['error'] or '')[:160]}{retried}")
+
+
+@dead_app.command("retry")
+def dead_retry(
+    letter_id: int = typer.Argument(..., help="A dead letter's id (`reelcrew dead list`)."),
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-queue a dead letter's task (once)."""
+    try:
+        from reelcrew.service import queue
+
+        settings = settings_for(None, config)
+        letter = queue.retry_dead(settings, open_store(settings), letter_id)
+    except ReelcrewError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps({"retried": letter_id, "task": letter["task"], "production_id": letter["production_id"]}))
+    else:
+        err.print(f"re-queued {letter['task']} for {letter['production_id'] or '-'} (dead letter {letter_id})")
