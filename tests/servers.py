@@ -5,8 +5,8 @@ Its binaries are used directly (`initdb`, `pg_ctl`), never the package's own clu
 fresh cluster per test run, owned by `nobody` when we are root (initdb refuses to run as root),
 with a fresh database per test. Missing binaries skip the tests that need them, saying why.
 
-The S3 stand-in is moto's server mode (a test dependency, `S3Server`). Later servers follow the same shape: `find_*`, a class with
-`start`/`stop`, and a session fixture in conftest.py.
+The S3 stand-in is moto's server mode (a test dependency, `S3Server`). Later servers follow the same shape:
+`find_*`, a class with `start`/`stop`, and a session fixture in conftest.py.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ def test_every_clip_and_the_final_are_stored_with_their_sha256_and_another_machi
     assert len(clips) == 2 and fake.accepted == 2
     for clip in clips:
         assert clip.artifact == f"s3://{s3.bucket}/studio/clips/{clip.key}.mp4"
-        assert object_sha256(s3, clip.artifact) == clip.sha256 == hashlib.sha256(Path(clip.path).read_bytes()).hexdigest()
+        local = hashlib.sha256(Path(clip.path).read_bytes()).hexdigest()
+        assert object_sha256(s3, clip.artifact) == clip.sha256 == local
     stored = store.production_artifacts(summary.id)
     assert FINAL_FILES <= set(stored)
     for name, item in stored.items():

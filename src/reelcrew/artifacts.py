@@ -20,6 +20,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +31,8 @@ from reelcrew.files import leftover_part, part_path, sha256_file, temp_tag
 from reelcrew.storage import StorageError
 
 log = logging.getLogger("reelcrew.artifacts")
-FINAL_FILES = ("final.mp4", "final.srt", "final.ass", "thumbnail.jpg", "metadata.json", "manifest.json")  # what a render stores beside its clips
+# what a render stores beside its clips
+FINAL_FILES = ("final.mp4", "final.srt", "final.ass", "thumbnail.jpg", "metadata.json", "manifest.json")
 CLIENT_TIMEOUTS = dict(connect_timeout=5, read_timeout=120)
 
 
@@ -232,52 +235,42 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"ok")
             self.client.delete_object(Bucket=self.bucket, Key=probe)
 
-    def _errors(self, doing: str) -> _S3Errors:
-        return _S3Errors(self, doing)
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return _s3_errors(self, doing)
 
 
-class _S3Errors:
+@contextmanager
+def _s3_errors(store: S3Store, doing: str) -> Iterator[None]:
     """Turns boto3's exceptions into an ArtifactError naming the store (masked) and the fix."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-    def __init__(self, store: S3Store, doing: str):
-        self.store, self.doing = store, doing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, ArtifactError):
-            return False
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
-
-        where = self.store.where
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            raise ArtifactError(f"no credentials for the artifact store {where}",
-                                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile) on every "
-                                "worker", "refused") from None
-        if isinstance(exc, ClientError):
-            code = _code(exc)
-            if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and self.doing == "checking"):
-                raise ArtifactError(f"the bucket {self.store.bucket} of the artifact store {where} does not exist",
-                                    f"create it (`aws s3 mb s3://{self.store.bucket}` or MinIO's console), or fix "
-                                    "REELCREW_ARTIFACTS", "refused") from None
-            if code in ("404", "NoSuchKey", "NotFound"):
-                raise ArtifactError(f"an object is missing from the artifact store {where} while {self.doing} it",
-                                    "the clip is fetched again from its Veo operation by the next run (never paid "
-                                    "twice); `reelcrew assemble` renders a final again", "missing") from None
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
-                raise ArtifactError(f"the artifact store {where} refused our credentials ({code}) while "
-                                    f"{self.doing} it",
-                                    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and that they may read, write "
-                                    "and delete in the bucket", "refused") from None
-            raise ArtifactError(f"the artifact store {where} answered {code} while {self.doing} it",
-                                "check the store's health and REELCREW_ARTIFACTS, then run again", "refused") from None
-        if isinstance(exc, BotoCoreError):
-            raise ArtifactError(f"cannot reach the artifact store {where} while {self.doing} it "
-                                f"({type(exc).__name__})",
-                                "start the S3 server, or fix REELCREW_ARTIFACTS_ENDPOINT / AWS_ENDPOINT_URL, "
-                                "then run again (receipts are kept: nothing is paid twice)") from None
-        return False
+    where = store.where
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError):
+        raise ArtifactError(f"no credentials for the artifact store {where}",
+                            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile) on every worker",
+                            "refused") from None
+    except ClientError as exc:
+        code = _code(exc)
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and doing == "checking"):
+            raise ArtifactError(f"the bucket {store.bucket} of the artifact store {where} does not exist",
+                                f"create it (`aws s3 mb s3://{store.bucket}` or MinIO's console), or fix "
+                                "REELCREW_ARTIFACTS", "refused") from None
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise ArtifactError(f"an object is missing from the artifact store {where} while {doing} it",
+                                "the clip is fetched again from its Veo operation by the next run (never paid "
+                                "twice); `reelcrew assemble` renders a final again", "missing") from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
+            raise ArtifactError(f"the artifact store {where} refused our credentials ({code}) while {doing} it",
+                                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and that they may read, write "
+                                "and delete in the bucket", "refused") from None
+        raise ArtifactError(f"the artifact store {where} answered {code} while {doing} it",
+                            "check the store's health and REELCREW_ARTIFACTS, then run again", "refused") from None
+    except BotoCoreError as exc:
+        raise ArtifactError(f"cannot reach the artifact store {where} while {doing} it ({type(exc).__name__})",
+                            "start the S3 server, or fix REELCREW_ARTIFACTS_ENDPOINT / AWS_ENDPOINT_URL, then run "
+                            "again (receipts are kept: nothing is paid twice)") from None
 
 
 def _code(exc: Any) -> str:
@@ -340,9 +333,12 @@ class CacheCleaning:
     freed_bytes: int
 
 
-def clean_cache(settings: Any, dry_run: bool = False, now: float | None = None) -> CacheCleaning:
-    """Fetched copies older than REELCREW_CACHE_MAX_AGE_HOURS go, then the oldest until the cache fits in
-    REELCREW_CACHE_MAX_MB. Only the cache folder is touched: the output folder and the store never are."""
+def clean_cache(settings: Any, dry_run: bool = False, now: float | None = None,
+                max_age: float | None = None) -> CacheCleaning:
+    """Fetched copies older than REELCREW_CACHE_MAX_AGE_HOURS (or `max_age` seconds, `reelcrew prune`'s age when
+    shorter) go, then the oldest until the cache fits in REELCREW_CACHE_MAX_MB. Only the cache folder is touched:
+    the output folder and the store never are (a store's objects are shared by every worker: its lifecycle rules
+    expire them)."""
     root = settings.cache_dir
     if not root.is_dir():
         return CacheCleaning([], 0)
@@ -359,7 +355,7 @@ def clean_cache(settings: Any, dry_run: bool = False, now: float | None = None) 
             continue
         files.append((stat.st_mtime, stat.st_size, path))
     files.sort()
-    max_age = settings.reelcrew_cache_max_age_hours * 3600
+    max_age = min(settings.reelcrew_cache_max_age_hours * 3600, max_age if max_age is not None else float("inf"))
     budget = settings.reelcrew_cache_max_mb * 2**20
     total = sum(size for _, size, _ in files)
     removed, freed = [], 0

@@ -1298,9 +1298,12 @@ class Store:
         return {r["name"]: {"ref": r["ref"], "sha256": r["sha256"], "size": r["size"]} for r in rows}
 
     def mark_pruned(self, key: str, note: str) -> None:
-        """The clip's file was removed on purpose (`reelcrew prune`): forget the path, keep the clip done."""
+        """The clip's file was removed on purpose (`reelcrew prune`): forget the path, keep the clip done (and its
+        artifact reference when the bytes are in a store, not in that file)."""
         with self._write() as c:
-            self._update_clip(c, key, path=None, error=note)
+            row = c.execute(select(clips.c.path, clips.c.artifact).where(clips.c.key == key)).one()
+            stored = {} if row.artifact != row.path else {"artifact": None}
+            self._update_clip(c, key, path=None, error=note, **stored)
 
 
 def open_ledger(settings) -> Store:
