@@ -28,6 +28,7 @@ fonts:
 
 # The ledger tests also run on a real PostgreSQL (tests/servers.py starts its own throwaway cluster,
 # unprivileged, on 127.0.0.1; the Debian package's own cluster is not used). Without it they skip, saying why.
+# The S3 stand-in for the artifact tests is moto's server mode, a pip test dependency (`setup` installs it).
 servers:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
