@@ -145,3 +145,18 @@ def test_the_cache_keeps_recent_copies_within_its_size_and_removes_the_rest(tmp_
     assert sorted(p.name for p in root.iterdir()) == ["b.mp4", "c.mp4"]  # the newest that fit in 1 MiB
     assert cleaned.freed_bytes == 3 * 400 * 1024
     assert (settings.cache_dir.parent / "kept.txt").exists()
+
+
+def test_prune_trims_the_artifact_cache_by_its_own_age_and_says_what_it_freed(tmp_path):
+    from reelcrew.service.backup import prune
+
+    settings = load_settings(reelcrew_cache_dir=tmp_path / "cache", reelcrew_output_dir=tmp_path / "out")
+    cached = settings.cache_dir / "bucket" / "clips"
+    cached.mkdir(parents=True)
+    old, fresh = cached / "old.mp4", cached / "fresh.mp4"
+    for path, age in ((old, 3 * 3600), (fresh, 60)):
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (time.time() - age, time.time() - age))
+    report = prune(settings, service.open_store(settings), older_than=3600)
+    assert report.removed == [old] and report.freed_bytes == 1000
+    assert fresh.exists() and not old.exists()
