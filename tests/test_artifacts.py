@@ -160,3 +160,32 @@ def test_prune_trims_the_artifact_cache_by_its_own_age_and_says_what_it_freed(tm
     report = prune(settings, service.open_store(settings), older_than=3600)
     assert report.removed == [old] and report.freed_bytes == 1000
     assert fresh.exists() and not old.exists()
+
+
+@pytest.mark.servers
+def test_store_operations_put_once_fetch_checked_and_a_missing_bucket_named_with_the_fix(s3, tmp_path):
+    settings = load_settings(reelcrew_cache_dir=tmp_path / "cache")
+    store = artifacts.store_for(settings)
+    store.check()
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"bytes of a paid clip" * 1000)
+    digest = hashlib.sha256(clip.read_bytes()).hexdigest()
+    uploads = []
+    store.client.meta.events.register("before-call.s3.PutObject", lambda **kw: uploads.append(kw["params"]))
+    ref = artifacts.put_clip(settings, "k123", clip, digest)
+    assert ref == f"s3://{s3.bucket}/studio/clips/k123.mp4" and store.exists(ref) and len(uploads) == 1
+    assert artifacts.put_clip(settings, "k123", clip, digest) == ref  # a redelivered put: the object is kept
+    assert len(uploads) == 1
+    fetched = store.fetch(ref, digest)
+    assert fetched.is_relative_to(settings.cache_dir) and fetched.read_bytes() == clip.read_bytes()
+    with pytest.raises(artifacts.ArtifactError, match="does not match the ledger's checksum"):
+        store.fetch(ref, "0" * 64)
+    assert [p.name for p in fetched.parent.iterdir()] == ["k123.mp4"]  # no temp file left behind
+    store.delete(ref)
+    assert not store.exists(ref)
+
+    missing = load_settings(reelcrew_artifacts="s3://no-such-bucket-here/x", reelcrew_cache_dir=tmp_path / "cache")
+    with pytest.raises(artifacts.ArtifactError) as refused:
+        artifacts.check(missing)
+    assert "no-such-bucket-here" in refused.value.problem and "does not exist" in refused.value.problem
+    assert "aws s3 mb s3://no-such-bucket-here" in (refused.value.fix or "")
