@@ -55,6 +55,9 @@ class Stored:
 class ArtifactStore(Protocol):
     kind: str
 
+    @property
+    def where(self) -> str: ...  # what messages call it (secrets masked)
+
     def put(self, path: Path, name: str, sha256: str | None = None) -> Stored: ...
     def fetch(self, ref: str, sha256: str | None) -> Path: ...
     def exists(self, ref: str) -> bool: ...
@@ -88,6 +91,7 @@ class LocalFolder:
     """Today's behaviour: the files stay where the pipeline wrote them; a reference is the resolved path."""
 
     kind = "local"
+    where = "the output folder"
 
     def put(self, path: Path, name: str, sha256: str | None = None) -> Stored:
         return Stored(str(Path(path).resolve()), sha256 or sha256_file(path), Path(path).stat().st_size)
