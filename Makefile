@@ -28,7 +28,8 @@ fonts:
 
 # The ledger tests also run on a real PostgreSQL, the Celery tests on a real Redis (tests/servers.py starts its
 # own throwaway servers, unprivileged, on 127.0.0.1; the Debian packages' own services are not used). Without them
-# they skip, saying why.
+# they skip, saying why. The S3 stand-in for the artifact tests is moto's server mode, a pip test dependency
+# (`setup` installs it).
 servers:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,7 +17,7 @@ from tests import servers  # noqa: E402
 from tests.fakes.google_server import FakeGoogle, Script  # noqa: E402
 
 SETTING_PREFIXES = ("REELCREW_", "VEO3_", "GEMINI_", "GOOGLE_", "POLLING_", "OPERATION_", "DOWNLOAD_", "SUBMIT_",
-                    "GCS_")
+                    "GCS_", "AWS_")
 
 # Real mode, but with the waits of a test. Short sleeps between tries; generous timeouts, because a timeout
 # that fires on a busy machine turns a passing test into a failing one (a timed-out submit is "ambiguous").
@@ -99,6 +100,30 @@ def redis(redis_server):
         redis_server.start()
     redis_server.flush()
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One S3-compatible server (moto) for the whole run (skips, with the reason, where it cannot be started)."""
+    try:
+        server = servers.start_s3()
+    except Exception as exc:
+        pytest.skip(f"S3 stand-in unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket on the S3 stand-in, set as the artifact store (REELCREW_ARTIFACTS, the endpoint and
+    credentials in the environment, inherited by the CLI processes a test starts): its server, bucket and a client."""
+    bucket = s3_server.bucket()
+    env = {"REELCREW_ARTIFACTS": f"s3://{bucket}/studio", "AWS_ENDPOINT_URL": s3_server.url,
+           "AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+           "AWS_REGION": "us-east-1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return SimpleNamespace(server=s3_server, bucket=bucket, prefix="studio", client=s3_server.client())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])

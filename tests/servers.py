@@ -6,8 +6,8 @@ fresh cluster per test run, owned by `nobody` when we are root (initdb refuses t
 with a fresh database per test. Missing binaries skip the tests that need them, saying why.
 
 Redis comes from Debian's `redis-server` package the same way (`make servers`): one throwaway server
-per run, as `nobody` when we are root, no persistence. Later servers (an S3 stand-in, ...) follow the
-same shape: `find_*`, a class with `start`/`stop`, and a session fixture in conftest.py.
+per run, as `nobody` when we are root, no persistence. The S3 stand-in is moto's server mode (a test
+dependency, `S3Server`). Each follows the same shape: `find_*`, a class with `start`/`stop`, and a session fixture in conftest.py.
 """
 
 from __future__ import annotations
@@ -192,4 +192,75 @@ def start_redis() -> RedisServer:
         return server.start()
     except Exception:
         server.cleanup()
+        raise
+
+
+class S3Server:
+    """moto's S3 server (`moto[server]`, a test dependency) on 127.0.0.1: an S3-compatible store for the artifact
+    tests; `bucket()` makes a new empty bucket. Any access key is accepted, as by a fresh MinIO."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="reelcrew-s3-"))
+        self.log = self.root / "server.log"
+        self.command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3Server:
+        import time
+
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "MOTO_PORT": str(self.port)})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a readiness probe, not a timing assumption: it polls the port
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto server exited: {self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto server did not open its port within 60 s")
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id="test-access-key", aws_secret_access_key="test-secret-key")
+
+    def bucket(self) -> str:
+        name = f"reelcrew-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_s3() -> S3Server:
+    """A running S3 stand-in, or an exception whose message says why not (shown as the skip reason)."""
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        raise LookupError(f"moto[server] is not installed ({exc.name}): run `make setup`") from None
+    server = S3Server()
+    try:
+        return server.start()
+    except Exception:
+        server.stop()
         raise

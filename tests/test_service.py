@@ -32,6 +32,9 @@ def test_mock_production_through_the_service_from_plan_to_repair(tmp_path):
     report = service.status(settings, prods[0].id, store)
     assert [c.status for c in report.productions[0].clips] == ["done", "done"]
     assert report.productions[0].status == "done"
+    # no artifact store set: the references are the output folder's own files, nothing is copied
+    assert [c.artifact for c in report.productions[0].clips] == [c.path for c in store.production_clips(prods[0].id)]
+    assert done.final_artifact == str(tmp_path / "out" / prods[0].id / "final.mp4")
     spent = service.cost(settings, store)
     assert spent.total_usd == 0.0 and spent.possible_extra_charges == 0
 

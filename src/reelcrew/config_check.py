@@ -150,7 +150,12 @@ def invalid(exc: ValidationError, path: Path, overrides: set[str]) -> ConfigErro
                            "(its value is not shown)",
                            f"give {env_name} as a single string in .env or the environment, not in {path} "
                            "(keys belong in .env, which is never committed)")
-    shown = repr(first.get("input"))
+    given = first.get("input")
+    if isinstance(given, str) and "://" in given:  # a URL's password (s3://key:secret@…) is never echoed
+        from reelcrew.artifacts import masked
+
+        given = masked(given)
+    shown = repr(given)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     where = holder(SimpleNamespace(_overrides=overrides, _config_file=path), name)
     return ConfigError(f"setting {env_name}={shown} is invalid: {first['msg']}", f"fix {env_name} in {where}")

@@ -163,6 +163,7 @@ class VideoClip(BaseModel):
     lease_owner: str | None = None
     lease_until: float = 0.0
     submitted_at: float | None = None
+    artifact: str | None = None  # where its bytes live for every worker: `s3://…` or the local path (schema 12)
 
 
 class ProductionStatus(str, Enum):  # noqa: UP042 - StrEnum would change str()/format() of members stored and printed

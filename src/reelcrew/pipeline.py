@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelcrew import mock_writer
+from reelcrew import artifacts, mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.files import new_owner, write_json_atomic
 from reelcrew.identity import ProductionMode, identity_fields, production_id  # noqa: F401 (production_id: API)
@@ -452,7 +452,8 @@ class Pipeline:
         moods = {scene.index: scene.mood.strip().lower() for scene in script.scenes}
         by_mood = self.settings.transitions.by_mood
         subtitles = {p.index: p.subtitle for p in prompts.prompts}  # the prompts stage: where an edited subtitle lands
-        cut = [CutClip(path=folder / "clips" / f"clip-{c.index:02d}.mp4",
+        cut = [CutClip(path=artifacts.local_clip(self.settings, c, folder / "clips" / f"clip-{c.index:02d}.mp4")
+                       or folder / "clips" / f"clip-{c.index:02d}.mp4",
                        caption=subtitles.get(c.index, c.prompt.subtitle),
                        transition=by_mood.get(moods.get(c.prompt.scene_index, ""))) for c in usable]
         facts = {"production": prod.model_dump(mode="json"), "model": self.settings.veo3_model,
@@ -472,6 +473,8 @@ class Pipeline:
         except ReelcrewError as exc:
             self.store.set_production_status(prod.id, ProductionStatus.failed, "final", str(exc))
             return
+        self.store.record_artifacts(prod.id, artifacts.put_final(self.settings, prod.id, folder))
+        artifacts.clean_cache(self.settings)
         self.store.save_stage(prod.id, "final", {"file": result["final"], "duration": result["duration"],
                                                  "scenes_missing": [c.prompt.scene_index for c in missing]})
         self.store.log("final", f"final.mp4 {result['duration']:.2f}s", prod.id, stage="final")

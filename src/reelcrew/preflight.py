@@ -300,6 +300,19 @@ def output_folders(plan: RunPlan) -> None:
 
 
 @start_check
+def artifact_store(plan: RunPlan) -> None:
+    """REELCREW_ARTIFACTS can be reached and written (a probe object) before any spend: a bucket that is missing,
+    refused credentials or a refused endpoint would otherwise fail the first clip after it was paid for."""
+    from reelcrew import artifacts
+
+    if plan.settings.reelcrew_artifacts:
+        try:
+            artifacts.check(plan.settings)
+        except artifacts.ArtifactError as exc:
+            raise ConfigError(exc.problem, exc.fix) from None
+
+
+@start_check
 def watermark_text(plan: RunPlan) -> None:
     """The watermark text is drawn on every frame: the same policy as the captions."""
     settings, text = plan.settings, plan.settings.watermark.text

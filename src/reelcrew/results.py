@@ -27,6 +27,7 @@ class ProductionSummary(BaseModel):
     cost_usd: float = 0.0
     llm_answers: int = 0
     final: str | None = None
+    final_artifact: str | None = None  # where the final lives for every worker: `s3://…` or the local path
     folder: str = ""
     note: str | None = None  # e.g. rendered, or being rendered, by another process
     # `incomplete`: the script's scenes missing from the final, and the commands that bring them back
@@ -45,6 +46,8 @@ class ClipReport(BaseModel):
     error: str | None = None
     retries: int = 0
     possible_duplicate: bool = False
+    artifact: str | None = None  # where its bytes live: `s3://…` or the local path
+    sha256: str | None = None
 
 
 class ProductionReport(ProductionSummary):

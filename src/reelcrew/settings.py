@@ -197,6 +197,16 @@ class Settings(BaseSettings):
                                                                 "folder beside the ledger)")
     reelcrew_backup_keep: int = Field(14, ge=1, description="backups kept by `reelcrew backup`; older ones are removed")
     crews_dir: Path = DEFAULT_CREWS_DIR
+    # where clips and finals live for every worker (reelcrew.artifacts): empty = the output folder (no copies)
+    reelcrew_artifacts: str | None = Field(None, description="artifact store: empty = the output folder; "
+                                           "s3://bucket/prefix = an S3-compatible store (AWS_* variables)")
+    reelcrew_artifacts_endpoint: str | None = Field(None, description="S3 endpoint URL for MinIO and other "
+                                                    "S3-compatible stores (default: AWS_ENDPOINT_URL, else AWS)")
+    reelcrew_cache_dir: Path | None = Field(None, description="where a worker keeps clips fetched from the store "
+                                            "(default: the user cache folder)")
+    reelcrew_cache_max_mb: int = Field(2048, ge=0, description="fetched copies kept up to this size (oldest go "
+                                       "first)")
+    reelcrew_cache_max_age_hours: float = Field(24, ge=0, description="fetched copies older than this are removed")
 
     # assembly and prices (config/pipeline.yaml)
     subtitles: SubtitleStyle = SubtitleStyle()
@@ -227,10 +237,21 @@ class Settings(BaseSettings):
 
     @field_validator("reelcrew_daily_budget_usd", "gcs_output_bucket", "reelcrew_db", "google_cloud_project",
                      "gemini_temperature", "reelcrew_state_dir", "reelcrew_backup_dir", "reelcrew_broker",
-                     mode="before")
+                     "reelcrew_artifacts", "reelcrew_artifacts_endpoint", "reelcrew_cache_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("reelcrew_artifacts")
+    @classmethod
+    def _artifact_store_url(cls, url: str | None) -> str | None:
+        """Only two kinds: the output folder (empty or `local`) and `s3://bucket[/prefix]`."""
+        if url is None or url == "local":
+            return None
+        from reelcrew.artifacts import parse_s3_url
+
+        parse_s3_url(url)  # ValueError names the expected shape
+        return url
 
     @field_validator("gemini_api_key", "google_api_key", mode="before")
     @classmethod
@@ -265,6 +286,15 @@ class Settings(BaseSettings):
         if self.reelcrew_db:
             return self.reelcrew_db if "://" in self.reelcrew_db else f"sqlite:///{Path(self.reelcrew_db).resolve()}"
         return f"sqlite:///{self.state_dir / 'reelcrew.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Clips fetched from the artifact store: REELCREW_CACHE_DIR, else platformdirs' user cache folder."""
+        if self.reelcrew_cache_dir:
+            return self.reelcrew_cache_dir.expanduser().resolve()
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("reelcrew", appauthor=False)) / "artifacts"
 
     @property
     def journal_path(self) -> Path:

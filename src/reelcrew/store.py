@@ -82,7 +82,8 @@ clips = Table(
     Column("retries", Integer, default=0), Column("error", Text), Column("cost_usd", Float, default=0.0),
     Column("possible_duplicate", Boolean, default=False),
     Column("lease_owner", String), Column("lease_until", Float, default=0.0),
-    Column("submitted_at", Float), Column("updated_at", Float))
+    Column("submitted_at", Float), Column("updated_at", Float),
+    Column("artifact", Text))  # schema 12: where its bytes live for every worker (`s3://…` or the local path)
 production_clips = Table(
     "production_clips", meta,
     Column("production_id", String, primary_key=True), Column("idx", Integer, primary_key=True),
@@ -92,6 +93,12 @@ receipts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True), Column("clip_key", String, nullable=False),
     Column("operation_name", String), Column("outcome", String, nullable=False),  # accepted | ambiguous
     Column("attempt", Integer), Column("possible_duplicate", Boolean, default=False), Column("at", Float))
+# schema 12: a production's final and side files in the artifact store (reelcrew.artifacts), with their sha256
+production_artifacts = Table(
+    "production_artifacts", meta,
+    Column("production_id", String, primary_key=True), Column("name", String, primary_key=True),
+    Column("ref", Text, nullable=False), Column("sha256", String, nullable=False), Column("size", Integer),
+    Column("stored_at", Float))
 # replaying a journal or a manifest looks receipts up by clip: without it a restore is quadratic in receipts
 receipts_by_clip = Index("ix_receipts_clip_key", receipts.c.clip_key)
 costs = Table(
@@ -162,6 +169,14 @@ def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
 def _web_tables(conn: Connection) -> None:
     meta.create_all(conn, tables=[api_tokens, web_requests, idempotency_keys])
     _add_columns(conn, "events", {"actor": "VARCHAR"})
+
+
+def _artifact_references(conn: Connection) -> None:
+    """v12: where each clip's and final's bytes live; a done clip's reference is its local file until then."""
+    _add_columns(conn, "clips", {"artifact": "TEXT"})
+    meta.create_all(conn, tables=[production_artifacts])
+    conn.execute(update(clips).where(clips.c.status == "done", clips.c.path.is_not(None), clips.c.artifact.is_(None))
+                 .values(artifact=clips.c.path))
 
 
 def _rename_production_status(conn: Connection, old: str, new: str) -> None:
@@ -238,6 +253,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     10: ("receipts indexed by clip (journal and manifest replay)",
          lambda c: receipts_by_clip.create(c, checkfirst=True)),
     11: ("celery: dead letters and task chains", lambda c: meta.create_all(c, tables=[dead_letters, task_chains])),
+    12: ("artifact references and checksums (clips and finals)", _artifact_references),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -784,13 +800,16 @@ class Store:
         except OSError:  # no room (or no fallocate here): no reserve this time
             self.reserve.unlink(missing_ok=True)
 
-    def finish_clip(self, key: str, path: Path, sha256: str, duration: float, usd: float) -> None:
-        """Done: the validated file and its one charge, in one transaction."""
+    def finish_clip(self, key: str, path: Path, sha256: str, duration: float, usd: float,
+                    artifact: str | None = None) -> None:
+        """Done: the validated (and, with a store, stored) file, its reference and its one charge, in one
+        transaction."""
         now = time.time()
         with self._write() as c:
             clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
             self._update_clip(c, key, status=ClipStatus.done, path=str(path), sha256=sha256, duration=duration,
-                              cost_usd=usd, error=None, lease_owner=None, lease_until=0.0)
+                              cost_usd=usd, error=None, lease_owner=None, lease_until=0.0,
+                              artifact=artifact or str(path))
             if not c.execute(select(costs.c.id).where(costs.c.clip_key == key)).first():  # one charge per clip
                 c.execute(insert(costs).values(clip_key=key, production_id=clip.production_id, model=clip.model,
                                                resolution=clip.prompt.resolution, seconds=duration, usd=usd,
@@ -1341,10 +1360,29 @@ class Store:
                 out.append(f"clip {index} of {pid}: submit outcome unknown, parked as ambiguous (not resubmitted)")
         return out
 
-    def mark_pruned(self, key: str, note: str) -> None:
-        """The clip's file was removed on purpose (`reelcrew prune`): forget the path, keep the clip done."""
+    def record_artifacts(self, pid: str, stored: dict[str, Any]) -> None:
+        """A render's files in the artifact store (name → `artifacts.Stored`), replacing an earlier cut's."""
+        now = time.time()
         with self._write() as c:
-            self._update_clip(c, key, path=None, error=note)
+            c.execute(production_artifacts.delete().where(production_artifacts.c.production_id == pid))
+            for name, item in stored.items():
+                c.execute(insert(production_artifacts).values(production_id=pid, name=name, ref=item.ref,
+                                                              sha256=item.sha256, size=item.size, stored_at=now))
+
+    def production_artifacts(self, pid: str) -> dict[str, dict]:
+        """The production's stored files by name: ref, sha256, size."""
+        with self._read() as c:
+            rows = c.execute(select(production_artifacts).where(production_artifacts.c.production_id == pid)
+                             ).mappings().all()
+        return {r["name"]: {"ref": r["ref"], "sha256": r["sha256"], "size": r["size"]} for r in rows}
+
+    def mark_pruned(self, key: str, note: str) -> None:
+        """The clip's file was removed on purpose (`reelcrew prune`): forget the path, keep the clip done (and its
+        artifact reference when the bytes are in a store, not in that file)."""
+        with self._write() as c:
+            row = c.execute(select(clips.c.path, clips.c.artifact).where(clips.c.key == key)).one()
+            stored = {} if row.artifact != row.path else {"artifact": None}
+            self._update_clip(c, key, path=None, error=note, **stored)
 
 
 def open_ledger(settings) -> Store:
@@ -1387,4 +1425,5 @@ def _clip_from_row(r) -> VideoClip:
                      operation_name=r["operation_name"], video_uri=r["video_uri"], path=r["path"], sha256=r["sha256"],
                      duration=r["duration"], retries=r["retries"] or 0, error=r["error"], cost_usd=r["cost_usd"] or 0.0,
                      possible_duplicate=bool(r["possible_duplicate"]), lease_owner=r["lease_owner"],
-                     lease_until=r["lease_until"] or 0.0, submitted_at=r["submitted_at"])
+                     lease_until=r["lease_until"] or 0.0, submitted_at=r["submitted_at"],
+                     artifact=r.get("artifact"))

@@ -34,13 +34,15 @@ def print_summaries(summaries: list[ProductionSummary], as_json: bool) -> int:
             why = f"{s.failed_stage}: {s.error}" if s.error and s.failed_stage else (s.error or "")
             table.add_row(s.id, s.status, s.stage, why[:200],
                           f"{s.clips_done}/{s.clips_filtered}/{s.clips_failed}/{s.clips_paused}",
-                          f"{s.cost_usd:.2f}", s.final or s.folder)
+                          f"{s.cost_usd:.2f}", s.final or s.final_artifact or s.folder)
         Console(stderr=False).print(table)
         for s in summaries:  # whole paths, unwrapped, for copy and paste
             print(f"{s.id}: {s.final or s.folder}" + ("" if s.final else f" ({s.status})"))
     for s in summaries:
         if s.note:
             err.print(f"{s.id}: {s.note}")
+        if s.final_artifact and s.final_artifact.startswith("s3://"):
+            err.print(f"{s.id}: final stored at {s.final_artifact}", markup=False)
         if s.scenes_missing:  # whole commands, unwrapped, for copy and paste
             err.print(f"{s.id}: incomplete, scene(s) {', '.join(map(str, s.scenes_missing))} missing from the final")
             for command in s.retry_commands:

@@ -124,7 +124,7 @@ def doctor(
     except ReelcrewError as exc:
         fail(exc)
     checks = [*_credential_checks(settings), _ffmpeg_check(), _font_check(settings), _ledger_check(settings),
-              *_backup_checks(settings), *_folder_checks(settings)]
+              *_backup_checks(settings), *_folder_checks(settings), _artifact_check(settings)]
     if as_json:
         failed = [f"{name}: {detail}" for name, ok, detail in checks if not ok]
         print_json({"checks": [{"check": name, "ok": ok, "detail": detail} for name, ok, detail in checks],
@@ -141,6 +141,20 @@ def doctor(
 
 
 Check = tuple[str, bool, str]
+
+
+def _artifact_check(settings) -> Check:
+    """Where clips and finals go for every worker, and whether this machine can write there (a probe object)."""
+    from reelcrew import artifacts
+
+    if not settings.reelcrew_artifacts:
+        return ("artifact store", True, f"the output folder {settings.reelcrew_output_dir} (REELCREW_ARTIFACTS unset)")
+    try:
+        artifacts.check(settings)
+    except artifacts.ArtifactError as exc:
+        return ("artifact store", False, f"{exc.problem}; fix: {exc.fix}")
+    return ("artifact store", True, f"{artifacts.store_for(settings).where}: reachable and writable; "
+                                    f"fetched copies in {settings.cache_dir}")
 
 
 def _credential_checks(settings) -> list[Check]:

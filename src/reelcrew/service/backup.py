@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reelcrew import ledger_copy
+from reelcrew import artifacts, ledger_copy
 from reelcrew.errors import ConfigError, InputError, ReelcrewError
 from reelcrew.files import part_path, sha256_file
 from reelcrew.models import TERMINAL_STATUSES, ProductionStatus
@@ -419,4 +419,7 @@ def prune(settings: Settings, store: Store, older_than: float, dry_run: bool = F
         remove(path)
         if not dry_run and link["path"] and Path(link["path"]).resolve() == path.resolve():
             store.mark_pruned(link["clip_key"], f"{PRUNED} on {datetime.now(UTC).date().isoformat()}")
+    cache = artifacts.clean_cache(settings, dry_run, max_age=older_than)  # copies fetched from the artifact store
+    report.removed += cache.removed
+    report.freed_bytes += cache.freed_bytes
     return report

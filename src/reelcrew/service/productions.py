@@ -249,6 +249,7 @@ def summarize(settings: Settings, store: Store, pid: str, note: str | None = Non
         clips_failed=count(ClipStatus.failed, ClipStatus.ambiguous), clips_paused=count(*WAITING),
         cost_usd=round(sum(c.cost_usd for c in clips), 4), llm_answers=store.llm_answers(pid),
         final=str(final) if current_final else None, folder=str(folder), note=note,
+        final_artifact=store.production_artifacts(pid).get("final.mp4", {}).get("ref") if cut else None,
         scenes_missing=[c.prompt.scene_index for c in missing] if incomplete else [],
         retry_commands=[retry_command(pid, c.index, c.status == ClipStatus.filtered, mock)
                         for c in missing] if incomplete else [],
@@ -274,7 +275,8 @@ def status(settings: Settings, production_id: str | None = None, store: Store | 
     reports = []
     for pid in ids:
         clips = [ClipReport(index=c.index, status=c.status.value, operation=c.operation_name, error=c.error,
-                            retries=c.retries, possible_duplicate=c.possible_duplicate)
+                            retries=c.retries, possible_duplicate=c.possible_duplicate,
+                            artifact=c.artifact if c.status == ClipStatus.done else None, sha256=c.sha256)
                  for c in store.production_clips(pid)]
         reports.append(ProductionReport(**summarize(settings, store, pid).model_dump(), clips=clips))
     return StatusReport(productions=reports)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from reelcrew import artifacts
 from reelcrew.errors import InputError
 from reelcrew.files import owner_alive, sha256_file
 from reelcrew.models import ClipStatus, ProductionStatus, VideoClip
@@ -42,6 +43,8 @@ def _done_but_file_lost(store: Store, check: ClipCheck, report: RepairReport, se
     clip = check.clip
     if clip.status != ClipStatus.done or not check.file_lost() or (clip.error or "").startswith(PRUNED):
         return False
+    if clip.artifact and clip.artifact.startswith("s3://") and artifacts.store_for(settings).exists(clip.artifact):
+        return False  # its bytes are in the artifact store: the next render fetches them (checksum verified)
     if clip.operation_name and check.expired:  # nothing left to fetch: say so instead of trying
         store.update_clip(clip.key, status=ClipStatus.failed, path=None, **RELEASED,
                           error=f"file missing and {check.gone}")

@@ -31,6 +31,7 @@ from tenacity import (
     wait_random,
 )
 
+from reelcrew import artifacts
 from reelcrew.files import new_owner, part_path, sha256_file
 from reelcrew.leases import Heartbeat
 from reelcrew.media import MediaError, decodes, probe
@@ -195,8 +196,11 @@ class ClipGenerator:
                 self._sleep(wait)
 
     def _reuse(self, clip: VideoClip, job: ClipJob) -> bool:
-        """A done clip is reused if its file still checks out; else it is demoted for re-download."""
-        if clip.path and Path(clip.path).exists() and (not clip.sha256 or sha256_file(Path(clip.path)) == clip.sha256):
+        """A done clip is reused if its file (here, else in the artifact store) still checks out; else it is
+        demoted for re-download."""
+        source = self._stored_copy(clip, job.dest)
+        if source is not None:
+            clip.path = str(source)
             if Path(clip.path).resolve() != job.dest.resolve():
                 job.dest.parent.mkdir(parents=True, exist_ok=True)
                 tmp = part_path(job.dest)
@@ -210,6 +214,17 @@ class ClipGenerator:
         self.store.update_clip(clip.key, status=ClipStatus.submitted if clip.operation_name else ClipStatus.pending,
                                path=None, error="file missing: fetching it again")
         return False
+
+    def _stored_copy(self, clip: VideoClip, dest: Path) -> Path | None:
+        """A checked local copy of a done clip (reelcrew.artifacts); a store's object that fails its checksum is
+        refused and logged, and the clip is downloaded again from its operation (never paid again)."""
+        try:
+            return artifacts.local_clip(self.s, clip, dest)
+        except artifacts.ArtifactError as exc:
+            if exc.cause in ("unreachable", "refused"):
+                raise
+            self.store.log("artifact_refused", exc.problem, clip.production_id, clip.index, "clips")
+            return None
 
     def _claim(self, clip: VideoClip, owner: str) -> tuple[str, float]:
         """Ask the ledger what this claim does with the clip: submit, attach, wait, pause, or look again."""
@@ -457,7 +472,13 @@ class ClipGenerator:
             return
         digest = sha256_file(tmp)
         os.replace(tmp, dest)
-        self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip))
+        try:  # done only once stored too: the receipt stays, so a store that refuses costs a download, not a clip
+            stored = artifacts.put_clip(self.s, clip.key, dest, digest)
+        except StorageError:
+            with suppress(StorageError):
+                self._release(clip, ClipStatus.submitted, error="not stored: the artifact store refused it")
+            raise
+        self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip), stored)
         self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
 

@@ -60,6 +60,8 @@ def summary_json(studio: Studio, pid: str) -> dict:
     summary = service.summarize(studio.production_settings(pid), studio.store, pid).as_dict()
     summary.pop("folder", None)  # a server path is nobody's business
     summary.pop("final", None)
+    if not str(summary.get("final_artifact") or "").startswith("s3://"):  # a local reference is a server path too
+        summary.pop("final_artifact", None)
     clips = studio.store.production_clips(pid)
     summary["clips_total"] = len(clips)
     summary["progress"] = stage_progress(summary, len(clips))
@@ -83,7 +85,9 @@ def detail_json(studio: Studio, pid: str) -> dict:
                       "fix": CLIP_FIXES.get(c.status.value) if c.status != ClipStatus.done else None,
                       "cost_usd": c.cost_usd, "operation": c.operation_name, "retries": c.retries,
                       "possible_duplicate": c.possible_duplicate, "prompt": c.prompt.prompt,
-                      "file": f"clips/clip-{c.index:02d}.mp4" if c.status == ClipStatus.done else None}
+                      "file": f"clips/clip-{c.index:02d}.mp4" if c.status == ClipStatus.done else None,
+                      "artifact": c.artifact if (c.artifact or "").startswith("s3://") else None,
+                      "sha256": c.sha256 if c.status == ClipStatus.done else None}
                      for c in studio.store.production_clips(pid)]
     body["estimate"] = studio.estimate(pid).model_dump()
     folder = production_folder(settings, prod)
