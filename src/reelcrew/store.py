@@ -1085,7 +1085,9 @@ class Store:
         """Everything /metrics reads, in one read transaction: counts grouped by bounded labels, and the
         durations its histograms are built from."""
         with self._read() as c:
-            grouped = lambda *cols: [tuple(r) for r in c.execute(select(*cols, func.count()).group_by(*cols))]  # noqa: E731
+            def grouped(*cols: Any) -> list[tuple]:
+                return [tuple(r) for r in c.execute(select(*cols, func.count()).group_by(*cols))]
+
             return {
                 "submits": grouped(submit_attempts.c.outcome, submit_attempts.c.backend),
                 "clips": [tuple(r) for r in c.execute(select(clips.c.status, clips.c.error))],
@@ -1093,7 +1095,8 @@ class Store:
                 "spent": [tuple(r) for r in c.execute(select(costs.c.kind, costs.c.model, func.sum(costs.c.usd))
                                                       .group_by(costs.c.kind, costs.c.model))],
                 "llm": [tuple(r) for r in c.execute(select(stage_outputs.c.stage, stage_outputs.c.llm_answers))],
-                "finals": [r[0] for r in c.execute(select(stage_outputs.c.data).where(stage_outputs.c.stage == "final"))],
+                "finals": [r[0] for r in c.execute(select(stage_outputs.c.data).where(
+                    stage_outputs.c.stage == "final"))],
                 "waits": [r[0] for r in c.execute(select(submit_attempts.c.waited_seconds).where(
                     submit_attempts.c.waited_seconds.is_not(None)))],
                 "operations": [tuple(r) for r in c.execute(select(operations.c.ending, operations.c.submitted_at,
