@@ -1037,23 +1037,26 @@ class Store:
 
     # -- observability (schema 14): submit attempts, operation ends, file processing -------------------------
     def record_attempt(self, key: str, production_id: str | None, backend: str, outcome: str,
-                       waited_seconds: float | None, operation_name: str | None = None) -> None:
+                       waited_seconds: float | None, operation_name: str | None = None,
+                       at: float | None = None) -> None:
         """One submit and how it ended (metrics count them by outcome and backend); an accepted one starts its
-        operation's row. Written after the receipt, never instead of it: the receipt stays the money's truth."""
-        now = time.time()
+        operation's row. Written after the receipt, never instead of it: the receipt stays the money's truth.
+        `at` (default now): a test or an import states the moment."""
+        now = time.time() if at is None else at
         with self._write() as c:
             c.execute(insert(submit_attempts).values(at=now, clip_key=key, production_id=production_id,
                                                      backend=backend, outcome=outcome, waited_seconds=waited_seconds))
             if operation_name and not c.execute(select(operations.c.name).where(
                     operations.c.name == operation_name)).first():
-                submitted = c.execute(select(clips.c.submitted_at).where(clips.c.key == key)).scalar()
+                submitted = None if at is not None else c.execute(
+                    select(clips.c.submitted_at).where(clips.c.key == key)).scalar()
                 c.execute(insert(operations).values(name=operation_name, clip_key=key, production_id=production_id,
                                                     backend=backend, submitted_at=submitted or now))
 
-    def end_operation(self, name: str, ending: str) -> None:
+    def end_operation(self, name: str, ending: str, at: float | None = None) -> None:
         """The operation ended (`done`, `filtered`, `failed`, `timeout` or `lost`); the first end is kept (a
         re-attach after a crash polls a done operation again)."""
-        now = time.time()
+        now = time.time() if at is None else at
         with self._write() as c:
             row = c.execute(select(operations.c.ended_at).where(operations.c.name == name)).first()
             if row is None:  # submitted before schema 14: what the clip row knows
@@ -1066,10 +1069,10 @@ class Store:
             elif row[0] is None:
                 c.execute(update(operations).where(operations.c.name == name).values(ended_at=now, ending=ending))
 
-    def processing(self, name: str, outcome: str | None) -> None:
+    def processing(self, name: str, outcome: str | None, at: float | None = None) -> None:
         """The file processing (download + validation) of an operation's video: None when it starts, then `ok`
         or `failed` when it ends (a stop or a full disk leaves it open: the next run takes it up)."""
-        now = time.time()
+        now = time.time() if at is None else at
         values: dict[str, Any] = ({"processing_started_at": now, "processed_at": None, "processing": None}
                                   if outcome is None else {"processed_at": now, "processing": outcome})
         with self._write() as c:

@@ -17,7 +17,7 @@ from reelcrew.errors import ReelcrewError
 def _number(value: float | None, name: str) -> str:
     if value is None:
         return "-"
-    return f"{value:.1f} s" if name.endswith("_seconds") else f"{value:.3f}"
+    return f"{value:.1f}" if name.endswith("_seconds") else f"{value:.3f}"  # the name carries the unit
 
 
 @app.command()
@@ -47,11 +47,14 @@ def slo(
         print_json(report.as_json())
     else:
         table = Table(title=f"reelcrew SLOs, last {window}")
-        for column in ("slo", "value", "min", "max", "target", "samples", "status"):
-            table.add_column(column, justify="left" if column in ("slo", "status") else "right", no_wrap=True)
+        for column in ("slo", "value", "min", "max", "target", "n", "status"):
+            table.add_column(column, justify="left" if column in ("slo", "status") else "right", no_wrap=True,
+                             min_width=6 if column == "status" else None)
         for name, value in report.slos.items():
             colour = {"ok": "green", "broken": "red"}.get(value.status, "yellow")
             table.add_row(name, _number(value.value, name), _number(value.min, name), _number(value.max, name),
                           _number(value.target, name), str(value.samples), f"[{colour}]{value.status}[/]")
         Console().print(table)
+        if broken:
+            print(f"broken: {', '.join(broken)}")
     raise typer.Exit(1 if broken else 0)
