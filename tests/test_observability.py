@@ -215,6 +215,21 @@ def test_slo_report_from_a_ledger_with_known_waits_and_outcomes(tmp_path):
     assert slo_cli("--window", "soon").exit_code == 2
 
 
+def test_the_dashboard_and_the_api_show_the_same_slos(tmp_path):
+    settings = load_settings()
+    known_ledger(service.open_store(settings))
+    app = create_app(settings, recover=False)
+    client = TestClient(app)
+    token = create_token(app.state.studio.store, "vera", "viewer")
+    api = client.get("/api/slo", params={"window": "24h"}, headers={"authorization": f"Bearer {token}"}).json()
+    assert api["broken"] == ["completion_rate", "timeout_rate", "sla_compliance", "file_success_rate"]
+    assert client.post("/login", data={"token": token}, follow_redirects=False).status_code == 303
+    html = client.get("/slo").text
+    row = html[html.index('data-slo="timeout_rate"'):]
+    assert "0.200" in row[:row.index("</tr>")] and "broken" in row[:row.index("</tr>")]
+    app.state.studio.shutdown()
+
+
 # -- alerts ------------------------------------------------------------------------------------------------
 def test_alerts_reach_the_webhook_once_per_interval(receiver, tmp_path):
     hook = receiver("ok")
