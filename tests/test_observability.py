@@ -255,6 +255,15 @@ def test_alerts_reach_the_webhook_once_per_interval(receiver, tmp_path):
                                                                "[reelcrew] dead_letter: task z"]
     timed.close()
 
+    # two processes (workers) on one ledger: the interval holds across them
+    workers = [alerts.AlertSender(hook.url, interval=3600, claim=lambda kind: store.claim_alert(kind, 3600))
+               for _ in range(2)]
+    assert all(w.notify("production_failed", "from a worker") for w in workers)  # each one's own interval is free
+    assert all(w.flush() for w in workers)
+    assert len([t for t in hook.texts() if "production_failed" in t]) == 1
+    for w in workers:
+        w.close()
+
 
 def batch_outcome(tmp_path: Path, name: str, webhook: str | None) -> tuple:
     """A mock batch whose clips all fail (so its productions fail and alert) in its own ledger; what it ended with."""

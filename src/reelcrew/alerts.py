@@ -5,8 +5,8 @@ dead letter are all recorded through `Store.log` / `Store.set_production_status`
 path (CLI, serve, a Celery worker) reaches them; one listener there covers them all. The listener only puts a message
 on a bounded queue; a daemon thread posts it with a short timeout. A receiver that hangs, fails or is missing costs
 the batch nothing: a full queue drops the alert (logged), a failed post is logged, nothing raises into the work.
-Each kind is sent at most once per `REELCREW_ALERT_INTERVAL` seconds (per process). The URL is a secret: only its
-scheme and host are ever logged.
+Each kind is sent at most once per `REELCREW_ALERT_INTERVAL` seconds: per process at once, and across processes by a
+claim in the ledger made on the sender's thread. The URL is a secret: only its scheme and host are ever logged.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ class AlertSender:
     """A bounded queue and one daemon thread that posts `{"text": ...}` to the webhook."""
 
     def __init__(self, url: str, interval: float, timeout: float = POST_TIMEOUT, size: int = QUEUE_SIZE,
-                 clock: Callable[[], float] = time.monotonic):
-        self.url, self.interval, self.timeout, self.clock = url, interval, timeout, clock
+                 clock: Callable[[], float] = time.monotonic, claim: Callable[[str], bool] | None = None):
+        """`claim(kind)`: the fleet-wide once-per-interval check (the ledger's `claim_alert`), asked on the
+        sender's thread, never the work's; without it the interval holds per process only."""
+        self.url, self.interval, self.timeout, self.clock, self.claim = url, interval, timeout, clock, claim
         self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=size)
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -71,7 +73,7 @@ class AlertSender:
                 return False
             self._last[kind] = now
         where = f" (production {production_id})" if production_id else ""
-        payload = {"text": f"[reelcrew] {kind}{where}: {message}"[:3000]}
+        payload = {"text": f"[reelcrew] {kind}{where}: {message}"[:3000], "_kind": kind}
         try:
             self._queue.put_nowait(payload)
         except queue.Full:
@@ -91,9 +93,21 @@ class AlertSender:
             try:
                 if payload is None:
                     return
-                self._post(payload)
+                kind = payload.pop("_kind")
+                if self._claimed(kind):
+                    self._post(payload)
             finally:
                 self._queue.task_done()
+
+    def _claimed(self, kind: str) -> bool:
+        """Another process may have sent this kind within the interval (several workers share one ledger)."""
+        if self.claim is None:
+            return True
+        try:
+            return self.claim(kind)
+        except Exception as exc:  # the ledger unreachable or full: better a second alert than a lost one
+            log.warning("alert %s: could not check the ledger (%s); sending it", kind, type(exc).__name__)
+            return True
 
     def _post(self, payload: dict) -> None:
         request = urllib.request.Request(self.url, data=json.dumps(payload).encode(), method="POST",
@@ -136,9 +150,24 @@ def install(settings) -> AlertSender | None:
         if _installed is not None and (url is None or _installed.url != url):
             uninstall()
         if url and _installed is None:
-            _installed = AlertSender(url, settings.reelcrew_alert_interval)
+            interval = settings.reelcrew_alert_interval
+            _installed = AlertSender(url, interval, claim=_ledger_claim(settings, interval))
             ledger.add_listener(_installed.on_event)
         return _installed
+
+
+def _ledger_claim(settings, interval: float) -> Callable[[str], bool]:
+    """The fleet-wide check, opening the ledger on first use (on the sender's thread)."""
+    opened: list = []
+
+    def claim(kind: str) -> bool:
+        if not opened:
+            from reelcrew.store import open_ledger
+
+            opened.append(open_ledger(settings))
+        return opened[0].claim_alert(kind, interval)
+
+    return claim
 
 
 def uninstall() -> None:

@@ -145,6 +145,8 @@ operations = Table(
     Column("ended_at", Float), Column("ending", String),  # done | filtered | failed | timeout | lost
     Column("processing_started_at", Float), Column("processed_at", Float),
     Column("processing", String))  # ok | failed: the file's download and validation
+alerts_sent = Table(  # when each kind of alert was last sent by any process: once per interval across the fleet
+    "alerts_sent", meta, Column("kind", String, primary_key=True), Column("at", Float, nullable=False))
 
 
 # Named migrations, in the style of simonw/llm's migrations.py rather than Alembic: the schema is a dozen
@@ -238,7 +240,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     10: ("receipts indexed by clip (journal and manifest replay)",
          lambda c: receipts_by_clip.create(c, checkfirst=True)),
     14: ("observability: submit attempts and operation ends",
-         lambda c: meta.create_all(c, tables=[submit_attempts, operations])),
+         lambda c: meta.create_all(c, tables=[submit_attempts, operations, alerts_sent])),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -1077,6 +1079,19 @@ class Store:
                                   if outcome is None else {"processed_at": now, "processing": outcome})
         with self._write() as c:
             c.execute(update(operations).where(operations.c.name == name).values(**values))
+
+    def claim_alert(self, kind: str, interval: float, now: float | None = None) -> bool:
+        """True when no process sent this kind of alert within `interval` seconds (and it is now marked sent)."""
+        now = time.time() if now is None else now
+        with self._write() as c:
+            last = c.execute(select(alerts_sent.c.at).where(alerts_sent.c.kind == kind)).scalar()
+            if last is not None and now - last < interval:
+                return False
+            if last is None:
+                c.execute(insert(alerts_sent).values(kind=kind, at=now))
+            else:
+                c.execute(update(alerts_sent).where(alerts_sent.c.kind == kind).values(at=now))
+        return True
 
     def operation_rows(self, since: float = 0.0) -> list[dict]:
         """Operations that ended, or whose file processing ended, at or after `since` (`reelcrew slo`)."""
