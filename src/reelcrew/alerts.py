@@ -11,6 +11,7 @@ claim in the ledger made on the sender's thread. The URL is a secret: only its s
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import queue
@@ -153,6 +154,8 @@ def install(settings) -> AlertSender | None:
             interval = settings.reelcrew_alert_interval
             _installed = AlertSender(url, interval, claim=_ledger_claim(settings, interval))
             ledger.add_listener(_installed.on_event)
+            atexit.unregister(_flush_at_exit)
+            atexit.register(_flush_at_exit)
         return _installed
 
 
@@ -168,6 +171,13 @@ def _ledger_claim(settings, interval: float) -> Callable[[str], bool]:
         return opened[0].claim_alert(kind, interval)
 
     return claim
+
+
+def _flush_at_exit() -> None:
+    """A command that ends right after a production failed still sends that alert (waiting a few seconds at most,
+    and only while alerts are pending)."""
+    if _installed is not None:
+        _installed.flush(POST_TIMEOUT + 1)
 
 
 def uninstall() -> None:
