@@ -7,7 +7,8 @@ with a fresh database per test. Missing binaries skip the tests that need them, 
 
 Redis comes from Debian's `redis-server` package the same way (`make servers`): one throwaway server
 per run, as `nobody` when we are root, no persistence. The S3 stand-in is moto's server mode (a test
-dependency, `S3Server`). Each follows the same shape: `find_*`, a class with `start`/`stop`, and a session fixture in conftest.py.
+dependency, `S3Server`). Each follows the same shape: `find_*`, a class with `start`/`stop`, and a session
+fixture in conftest.py.
 """
 
 from __future__ import annotations

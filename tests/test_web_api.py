@@ -93,7 +93,8 @@ def test_role_matrix_and_no_token(live):
     assert wrong.get("/api/productions").status_code == 401
     assert nobody.get("/healthz").json() == {"ok": True}
     ready = nobody.get("/readyz").json()
-    assert set(ready["checks"]) == {"ledger", "disk", "ffmpeg"} and set(ready["checks"].values()) <= {"ok", "not ok"}
+    assert set(ready["checks"]) == {"ledger", "disk", "ffmpeg", "font"}
+    assert set(ready["checks"].values()) <= {"ok", "not ok"}
     for path in ("/api/productions", f"/api/productions/{pid}", "/api/cost", "/api/quota"):
         assert viewer.get(path).status_code == 200, path
     denied = viewer.post(f"/api/productions/{pid}/approve")

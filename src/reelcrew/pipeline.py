@@ -460,6 +460,7 @@ class Pipeline:
                  "clips_skipped": [{"index": c.index, "scene": c.prompt.scene_index, "status": c.status.value,
                                     "reason": c.error} for c in missing],
                  "cost_usd": round(sum(c.cost_usd for c in clips), 4), "rendered_at": time.time()}
+        started = time.monotonic()  # render seconds per second of output: a metric (reelcrew.metrics)
         try:
             result = assemble_production(folder, cut, self.settings, width, height, seo, facts, script, prod,
                                          scenes=[c.prompt.scene_index for c in usable])
@@ -476,7 +477,8 @@ class Pipeline:
         self.store.record_artifacts(prod.id, artifacts.put_final(self.settings, prod.id, folder))
         artifacts.clean_cache(self.settings)
         self.store.save_stage(prod.id, "final", {"file": result["final"], "duration": result["duration"],
-                                                 "scenes_missing": [c.prompt.scene_index for c in missing]})
+                                                 "scenes_missing": [c.prompt.scene_index for c in missing],
+                                                 "render_seconds": round(time.monotonic() - started, 3)})
         self.store.log("final", f"final.mp4 {result['duration']:.2f}s", prod.id, stage="final")
         if missing:
             why = incomplete_note(prod.id, missing, self.settings.veo3_mock_mode)

@@ -29,7 +29,7 @@ from reelcrew.errors import ConfigError
 
 DEFAULT_CONFIG = defaults.config_file()
 DEFAULT_CREWS_DIR = defaults.crews_dir()
-SECRET_FIELDS = {"gemini_api_key", "google_api_key"}
+SECRET_FIELDS = {"gemini_api_key", "google_api_key", "reelcrew_alert_webhook"}
 
 
 class SubtitleStyle(BaseModel):
@@ -115,6 +115,27 @@ class RenderStyle(BaseModel):
     @classmethod
     def _empty_edit_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+
+class SloBound(BaseModel):
+    """One service level objective: the value must stay within [min, max]; `target` is what we aim at."""
+
+    min: float | None = None
+    max: float | None = None
+    target: float
+
+
+class SloTargets(BaseModel):
+    """The seed's SLOs for long asynchronous AI tasks (a Veo operation; a clip's download and validation),
+    computed by `reelcrew slo` from the ledger (docs/observability.md gives each definition)."""
+
+    sla_seconds: float = Field(300, gt=0, description="an operation done within this many seconds meets the SLA")
+    completion_rate: SloBound = SloBound(min=0.95, target=0.98)
+    avg_wait_seconds: SloBound = SloBound(max=300, target=180)
+    timeout_rate: SloBound = SloBound(max=0.02, target=0.01)
+    sla_compliance: SloBound = SloBound(min=0.9, target=0.95)
+    file_success_rate: SloBound = SloBound(min=0.98, target=0.995)
+    avg_processing_seconds: SloBound = SloBound(max=60, target=30)
 
 
 class Settings(BaseSettings):
@@ -208,6 +229,13 @@ class Settings(BaseSettings):
                                        "first)")
     reelcrew_cache_max_age_hours: float = Field(24, ge=0, description="fetched copies older than this are removed")
 
+    # observability (reelcrew.alerts, reelcrew.slo)
+    reelcrew_alert_webhook: SecretStr | None = Field(None, description="Slack-compatible webhook URL for alerts "
+                                                     "(breaker, daily quota, budget, failed production, SLO)")
+    reelcrew_alert_interval: float = Field(900, ge=0, description="seconds: each kind of alert at most once per "
+                                                                 "interval")
+    slo: SloTargets = SloTargets()
+
     # assembly and prices (config/pipeline.yaml)
     subtitles: SubtitleStyle = SubtitleStyle()
     watermark: WatermarkStyle = WatermarkStyle()
@@ -253,7 +281,7 @@ class Settings(BaseSettings):
         parse_s3_url(url)  # ValueError names the expected shape
         return url
 
-    @field_validator("gemini_api_key", "google_api_key", mode="before")
+    @field_validator("gemini_api_key", "google_api_key", "reelcrew_alert_webhook", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: Any) -> Any:
         return None if value in ("", None) else value

@@ -137,6 +137,23 @@ idempotency_keys = Table(
     Column("token_name", String, primary_key=True), Column("key", String, primary_key=True),
     Column("request_sha256", String, nullable=False), Column("status_code", Integer), Column("body", Text),
     Column("at", Float))
+# observability (schema 14): every submit attempt with its outcome (receipts keep only accepted and ambiguous ones),
+# and each Veo operation's end and its file processing (download + validation): what /metrics and `reelcrew slo` read
+submit_attempts = Table(
+    "submit_attempts", meta,
+    Column("id", Integer, primary_key=True, autoincrement=True), Column("at", Float, nullable=False),
+    Column("clip_key", String), Column("production_id", String), Column("backend", String),
+    Column("outcome", String, nullable=False),  # accepted quota_minute quota_day quota_other unavailable rejected ...
+    Column("waited_seconds", Float))  # from the clip's turn to this submit: the gates' wait
+operations = Table(
+    "operations", meta,
+    Column("name", String, primary_key=True), Column("clip_key", String), Column("production_id", String),
+    Column("backend", String), Column("submitted_at", Float),
+    Column("ended_at", Float), Column("ending", String),  # done | filtered | failed | timeout | lost
+    Column("processing_started_at", Float), Column("processed_at", Float),
+    Column("processing", String))  # ok | failed: the file's download and validation
+alerts_sent = Table(  # when each kind of alert was last sent by any process: once per interval across the fleet
+    "alerts_sent", meta, Column("kind", String, primary_key=True), Column("at", Float, nullable=False))
 
 # Celery (schema 11): a task that exhausted its retries, with what re-queues it (`reelcrew dead retry ID`).
 dead_letters = Table(
@@ -254,6 +271,8 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
          lambda c: receipts_by_clip.create(c, checkfirst=True)),
     11: ("celery: dead letters and task chains", lambda c: meta.create_all(c, tables=[dead_letters, task_chains])),
     12: ("artifact references and checksums (clips and finals)", _artifact_references),
+    14: ("observability: submit attempts and operation ends",
+         lambda c: meta.create_all(c, tables=[submit_attempts, operations, alerts_sent])),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -266,6 +285,27 @@ SETTLED = {"done", "filtered", "failed", "ambiguous"}
 RESERVE_BYTES = 1 << 20  # room kept beside a SQLite ledger for the receipts of a disk that fills up (Store._receipt)
 LEDGER_ROOM = 4 << 20  # what a SQLite ledger needs free: its WAL grows to ~1000 pages (4 MiB) between checkpoints
 _events_log = logging.getLogger("reelcrew.events")
+# Listeners told of every event this process records (reelcrew.alerts maps some to webhooks). A listener must return
+# at once and never raise into the work: it is called after the transaction committed, on the worker's thread.
+_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+
+def add_listener(listener: Callable[[dict[str, Any]], None]) -> None:
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def remove_listener(listener: Callable[[dict[str, Any]], None]) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def _tell(kind: str, message: str, **facts: Any) -> None:
+    for listener in list(_listeners):
+        try:
+            listener({"kind": kind, "message": message, **facts})
+        except Exception:  # a listener's trouble is never the work's
+            _events_log.debug("event listener failed", exc_info=True)
 
 
 @dataclass
@@ -485,6 +525,7 @@ class Store:
                                             stage=stage, kind=kind, message=message, attempt=attempt))
         _events_log.info(message, extra={"kind": kind, "production_id": production_id, "clip_index": clip_index,
                                          "stage": stage, "attempt": attempt})
+        _tell(kind, message, production_id=production_id, stage=stage)
 
     # -- productions and stages -------------------------------------------------------
     def upsert_production(self, p: Production) -> None:
@@ -531,9 +572,11 @@ class Store:
         if status != ProductionStatus.running:
             values.update(owner=None, lease_until=0.0)
         with self._write() as c:
-            c.execute(update(productions).where(productions.c.id == pid,
-                                                productions.c.status != ProductionStatus.cancelled.value)
-                      .values(**values))
+            changed = c.execute(update(productions).where(productions.c.id == pid,
+                                                          productions.c.status != ProductionStatus.cancelled.value)
+                                .values(**values)).rowcount
+        if changed and status in (ProductionStatus.failed, ProductionStatus.incomplete):
+            _tell(f"production_{status.value}", error or status.value, production_id=pid, stage=failed_stage)
 
     def release_production(self, pid: str, owner: str) -> None:
         """End `owner`'s lease on the production at once, status unchanged (a Celery step that wrote or rendered it
@@ -692,10 +735,14 @@ class Store:
             if refusal:
                 self._update_clip(c, key, status=ClipStatus.paused, error=f"not submitted: {refusal}",
                                   lease_owner=None, lease_until=0.0)
-                return "paused", 0.0
-            stale_intent = row["status"] == "submitting"  # a process died between intent and receipt
-            self._update_clip(c, key, status=ClipStatus.submitting, lease_owner=owner, lease_until=now + ttl,
-                              possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
+            else:
+                stale_intent = row["status"] == "submitting"  # a process died between intent and receipt
+                self._update_clip(c, key, status=ClipStatus.submitting, lease_owner=owner, lease_until=now + ttl,
+                                  possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
+        if refusal:
+            if "budget" in refusal:  # told once committed (an alert), never from inside the transaction
+                _tell("budget_reached", refusal, production_id=row["production_id"], stage="clips")
+            return "paused", 0.0
         return "submit", 0.0
 
     @staticmethod
@@ -937,6 +984,7 @@ class Store:
                                             stage=stage, kind=kind, message=message, actor=actor))
         _events_log.info(message, extra={"kind": kind, "production_id": production_id, "clip_index": clip_index,
                                          "stage": stage, "actor": actor})
+        _tell(kind, message, production_id=production_id, stage=stage)
 
     def events_after(self, after_id: int, pid: str | None = None, limit: int = 200) -> list[dict]:
         """Events with an id above `after_id`, oldest first: what an event stream sends next."""
@@ -1030,6 +1078,96 @@ class Store:
             day = c.execute(select(func.count()).select_from(receipts).where(receipts.c.at >= day_start)).scalar_one()
         return {"gates": gates, "submits_last_minute": int(minute), "submits_today": int(day),
                 "in_flight": self.in_flight()}
+
+    # -- observability (schema 14): submit attempts, operation ends, file processing -------------------------
+    def record_attempt(self, key: str, production_id: str | None, backend: str, outcome: str,
+                       waited_seconds: float | None, operation_name: str | None = None,
+                       at: float | None = None) -> None:
+        """One submit and how it ended (metrics count them by outcome and backend); an accepted one starts its
+        operation's row. Written after the receipt, never instead of it: the receipt stays the money's truth.
+        `at` (default now): a test or an import states the moment."""
+        now = time.time() if at is None else at
+        with self._write() as c:
+            c.execute(insert(submit_attempts).values(at=now, clip_key=key, production_id=production_id,
+                                                     backend=backend, outcome=outcome, waited_seconds=waited_seconds))
+            if operation_name and not c.execute(select(operations.c.name).where(
+                    operations.c.name == operation_name)).first():
+                submitted = None if at is not None else c.execute(
+                    select(clips.c.submitted_at).where(clips.c.key == key)).scalar()
+                c.execute(insert(operations).values(name=operation_name, clip_key=key, production_id=production_id,
+                                                    backend=backend, submitted_at=submitted or now))
+
+    def end_operation(self, name: str, ending: str, at: float | None = None) -> None:
+        """The operation ended (`done`, `filtered`, `failed`, `timeout` or `lost`); the first end is kept (a
+        re-attach after a crash polls a done operation again)."""
+        now = time.time() if at is None else at
+        with self._write() as c:
+            row = c.execute(select(operations.c.ended_at).where(operations.c.name == name)).first()
+            if row is None:  # submitted before schema 14: what the clip row knows
+                clip = c.execute(select(clips.c.key, clips.c.production_id, clips.c.submitted_at)
+                                 .where(clips.c.operation_name == name)).first()
+                c.execute(insert(operations).values(name=name, clip_key=clip[0] if clip else None,
+                                                    production_id=clip[1] if clip else None,
+                                                    submitted_at=clip[2] if clip else None, ended_at=now,
+                                                    ending=ending))
+            elif row[0] is None:
+                c.execute(update(operations).where(operations.c.name == name).values(ended_at=now, ending=ending))
+
+    def processing(self, name: str, outcome: str | None, at: float | None = None) -> None:
+        """The file processing (download + validation) of an operation's video: None when it starts, then `ok`
+        or `failed` when it ends (a stop or a full disk leaves it open: the next run takes it up)."""
+        now = time.time() if at is None else at
+        values: dict[str, Any] = ({"processing_started_at": now, "processed_at": None, "processing": None}
+                                  if outcome is None else {"processed_at": now, "processing": outcome})
+        with self._write() as c:
+            c.execute(update(operations).where(operations.c.name == name).values(**values))
+
+    def claim_alert(self, kind: str, interval: float, now: float | None = None) -> bool:
+        """True when no process sent this kind of alert within `interval` seconds (and it is now marked sent)."""
+        now = time.time() if now is None else now
+        with self._write() as c:
+            last = c.execute(select(alerts_sent.c.at).where(alerts_sent.c.kind == kind)).scalar()
+            if last is not None and now - last < interval:
+                return False
+            if last is None:
+                c.execute(insert(alerts_sent).values(kind=kind, at=now))
+            else:
+                c.execute(update(alerts_sent).where(alerts_sent.c.kind == kind).values(at=now))
+        return True
+
+    def operation_rows(self, since: float = 0.0) -> list[dict]:
+        """Operations that ended, or whose file processing ended, at or after `since` (`reelcrew slo`)."""
+        with self._read() as c:
+            return [dict(r) for r in c.execute(select(operations).where(
+                (operations.c.ended_at >= since) | (operations.c.processed_at >= since))).mappings()]
+
+    def observability_facts(self) -> dict[str, Any]:
+        """Everything /metrics reads, in one read transaction: counts grouped by bounded labels, and the
+        durations its histograms are built from."""
+        with self._read() as c:
+            def grouped(*cols: Any) -> list[tuple]:
+                return [tuple(r) for r in c.execute(select(*cols, func.count()).group_by(*cols))]
+
+            return {
+                "submits": grouped(submit_attempts.c.outcome, submit_attempts.c.backend),
+                "clips": [tuple(r) for r in c.execute(select(clips.c.status, clips.c.error))],
+                "productions": grouped(productions.c.status),
+                "spent": [tuple(r) for r in c.execute(select(costs.c.kind, costs.c.model, func.sum(costs.c.usd))
+                                                      .group_by(costs.c.kind, costs.c.model))],
+                "llm": [tuple(r) for r in c.execute(select(stage_outputs.c.stage, stage_outputs.c.llm_answers))],
+                "finals": [r[0] for r in c.execute(select(stage_outputs.c.data).where(
+                    stage_outputs.c.stage == "final"))],
+                "waits": [r[0] for r in c.execute(select(submit_attempts.c.waited_seconds).where(
+                    submit_attempts.c.waited_seconds.is_not(None)))],
+                "operations": [tuple(r) for r in c.execute(select(operations.c.ending, operations.c.submitted_at,
+                                                                  operations.c.ended_at, operations.c.backend))],
+                "processing": [tuple(r) for r in c.execute(select(
+                    operations.c.processing, operations.c.processing_started_at, operations.c.processed_at).where(
+                    operations.c.processed_at.is_not(None)))],
+                "gates": [dict(r) for r in c.execute(select(quota_state)).mappings()],
+                "spent_today": self._spent(c, day=utc_day()),
+                "in_flight": self._in_flight(c, ""),
+            }
 
     def recent_events(self, pid: str | None = None, limit: int = 20) -> list[dict]:
         stmt = select(events).order_by(events.c.id.desc()).limit(limit)

@@ -16,7 +16,7 @@ from reelcrew.cli.app import JSON_ERRORS, app, expand_multi_value, print_error_j
 __all__ = ["app", "main"]
 
 # each module registers its commands on import; this order is the order `--help` lists them in
-COMMAND_MODULES = ("run", "upkeep", "backup", "config", "assemble", "serve", "workers")
+COMMAND_MODULES = ("run", "upkeep", "backup", "config", "assemble", "serve", "workers", "slo")
 for _module in COMMAND_MODULES:
     import_module(f"reelcrew.cli.{_module}")
 

@@ -55,7 +55,11 @@ def settings_for(output_dir: Path | None = None, config: Path | None = None, moc
         overrides.update(reelcrew_llm="mock", veo3_mock_mode=True)
     if output_dir is not None:
         overrides["reelcrew_output_dir"] = output_dir
-    return load_settings(config, **overrides)
+    settings = load_settings(config, **overrides)
+    from reelcrew import alerts
+
+    alerts.install(settings)  # REELCREW_ALERT_WEBHOOK: this command's breaker, quota, budget and failure alerts
+    return settings
 
 
 def open_store(settings):

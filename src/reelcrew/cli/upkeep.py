@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -123,8 +121,10 @@ def doctor(
         settings = settings_for(output_dir, config, mock)
     except ReelcrewError as exc:
         fail(exc)
-    checks = [*_credential_checks(settings), _ffmpeg_check(), _font_check(settings), _ledger_check(settings),
-              *_backup_checks(settings), *_folder_checks(settings), _artifact_check(settings)]
+    from reelcrew.health import checks as shared_checks  # the same checks as /readyz
+
+    checks = [*_credential_checks(settings), *shared_checks(settings), *_backup_checks(settings),
+              _artifact_check(settings)]
     if as_json:
         failed = [f"{name}: {detail}" for name, ok, detail in checks if not ok]
         print_json({"checks": [{"check": name, "ok": ok, "detail": detail} for name, ok, detail in checks],
@@ -185,36 +185,6 @@ def _reachable(settings) -> Check:
         return ("Gemini reachable", False, f"{type(exc).__name__}: {str(exc)[:160]}")
 
 
-def _ffmpeg_check() -> Check:
-    try:
-        from reelcrew.media import ffmpeg_exe
-
-        return ("ffmpeg", True, ffmpeg_exe())
-    except Exception as exc:
-        return ("ffmpeg", False, f"{exc}; reinstall imageio-ffmpeg")
-
-
-def _font_check(settings) -> Check:
-    try:
-        from reelcrew.assemble.fonts import find_font
-
-        sample = "中文字幕 Subtitles" if settings.language in ("auto", "zh") else "Subtitles"
-        font = find_font(sample, settings.subtitles.font)
-        return ("subtitle font", True, f"{font.path} covers {sample!r}")
-    except ReelcrewError as exc:
-        return ("subtitle font", False, f"{exc.problem}; {exc.fix}")
-
-
-def _ledger_check(settings) -> Check:
-    try:
-        from reelcrew.store import open_ledger, safe_url
-
-        store = open_ledger(settings)
-        return ("ledger", True, f"{safe_url(store.url)} ({store.in_flight()} operation(s) in flight)")
-    except ReelcrewError as exc:
-        return ("ledger", False, f"{exc.problem}; {exc.fix}")
-
-
 def _backup_checks(settings) -> list[Check]:
     """When the last backup was made (informational), and whether the receipts journal and the ledger agree."""
     import time
@@ -237,16 +207,3 @@ def _backup_checks(settings) -> list[Check]:
              "agree: every journalled receipt is in the ledger" if gaps == 0 else
              f"{gaps} journalled receipt(s) missing from the ledger; run `reelcrew repair` to put them back")
     return [backup, agree]
-
-
-def _folder_checks(settings) -> list[Check]:
-    from reelcrew.files import ensure_writable
-
-    out = settings.reelcrew_output_dir
-    try:
-        ensure_writable(out)
-        free = shutil.disk_usage(out).free / 2**30
-        return [("output folder", True, f"{out.resolve()} writable"),
-                ("disk space", free > 2, f"{free:.1f} GiB free" + ("" if free > 2 else "; free some space"))]
-    except OSError as exc:
-        return [("output folder", False, f"{out}: {exc.strerror}; choose another --output-dir")]

@@ -171,6 +171,7 @@ class ClipGenerator:
     # -- one clip ---------------------------------------------------------------------------
     def generate(self, job: ClipJob) -> VideoClip:
         self._current.job = job
+        self._current.since = time.time()  # the clip's turn began: its wait before a submit counts from here
         if job.retry_final:
             self.store.reset_clip(job.key)
         while True:
@@ -253,24 +254,39 @@ class ClipGenerator:
         try:
             name = self.backend.submit(clip.prompt, clip.model)
         except QuotaExceeded as exc:
+            self._attempt(clip, {"minute": "quota_minute", "day": "quota_day"}.get(exc.window, "quota_other"))
             return self._quota(clip, exc)
         except Rejected as exc:
+            self._attempt(clip, "rejected")
             return self._rejected(clip, exc)
         except Unavailable as exc:  # nothing was created: retried with back-off
+            self._attempt(clip, "unavailable")
             return self._failed_attempt(clip, exc.reason)
         except CredentialsRefused as exc:
+            self._attempt(clip, "rejected")
             self._release(clip, ClipStatus.failed,
                           error=f"{exc.reason}; nothing was submitted. Fix the project's credentials (`gcloud auth "
                                 f"application-default login` or GOOGLE_APPLICATION_CREDENTIALS), then run "
                                 f"`reelcrew retry {clip.production_id} --clip {clip.index}`")
             return False
         except OutcomeUnknown as exc:
-            return self._ambiguous(clip, exc.reason)
+            ambiguous = self._ambiguous(clip, exc.reason)
+            self._attempt(clip, "ambiguous")
+            return ambiguous
         # the receipt (journal line and ledger row), in its own transaction, before anything else
         self.store.record_submit(clip.key, job.owner, name, clip.retries + 1, clip.possible_duplicate, self.lease_ttl)
+        self._attempt(clip, "accepted", name)
         self.breaker.success()
         self.store.log("submitted", name, clip.production_id, clip.index, "clips", attempt=clip.retries + 1)
         return True
+
+    def _attempt(self, clip: VideoClip, outcome: str, operation_name: str | None = None) -> None:
+        """The submit's outcome for /metrics and `reelcrew slo` (after any receipt); the next wait starts now."""
+        now = time.time()
+        since = getattr(self._current, "since", now)
+        self._current.since = now
+        self.store.record_attempt(clip.key, clip.production_id, self.backend.name, outcome, now - since,
+                                  operation_name)
 
     def _quota(self, clip: VideoClip, exc: QuotaExceeded) -> bool:
         """A per-day quota pauses every submit until midnight Pacific; a per-minute one is waited out."""
@@ -352,6 +368,7 @@ class ClipGenerator:
         try:
             outcome = self.backend.poll(clip.operation_name)
         except OperationNotFound as exc:  # no poll can bring it back: fail now, not at OPERATION_TIMEOUT
+            self.store.end_operation(clip.operation_name, "lost")
             self._release(clip, ClipStatus.failed, error=self._not_found(clip, str(exc)))
             return "settled"
         except Exception as exc:  # polls are safe to repeat
@@ -371,6 +388,8 @@ class ClipGenerator:
     def _expired(self, clip: VideoClip) -> bool:
         """Past the service's retention: failed at once (no poll can fetch it), with what to do."""
         if past_retention(clip.operation_name, clip.submitted_at, time.time()):
+            if clip.operation_name:
+                self.store.end_operation(clip.operation_name, "lost")
             self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index,
                                                                       "submitted more than 2 days ago"))
             return True
@@ -378,6 +397,9 @@ class ClipGenerator:
 
     def _settle(self, clip: VideoClip, outcome: Outcome, dest: Path) -> None:
         """A finished operation: filtered, failed (a new attempt is allowed: it was not charged) or downloaded."""
+        assert clip.operation_name is not None  # settled only after its receipt was committed
+        self.store.end_operation(clip.operation_name,
+                                 "filtered" if outcome.filtered else "failed" if outcome.error else "done")
         if outcome.filtered:
             self._release(clip, ClipStatus.filtered, error=f"safety filter: {outcome.filtered}", operation_name=None)
             return
@@ -390,6 +412,8 @@ class ClipGenerator:
         self._download(clip, outcome, dest)
 
     def _timed_out(self, clip: VideoClip) -> None:
+        assert clip.operation_name is not None  # timed out only after its receipt was committed
+        self.store.end_operation(clip.operation_name, "timeout")
         self._release(clip, ClipStatus.failed,
                       error=f"operation {clip.operation_name} did not finish within OPERATION_TIMEOUT "
                             f"({self.s.operation_timeout:.0f}s); not resubmitted (it may still finish: "
@@ -403,6 +427,7 @@ class ClipGenerator:
                 outcome = self.backend.poll(clip.operation_name)
                 failures = 0
             except OperationNotFound as exc:  # no poll can bring it back: fail now, not at OPERATION_TIMEOUT
+                self.store.end_operation(clip.operation_name, "lost")
                 self._release(clip, ClipStatus.failed, error=self._not_found(clip, str(exc)))
                 return None
             except Exception as exc:  # polls are safe to repeat: back off and keep going
@@ -444,15 +469,19 @@ class ClipGenerator:
             reraise=True,
             before_sleep=lambda state: self._download_failed(clip, state))
         tries = 0
+        assert clip.operation_name is not None  # downloads follow a committed receipt
+        self.store.processing(clip.operation_name, None)
         try:
             for attempt in retrying:
                 with attempt:
                     tries = attempt.retry_state.attempt_number
                     info = self._fetch_once(clip, outcome, tmp, fresh=tries > 1)
         except VideoGone as exc:
+            self.store.processing(clip.operation_name, "failed")
             self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index, str(exc)))
             return
         except OperationNotFound as exc:
+            self.store.processing(clip.operation_name, "failed")
             self._release(clip, ClipStatus.failed, error=self._not_found(clip, str(exc)))
             return
         except StorageError:  # the receipt stays: once there is room, the next run downloads it (never re-paid)
@@ -465,6 +494,7 @@ class ClipGenerator:
                 return
             kept = (" (the Gemini API keeps it 2 days after generation)" if on_gemini_api(clip.operation_name)
                     else "")
+            self.store.processing(clip.operation_name, "failed")
             self._release(clip, ClipStatus.failed,
                           error=f"download kept failing: {tries} attempts over DOWNLOAD_RETRY_WINDOW "
                                 f"({self.s.download_retry_window:.0f}s), last: {exc}; the operation is kept{kept}: "
@@ -479,6 +509,7 @@ class ClipGenerator:
                 self._release(clip, ClipStatus.submitted, error="not stored: the artifact store refused it")
             raise
         self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip), stored)
+        self.store.processing(clip.operation_name, "ok")
         self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
 

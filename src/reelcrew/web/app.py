@@ -3,8 +3,6 @@ and the embedded runner started with it (and, on start, resuming what a killed s
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,16 +13,17 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelcrew import alerts
+from reelcrew.health import readiness as shared_readiness
 from reelcrew.service.ledger import open_store
 from reelcrew.settings import Settings
-from reelcrew.web import api, dashboard, errors
+from reelcrew.web import api, dashboard, errors, observe
 from reelcrew.web.auth import Auth, server_secret
 from reelcrew.web.studio import Studio
 
 HERE = Path(__file__).parent
 MAX_BODY_BYTES = 1024 * 1024  # JSON requests; uploads have their own limit
 MAX_UPLOAD_BODY = 51 * 1024 * 1024
-MIN_FREE_DISK = 200 * 1024 * 1024
 
 
 class BodyLimit:
@@ -67,26 +66,8 @@ def too_large(limit: int) -> JSONResponse:
 
 
 def readiness(studio: Studio) -> dict[str, bool]:
-    """ok / not ok per check, nothing more (answered without a token)."""
-    checks = {}
-    try:
-        studio.store.last_event_id()
-        checks["ledger"] = True
-    except Exception:
-        checks["ledger"] = False
-    try:
-        out = studio.base.reelcrew_output_dir
-        out.mkdir(parents=True, exist_ok=True)
-        checks["disk"] = shutil.disk_usage(out).free > MIN_FREE_DISK and os.access(out, os.W_OK)
-    except OSError:
-        checks["disk"] = False
-    try:
-        import imageio_ffmpeg
-
-        checks["ffmpeg"] = bool(shutil.which("ffmpeg") or Path(imageio_ffmpeg.get_ffmpeg_exe()).exists())
-    except Exception:
-        checks["ffmpeg"] = False
-    return checks
+    """ok / not ok per check, nothing more (answered without a token): the checks `reelcrew doctor` shows."""
+    return shared_readiness(studio.base, studio.store)
 
 
 def create_app(settings: Settings, *, config: Path | None = None, admin_token: str | None = None,
@@ -94,6 +75,7 @@ def create_app(settings: Settings, *, config: Path | None = None, admin_token: s
                recover: bool = True) -> FastAPI:
     store = open_store(settings)
     studio = Studio(settings, store, config, workers)
+    alerts.install(settings)  # REELCREW_ALERT_WEBHOOK: the runs this server makes send their alerts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,6 +94,7 @@ def create_app(settings: Settings, *, config: Path | None = None, admin_token: s
     errors.install(app)
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    app.include_router(observe.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_credentials=False,

@@ -75,3 +75,17 @@ def cost(request: Request) -> Response:
 @router.get("/quota", response_class=HTMLResponse)
 def quota(request: Request) -> Response:
     return page(request, "quota.html")
+
+
+@router.get("/slo", response_class=HTMLResponse)
+def slo_page(request: Request, window: str = "24h") -> Response:
+    """The seed-004 SLOs over the window, rendered on the server (the same numbers as `reelcrew slo`)."""
+    from reelcrew import slo
+    from reelcrew.errors import ReelcrewError
+
+    studio = request.app.state.studio
+    try:
+        report = slo.compute(studio.store, studio.base.slo, slo.parse_window(window))
+    except ReelcrewError as exc:
+        return page(request, "slo.html", report=None, window=window, problem=f"{exc.problem}; {exc.fix}")
+    return page(request, "slo.html", report=report, window=window, problem=None)

@@ -1,0 +1,60 @@
+"""`reelcrew slo`: the seed-004 service level objectives over a window, for people (a table) and cron (exit 1 when
+one is broken; a broken one also goes to REELCREW_ALERT_WEBHOOK)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, fail, open_reader, settings_for
+from reelcrew.cli.render import print_json
+from reelcrew.errors import ReelcrewError
+
+
+def _number(value: float | None, name: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if name.endswith("_seconds") else f"{value:.3f}"  # the name carries the unit
+
+
+@app.command()
+def slo(
+    window: Annotated[str, typer.Option("--window", help="How far back: 24h, 30m, 7d or seconds.")] = "24h",
+    output_dir: OutputDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Service level objectives from the ledger: each value with its min/max and target; exit 1 when one is broken."""
+    from reelcrew import alerts
+    from reelcrew.slo import compute, parse_window
+
+    try:
+        settings = settings_for(output_dir, config)
+        report = compute(open_reader(settings), settings.slo, parse_window(window))
+    except ReelcrewError as exc:
+        fail(exc)
+    broken = report.broken
+    if broken:
+        sender = alerts.install(settings)
+        if sender is not None:
+            sender.notify("slo_broken", ", ".join(f"{name} = {_number(report.slos[name].value, name)}"
+                                                  for name in broken) + f" over the last {window}")
+            sender.flush(alerts.POST_TIMEOUT + 1)
+    if as_json:
+        print_json(report.as_json())
+    else:
+        table = Table(title=f"reelcrew SLOs, last {window}")
+        for column in ("slo", "value", "min", "max", "target", "n", "status"):
+            table.add_column(column, justify="left" if column in ("slo", "status") else "right", no_wrap=True,
+                             min_width=6 if column == "status" else None)
+        for name, value in report.slos.items():
+            colour = {"ok": "green", "broken": "red"}.get(value.status, "yellow")
+            table.add_row(name, _number(value.value, name), _number(value.min, name), _number(value.max, name),
+                          _number(value.target, name), str(value.samples), f"[{colour}]{value.status}[/]")
+        Console().print(table)
+        if broken:
+            print(f"broken: {', '.join(broken)}")
+    raise typer.Exit(1 if broken else 0)
