@@ -33,11 +33,25 @@ class Scene(BaseModel):
                       "picks its incoming transition through transitions.by_mood")
 
 
+class Character(BaseModel):
+    """One member of the cast bible: the Maker copies `look` word for word into every prompt, so Veo, which
+    sees each clip alone, draws the same person (face, hair, clothes) in every scene."""
+
+    name: str = Field(min_length=1, description="What the script calls them")
+    look: str = Field(min_length=8, max_length=300, description="Fixed visual description in English: age, face, "
+                      "hair, build and clothes, concrete enough to draw the same person twice")
+
+
 class Script(BaseModel):
     title: str = Field(min_length=1)
     hook: str = Field(min_length=1)
     language: str = Field(min_length=2, description="BCP-47 code such as en or zh")
     scenes: list[Scene] = Field(min_length=1)
+    # the cast and style bible (optional: scripts written before it existed still load)
+    characters: list[Character] = Field(default_factory=list, max_length=4,
+                                        description="The named recurring characters (none for a film without people)")
+    setting: str = Field(default="", description="Where the film takes place, in English, one phrase")
+    palette: str = Field(default="", description="The film's colour palette and light, in English, one phrase")
 
     @model_validator(mode="after")
     def _indexes_in_order(self) -> Script:

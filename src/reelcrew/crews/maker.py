@@ -25,7 +25,22 @@ def _checker(script: Script, model: str):
             if prompt.duration != int(inputs["clip_seconds"]):
                 raise ValueError(f"prompts[{i - 1}].duration must be {inputs['clip_seconds']}")
             prompt.check_against(model)
+            missing = bible_missing(script, prompt.prompt)
+            if missing:
+                raise ValueError(f"prompts[{i - 1}].prompt must repeat the script's bible word for word; it lacks "
+                                 + "; ".join(missing))
     return check
+
+
+def bible_missing(script: Script, prompt: str) -> list[str]:
+    """The parts of the cast and style bible a prompt does not carry verbatim (each character's look, the palette).
+
+    Veo sees every clip alone: only the same words give the same face and clothes in every scene. The setting
+    is not required (a scene may move elsewhere)."""
+    missing = [f"{c.name}'s look {c.look!r}" for c in script.characters if c.look not in prompt]
+    if script.palette and script.palette not in prompt:
+        missing.append(f"the palette {script.palette!r}")
+    return missing
 
 
 def make_prompts(llm: BaseLLM, inputs: dict, script: Script, veo_model: str, crews_dir: Path,
