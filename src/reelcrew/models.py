@@ -137,6 +137,12 @@ class VideoPrompt(BaseModel):
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
+class RewrittenPrompt(BaseModel):
+    """The Maker's answer when Veo's safety filter refused a prompt (reelcrew.rephrase): the same scene, new words."""
+
+    prompt: str = Field(min_length=1)
+
+
 class PromptList(BaseModel):
     """The Maker's answer: one prompt per scene."""
 
@@ -177,6 +183,7 @@ class VideoClip(BaseModel):
     lease_owner: str | None = None
     lease_until: float = 0.0
     submitted_at: float | None = None
+    qc: dict | None = None  # the quality check of its file (reelcrew.video.qc): None until checked
 
 
 class ProductionStatus(str, Enum):  # noqa: UP042 - StrEnum would change str()/format() of members stored and printed

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelcrew import mock_writer
+from reelcrew import mock_writer, rephrase
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.files import new_owner, write_json_atomic
 from reelcrew.identity import ProductionMode, identity_fields, production_id  # noqa: F401 (production_id: API)
@@ -388,6 +388,9 @@ class Pipeline:
             self.write_manifest(prod)  # keys and prompts on disk before the first submit: `restore` replays it
         generator = ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip)
         generator.run([job for _, job, _ in jobs])
+        settled = jobs
+        while settled := rephrase.follow_ups(self, settled, written, retry_clips):  # filtered prompts rewritten
+            generator.run([job for _, job, _ in settled])
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self._settle_clips(prod)
 
@@ -414,6 +417,10 @@ class Pipeline:
         receipts = {key: [{"operation": r["operation_name"], "outcome": r["outcome"], "at": r["at"],
                            "possible_duplicate": bool(r["possible_duplicate"])} for r in rows]
                     for key, rows in self.store.production_receipts(prod.id).items()}
+        rewrites: dict[int, list[dict]] = {}  # filtered prompts rewritten (reelcrew.rephrase), by scene
+        for row in self.store.rewrites(prod.id):
+            rewrites.setdefault(row["idx"], []).append({k: row[k] for k in ("attempt", "reason", "from_key", "to_key",
+                                                                            "prompt", "at")})
         folder = self.folder(prod.id)
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "manifest.json", {
@@ -423,7 +430,8 @@ class Pipeline:
                        "prompt": c.prompt.model_dump(mode="json"),
                        "operation_name": c.operation_name, "video_uri": c.video_uri, "file": c.path, "sha256": c.sha256,
                        "duration": c.duration, "retries": c.retries, "error": c.error, "cost_usd": c.cost_usd,
-                       "possible_duplicate": c.possible_duplicate, "submits": receipts.get(c.key, [])} for c in clips],
+                       "possible_duplicate": c.possible_duplicate, "submits": receipts.get(c.key, []),
+                       "qc": c.qc, "rewrites": rewrites.get(c.index, [])} for c in clips],
             "cost_usd": round(sum(c.cost_usd for c in clips), 4)})
 
     def _final(self, prod: Production, script: Script, seo: SeoPackage | None, prompts: PromptList | None) -> None:

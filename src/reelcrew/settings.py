@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     reelcrew_mock_writer_latency: float = Field(0.0, ge=0, description="mock writers: seconds per answer "
                                                 "(rehearses slow writers, e.g. two runs of one topic at once)")
     veo3_max_retries: int = Field(3, ge=0)
+    veo3_rephrase_attempts: int = Field(2, ge=0, le=5, description="a prompt Veo's safety filter refused (free) is "
+                                        "rewritten by the Maker this many times at most; 0 = never")
     veo3_quota_reset_interval: float = Field(3600, ge=0)
     veo3_consecutive_failure_threshold: int = Field(3, ge=1)
     veo3_retry_wait_base: float = Field(30, ge=0)

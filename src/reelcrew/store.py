@@ -82,7 +82,8 @@ clips = Table(
     Column("retries", Integer, default=0), Column("error", Text), Column("cost_usd", Float, default=0.0),
     Column("possible_duplicate", Boolean, default=False),
     Column("lease_owner", String), Column("lease_until", Float, default=0.0),
-    Column("submitted_at", Float), Column("updated_at", Float))
+    Column("submitted_at", Float), Column("updated_at", Float),
+    Column("qc", Text))  # the quality check of its file (reelcrew.video.qc), JSON; schema 15
 production_clips = Table(
     "production_clips", meta,
     Column("production_id", String, primary_key=True), Column("idx", Integer, primary_key=True),
@@ -114,6 +115,13 @@ events = Table(
     Column("production_id", String), Column("clip_index", Integer), Column("stage", String),
     Column("kind", String), Column("message", Text), Column("attempt", Integer),
     Column("actor", String))  # who asked for it through the API (a token's name), schema 9
+# a filtered prompt rewritten (reelcrew.rephrase, schema 15): one row per rewrite, from the filtered clip to the new
+prompt_rewrites = Table(
+    "prompt_rewrites", meta,
+    Column("id", Integer, primary_key=True, autoincrement=True), Column("production_id", String, nullable=False),
+    Column("idx", Integer, nullable=False), Column("attempt", Integer, nullable=False),
+    Column("from_key", String, nullable=False), Column("to_key", String, nullable=False), Column("reason", Text),
+    Column("prompt", Text), Column("at", Float))
 # reelcrew serve (schema 9): API tokens (only a hash is kept), the options a production was created with through
 # the API (so a restarted server resumes it the same way), and the answers remembered for Idempotency-Key.
 api_tokens = Table(
@@ -147,6 +155,11 @@ def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
 def _web_tables(conn: Connection) -> None:
     meta.create_all(conn, tables=[api_tokens, web_requests, idempotency_keys])
     _add_columns(conn, "events", {"actor": "VARCHAR"})
+
+
+def _films(conn: Connection) -> None:
+    _add_columns(conn, "clips", {"qc": "TEXT"})
+    meta.create_all(conn, tables=[prompt_rewrites])
 
 
 def _rename_production_status(conn: Connection, old: str, new: str) -> None:
@@ -222,6 +235,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     9: ("serve: api tokens, web requests, idempotency keys, event actors", lambda c: _web_tables(c)),
     10: ("receipts indexed by clip (journal and manifest replay)",
          lambda c: receipts_by_clip.create(c, checkfirst=True)),
+    15: ("films: clip quality checks, filtered prompts rewritten", lambda c: _films(c)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -534,6 +548,12 @@ class Store:
             c.execute(insert(stage_outputs).values(production_id=pid, stage=stage, data=text, llm_answers=llm_answers,
                                                    created_at=time.time()))
 
+    def replace_stage(self, pid: str, stage: str, data: str) -> None:
+        """A stage's output changed in place by the pipeline itself (a rewritten prompt), its LLM answers kept."""
+        with self._write() as c:
+            c.execute(update(stage_outputs).where((stage_outputs.c.production_id == pid)
+                                                  & (stage_outputs.c.stage == stage)).values(data=data))
+
     def delete_stage(self, pid: str, stage: str) -> None:
         with self._write() as c:
             c.execute(stage_outputs.delete().where(
@@ -622,6 +642,40 @@ class Store:
             if row.status in SETTLED - {"done"}:
                 self._update_clip(c, key, status=ClipStatus.pending, error=None, retries=0, operation_name=None,
                                   possible_duplicate=row.status == "ambiguous")
+
+    def set_clip_qc(self, key: str, qc: dict) -> None:
+        """The quality check of the clip's file (reelcrew.video.qc), kept beside the clip."""
+        with self._write() as c:
+            self._update_clip(c, key, qc=json.dumps(qc, ensure_ascii=False))
+
+    def record_rewrite(self, pid: str, index: int, attempt: int, from_key: str, to_key: str, reason: str,
+                       prompt: str) -> None:
+        """A filtered prompt rewritten (reelcrew.rephrase): the rewrite and its event in one transaction."""
+        now = time.time()
+        message = f"clip {index} filtered ({reason}); prompt rewritten, attempt {attempt}"
+        with self._write() as c:
+            c.execute(insert(prompt_rewrites).values(production_id=pid, idx=index, attempt=attempt, from_key=from_key,
+                                                     to_key=to_key, reason=reason, prompt=prompt, at=now))
+            c.execute(insert(events).values(at=now, production_id=pid, clip_index=index, stage="clips",
+                                            kind="rephrased", message=message, attempt=attempt))
+        _events_log.info(message, extra={"kind": "rephrased", "production_id": pid, "clip_index": index,
+                                         "stage": "clips", "attempt": attempt})
+
+    def rewrites(self, pid: str, index: int | None = None) -> list[dict]:
+        """The production's rewritten prompts, oldest first (one clip's with `index`)."""
+        stmt = select(prompt_rewrites).where(prompt_rewrites.c.production_id == pid).order_by(prompt_rewrites.c.id)
+        if index is not None:
+            stmt = stmt.where(prompt_rewrites.c.idx == index)
+        with self._read() as c:
+            return [dict(r) for r in c.execute(stmt).mappings().all()]
+
+    def prompt_edited_by_user(self, pid: str, index: int) -> bool:
+        """Did a person edit this clip's prompt (the API's PATCH, or prompts.json adopted)? Their words are kept."""
+        field = f"prompts.{index - 1}.prompt"
+        with self._read() as c:
+            rows = c.execute(select(events.c.clip_index, events.c.message).where(
+                events.c.production_id == pid, events.c.kind == "edit", events.c.stage == "prompts")).all()
+        return any(clip_index == index or field in (message or "") for clip_index, message in rows)
 
     # -- claims ---------------------------------------------------------------------------
     def claim_clip(self, key: str, owner: str, ttl: float, max_in_flight: int, hold_for: float,
@@ -1308,4 +1362,5 @@ def _clip_from_row(r) -> VideoClip:
                      operation_name=r["operation_name"], video_uri=r["video_uri"], path=r["path"], sha256=r["sha256"],
                      duration=r["duration"], retries=r["retries"] or 0, error=r["error"], cost_usd=r["cost_usd"] or 0.0,
                      possible_duplicate=bool(r["possible_duplicate"]), lease_owner=r["lease_owner"],
-                     lease_until=r["lease_until"] or 0.0, submitted_at=r["submitted_at"])
+                     lease_until=r["lease_until"] or 0.0, submitted_at=r["submitted_at"],
+                     qc=json.loads(r["qc"]) if r.get("qc") else None)

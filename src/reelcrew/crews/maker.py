@@ -7,7 +7,7 @@ from pathlib import Path
 from crewai import BaseLLM
 
 from reelcrew.crews.base import CrewResult, CrewSpec, run_crew
-from reelcrew.models import PromptList, Script
+from reelcrew.models import PromptList, RewrittenPrompt, Script, VideoPrompt
 
 
 def _checker(script: Script, model: str):
@@ -51,3 +51,24 @@ def make_prompts(llm: BaseLLM, inputs: dict, script: Script, veo_model: str, cre
     for prompt, scene in zip(result.value.prompts, script.scenes, strict=True):
         prompt.subtitle = scene.narration
     return result
+
+
+def rephrase_prompt(llm: BaseLLM, inputs: dict, script: Script, prompt: VideoPrompt, reason: str, attempt: int,
+                    crews_dir: Path, max_repairs: int = 2) -> CrewResult[RewrittenPrompt]:
+    """The Maker rewrites a prompt Veo's safety filter refused, from the filter's reason, keeping the scene and the
+    bible; an answer that repeats the refused words or drops the bible goes back for repair."""
+    from reelcrew.mock_writer import bible_text
+
+    def check(answer: RewrittenPrompt, _inputs: dict) -> None:
+        if " ".join(answer.prompt.split()) == " ".join(prompt.prompt.split()):
+            raise ValueError("prompt: unchanged; the safety filter refuses the same words again: rewrite it")
+        missing = bible_missing(script, answer.prompt)
+        if missing:
+            raise ValueError("prompt must repeat the script's bible word for word; it lacks " + "; ".join(missing))
+
+    scene = next((s for s in script.scenes if s.index == prompt.scene_index), None)
+    spec = CrewSpec("maker", "maker", "rephrase_prompt", RewrittenPrompt, check)
+    return run_crew(spec, llm, {**inputs, "prompt": prompt.prompt, "reason": reason, "attempt": attempt,
+                                "bible": bible_text(script) or "(no characters)", "scene_index": prompt.scene_index,
+                                "narration": scene.narration if scene else prompt.subtitle,
+                                "script_json": script.model_dump_json()}, crews_dir, max_repairs)
