@@ -61,12 +61,13 @@ def test_a_maker_answer_that_drops_a_characters_look_goes_back_for_repair(fake, 
 
 # -- filtered prompts rewritten -----------------------------------------------------------------------
 def _production(settings, store, visual2: str | None = None):
-    """A planned 2-scene production whose script is the mock's, with scene 2 filmed as `visual2`."""
+    """A planned production whose script is the mock's, with scene 2 filmed as `visual2`."""
     from reelcrew.pipeline import Pipeline
 
     pipeline = Pipeline(settings, store)
     [prod] = pipeline.plan(["how tea is made"])
-    script = mock_writer.write_script(prod.topic, prod.language, 2, settings.clip_seconds, settings.style)
+    script = mock_writer.write_script(prod.topic, prod.language, settings.scenes, settings.clip_seconds,
+                                      settings.style)
     if visual2 is not None:
         script.scenes[1].visual = visual2
     store.save_stage(prod.id, "script", script.model_dump_json(), 1)
@@ -82,7 +83,7 @@ def test_a_filtered_prompt_is_rewritten_and_done_on_the_second_attempt_and_only_
     pipeline.run([prod], until="clips")
     clips = store.production_clips(prod.id)
     assert [c.status.value for c in clips] == ["done", "done"]
-    rewrites = store.rewrites(prod.id, 2)
+    rewrites = store.followups(prod.id, 2, "rephrase")
     assert len(rewrites) == 1 and "not be charged" in rewrites[0]["reason"] and rewrites[0]["to_key"] == clips[1].key
     first = store.clip(rewrites[0]["from_key"])
     assert first.status.value == "filtered" and "UNSAFE" in first.prompt.prompt
@@ -96,8 +97,9 @@ def test_a_filtered_prompt_is_rewritten_and_done_on_the_second_attempt_and_only_
     assert charged == {clips[0].key, clips[1].key}
     folder = pipeline.folder(prod.id)
     manifest = json.loads((folder / "manifest.json").read_text())
-    [rewrite] = manifest["clips"][1]["rewrites"]
-    assert rewrite["attempt"] == 1 and rewrite["from_key"] == first.key and manifest["clips"][0]["rewrites"] == []
+    [rewrite] = manifest["clips"][1]["followups"]
+    assert (rewrite["kind"], rewrite["attempt"], rewrite["from_key"]) == ("rephrase", 1, first.key)
+    assert manifest["clips"][0]["followups"] == []
     on_disk = json.loads((folder / "prompts.json").read_text())
     assert on_disk["prompts"][1]["prompt"] == clips[1].prompt.prompt  # the file says what was made
     assert [e["kind"] for e in store.recent_events(prod.id, 200)].count("rephrased") == 1
@@ -111,11 +113,11 @@ def test_rewrites_stop_at_the_limit_and_the_scene_stays_filtered(monkeypatch):
     store = open_ledger(settings)
     pipeline, prod, _ = _production(settings, store)
     pipeline.run([prod])
-    assert [len(store.rewrites(prod.id, i)) for i in (1, 2)] == [2, 2]
+    assert [len(store.followups(prod.id, i, "rephrase")) for i in (1, 2)] == [2, 2]
     assert [c.status.value for c in store.production_clips(prod.id)] == ["filtered", "filtered"]
     assert store.production(prod.id).status.value == "failed"  # no clip at all: nothing to cut
     pipeline.run([prod])  # a second run rewrites no more
-    assert [len(store.rewrites(prod.id, i)) for i in (1, 2)] == [2, 2]
+    assert [len(store.followups(prod.id, i, "rephrase")) for i in (1, 2)] == [2, 2]
 
 
 def test_a_paid_failure_and_a_prompt_a_person_wrote_are_never_rewritten(real_env, fake):
@@ -132,4 +134,53 @@ def test_a_paid_failure_and_a_prompt_a_person_wrote_are_never_rewritten(real_env
     pipeline.run([prod])
     clips = store.production_clips(prod.id)
     assert [c.status.value for c in clips] == ["filtered", "failed"]
-    assert store.rewrites(prod.id) == [] and fake.accepted == 2
+    assert store.followups(prod.id) == [] and fake.accepted == 2
+
+
+# -- clip quality checks ---------------------------------------------------------------------------------
+def test_a_black_and_a_frozen_clip_from_the_fake_are_flagged_and_a_good_one_is_not(real_env, fake):
+    from reelcrew import service
+    from reelcrew.store import open_ledger
+
+    fake.script.bad_videos = {"BLACKCLIP": "black", "FROZENCLIP": "frozen"}
+    settings = load_settings(scenes=3, clip_seconds=4)
+    store = open_ledger(settings)
+    pipeline, prod, _ = _production(settings, store)
+    script = Script.model_validate_json(store.stage(prod.id, "script"))
+    script.scenes[1].visual, script.scenes[2].visual = "BLACKCLIP a kettle", "FROZENCLIP a cup"
+    store.save_stage(prod.id, "script", script.model_dump_json(), 1)
+    pipeline.run([prod], until="clips")
+    clips = store.production_clips(prod.id)
+    assert [c.status.value for c in clips] == ["done", "done", "done"]  # flag only: paid, valid, kept
+    assert [c.qc["ok"] for c in clips] == [True, False, False]
+    assert clips[1].qc["problems"][0].startswith("black for") and clips[1].qc["black_seconds"] > 3
+    assert clips[2].qc["problems"] == [f"frozen picture for {clips[2].qc['frozen_seconds']:.1f} of 4.0 s"]
+    assert clips[0].qc["silent_seconds"] == 0 and clips[0].qc["cpu_seconds"] > 0
+    manifest = json.loads((pipeline.folder(prod.id) / "manifest.json").read_text())
+    assert [c["qc"]["ok"] for c in manifest["clips"]] == [True, False, False]
+    [report] = service.status(settings, prod.id, store).productions
+    assert [c.qc["ok"] for c in report.clips] == [True, False, False]
+    flagged = [e for e in store.recent_events(prod.id, 200) if e["kind"] == "qc_flagged"]
+    assert sorted(e["clip_index"] for e in flagged) == [2, 3] and fake.accepted == 3
+
+
+def test_qc_regenerate_makes_a_flagged_clip_again_as_a_new_paid_variant_shown_in_the_estimate(real_env, fake):
+    from reelcrew import service
+    from reelcrew.store import open_ledger
+
+    fake.script.bad_videos = {"FROZENCLIP": "frozen-once"}  # Veo's retake comes out right
+    settings = load_settings(scenes=2, clip_seconds=4, qc="regenerate", qc_max_regenerations=1)
+    store = open_ledger(settings)
+    pipeline, prod, _ = _production(settings, store, "FROZENCLIP a cup on a table")
+    pipeline.run([prod], until="prompts")
+    estimate = service.estimate(settings, [prod], store)
+    assert estimate.qc_regenerations_usd == estimate.video_usd > 0  # the worst case, before approval
+    assert estimate.usd == pytest.approx(estimate.video_usd * 2 + estimate.writers_usd)
+    pipeline.run([prod], until="clips")
+    clips = store.production_clips(prod.id)
+    assert [c.qc["ok"] for c in clips] == [True, True] and clips[1].prompt.variant == 1
+    [again] = store.followups(prod.id, 2, "regenerate")
+    flagged = store.clip(again["from_key"])
+    assert flagged.qc["ok"] is False and flagged.cost_usd > 0  # the flagged take was paid: Veo made it
+    assert fake.accepted == 3 and len([r for r in store.cost_rows() if r["kind"] == "clip"]) == 3
+    assert json.loads(store.stage(prod.id, "prompts"))["prompts"][1]["variant"] == 1

@@ -75,8 +75,8 @@ SETTINGS = ["a sunlit workshop", "a misty hillside at dawn", "a busy city street
 CAST = [
     ("Mei", "小梅", "a woman in her late twenties with a short black bob, round glasses, a mustard-yellow knit sweater "
                    "and a blue linen apron"),
-    ("Old Chen", "老陈", "a wiry man in his seventies with close-cropped silver hair, a thin white beard, a faded indigo "
-                        "work jacket and brown leather sandals"),
+    ("Old Chen", "老陈", "a wiry man in his seventies with close-cropped silver hair, a thin white beard, "
+                        "a faded indigo work jacket and brown leather sandals"),
     ("Leo", "小乐", "a ten-year-old boy with curly brown hair, freckles, a red hooded jacket and green rubber boots"),
     ("Ana", "安娜", "a tall woman in her forties with long auburn hair in a low braid, a cream wool coat and a grey "
                    "scarf"),

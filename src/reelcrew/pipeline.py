@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelcrew import mock_writer, rephrase
+from reelcrew import followups, mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.files import new_owner, write_json_atomic
 from reelcrew.identity import ProductionMode, identity_fields, production_id  # noqa: F401 (production_id: API)
@@ -44,7 +44,10 @@ def estimate_clips(settings: Settings, clips: list[tuple[str, float, str]]) -> E
     """The price of clips to make, each given as (model, seconds, resolution)."""
     seconds = sum(duration for _, duration, _ in clips)
     usd = sum(duration * settings.price_per_second(model, res) for model, duration, res in clips)
-    return Estimate(clips=len(clips), seconds=seconds, video_usd=round(usd, 4))
+    # qc: regenerate may make each clip again (a new paid variant): its worst case is in the estimate
+    again = settings.qc_max_regenerations if settings.qc == "regenerate" else 0
+    return Estimate(clips=len(clips), seconds=seconds, video_usd=round(usd, 4),
+                    qc_regenerations_usd=round(usd * again, 4))
 
 
 def resolve_language(topic: str, language: str) -> str:
@@ -389,7 +392,7 @@ class Pipeline:
         generator = ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip)
         generator.run([job for _, job, _ in jobs])
         settled = jobs
-        while settled := rephrase.follow_ups(self, settled, written, retry_clips):  # filtered prompts rewritten
+        while settled := followups.follow_ups(self, settled, written, retry_clips):  # rewrites, QC regenerations
             generator.run([job for _, job, _ in settled])
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self._settle_clips(prod)
@@ -417,10 +420,10 @@ class Pipeline:
         receipts = {key: [{"operation": r["operation_name"], "outcome": r["outcome"], "at": r["at"],
                            "possible_duplicate": bool(r["possible_duplicate"])} for r in rows]
                     for key, rows in self.store.production_receipts(prod.id).items()}
-        rewrites: dict[int, list[dict]] = {}  # filtered prompts rewritten (reelcrew.rephrase), by scene
-        for row in self.store.rewrites(prod.id):
-            rewrites.setdefault(row["idx"], []).append({k: row[k] for k in ("attempt", "reason", "from_key", "to_key",
-                                                                            "prompt", "at")})
+        again: dict[int, list[dict]] = {}  # scenes made again: rewritten prompts, QC regenerations (followups)
+        for row in self.store.followups(prod.id):
+            again.setdefault(row["idx"], []).append({k: row[k] for k in ("kind", "attempt", "reason", "from_key",
+                                                                         "to_key", "prompt", "at")})
         folder = self.folder(prod.id)
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "manifest.json", {
@@ -431,7 +434,7 @@ class Pipeline:
                        "operation_name": c.operation_name, "video_uri": c.video_uri, "file": c.path, "sha256": c.sha256,
                        "duration": c.duration, "retries": c.retries, "error": c.error, "cost_usd": c.cost_usd,
                        "possible_duplicate": c.possible_duplicate, "submits": receipts.get(c.key, []),
-                       "qc": c.qc, "rewrites": rewrites.get(c.index, [])} for c in clips],
+                       "qc": c.qc, "followups": again.get(c.index, [])} for c in clips],
             "cost_usd": round(sum(c.cost_usd for c in clips), 4)})
 
     def _final(self, prod: Production, script: Script, seo: SeoPackage | None, prompts: PromptList | None) -> None:

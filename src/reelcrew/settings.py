@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     reelcrew_mock_writer_latency: float = Field(0.0, ge=0, description="mock writers: seconds per answer "
                                                 "(rehearses slow writers, e.g. two runs of one topic at once)")
     veo3_max_retries: int = Field(3, ge=0)
+    qc: Literal["flag", "regenerate", "off"] = Field(
+        "flag", description="clip quality checks after download (black, frozen, silent): flag them in the manifest, "
+        "status and API; or also regenerate the clip (a new paid variant, in the estimate); or off")
+    qc_max_regenerations: int = Field(1, ge=0, le=3, description="qc: regenerate makes a flagged scene again at "
+                                      "most this many times")
     veo3_rephrase_attempts: int = Field(2, ge=0, le=5, description="a prompt Veo's safety filter refused (free) is "
                                         "rewritten by the Maker this many times at most; 0 = never")
     veo3_quota_reset_interval: float = Field(3600, ge=0)

@@ -115,11 +115,13 @@ events = Table(
     Column("production_id", String), Column("clip_index", Integer), Column("stage", String),
     Column("kind", String), Column("message", Text), Column("attempt", Integer),
     Column("actor", String))  # who asked for it through the API (a token's name), schema 9
-# a filtered prompt rewritten (reelcrew.rephrase, schema 15): one row per rewrite, from the filtered clip to the new
-prompt_rewrites = Table(
-    "prompt_rewrites", meta,
+# a scene made again by the pipeline itself (reelcrew.followups, schema 15), from the clip it replaces to the new one:
+# kind `rephrase` (a filtered prompt rewritten) or `regenerate` (a clip the quality check flagged, a new variant)
+clip_followups = Table(
+    "clip_followups", meta,
     Column("id", Integer, primary_key=True, autoincrement=True), Column("production_id", String, nullable=False),
-    Column("idx", Integer, nullable=False), Column("attempt", Integer, nullable=False),
+    Column("idx", Integer, nullable=False), Column("kind", String, nullable=False),
+    Column("attempt", Integer, nullable=False),
     Column("from_key", String, nullable=False), Column("to_key", String, nullable=False), Column("reason", Text),
     Column("prompt", Text), Column("at", Float))
 # reelcrew serve (schema 9): API tokens (only a hash is kept), the options a production was created with through
@@ -159,7 +161,7 @@ def _web_tables(conn: Connection) -> None:
 
 def _films(conn: Connection) -> None:
     _add_columns(conn, "clips", {"qc": "TEXT"})
-    meta.create_all(conn, tables=[prompt_rewrites])
+    meta.create_all(conn, tables=[clip_followups])
 
 
 def _rename_production_status(conn: Connection, old: str, new: str) -> None:
@@ -648,24 +650,29 @@ class Store:
         with self._write() as c:
             self._update_clip(c, key, qc=json.dumps(qc, ensure_ascii=False))
 
-    def record_rewrite(self, pid: str, index: int, attempt: int, from_key: str, to_key: str, reason: str,
-                       prompt: str) -> None:
-        """A filtered prompt rewritten (reelcrew.rephrase): the rewrite and its event in one transaction."""
+    def record_followup(self, pid: str, index: int, kind: str, attempt: int, from_key: str, to_key: str, reason: str,
+                        prompt: str) -> None:
+        """A scene made again by the pipeline (reelcrew.followups): the row and its event in one transaction."""
         now = time.time()
-        message = f"clip {index} filtered ({reason}); prompt rewritten, attempt {attempt}"
+        what = {"rephrase": "filtered; prompt rewritten", "regenerate": "flagged by the quality check; regenerated"}
+        message = f"clip {index} {what.get(kind, kind)} ({reason}), attempt {attempt}"
+        event = {"rephrase": "rephrased", "regenerate": "qc_regenerated"}.get(kind, kind)
         with self._write() as c:
-            c.execute(insert(prompt_rewrites).values(production_id=pid, idx=index, attempt=attempt, from_key=from_key,
-                                                     to_key=to_key, reason=reason, prompt=prompt, at=now))
+            c.execute(insert(clip_followups).values(production_id=pid, idx=index, kind=kind, attempt=attempt,
+                                                    from_key=from_key, to_key=to_key, reason=reason, prompt=prompt,
+                                                    at=now))
             c.execute(insert(events).values(at=now, production_id=pid, clip_index=index, stage="clips",
-                                            kind="rephrased", message=message, attempt=attempt))
-        _events_log.info(message, extra={"kind": "rephrased", "production_id": pid, "clip_index": index,
+                                            kind=event, message=message, attempt=attempt))
+        _events_log.info(message, extra={"kind": event, "production_id": pid, "clip_index": index,
                                          "stage": "clips", "attempt": attempt})
 
-    def rewrites(self, pid: str, index: int | None = None) -> list[dict]:
-        """The production's rewritten prompts, oldest first (one clip's with `index`)."""
-        stmt = select(prompt_rewrites).where(prompt_rewrites.c.production_id == pid).order_by(prompt_rewrites.c.id)
+    def followups(self, pid: str, index: int | None = None, kind: str | None = None) -> list[dict]:
+        """The production's scenes made again by the pipeline, oldest first (one scene's, one kind's)."""
+        stmt = select(clip_followups).where(clip_followups.c.production_id == pid).order_by(clip_followups.c.id)
         if index is not None:
-            stmt = stmt.where(prompt_rewrites.c.idx == index)
+            stmt = stmt.where(clip_followups.c.idx == index)
+        if kind is not None:
+            stmt = stmt.where(clip_followups.c.kind == kind)
         with self._read() as c:
             return [dict(r) for r in c.execute(stmt).mappings().all()]
 

@@ -38,6 +38,7 @@ from reelcrew.models import ClipStatus, VideoClip, frame_size
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, true_causes
 from reelcrew.store import Spend, Store
+from reelcrew.video import qc
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.errors import (
     CredentialsRefused,
@@ -412,6 +413,7 @@ class ClipGenerator:
         self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip))
         self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
+        qc.record(self.s, self.store, clip.key, dest)  # black, frozen, silent: flagged (followups may regenerate)
 
     def _download_failed(self, clip: VideoClip, state) -> None:
         """Between attempts: say what failed (the heartbeat keeps the claim through the back-off)."""
