@@ -184,3 +184,47 @@ def test_qc_regenerate_makes_a_flagged_clip_again_as_a_new_paid_variant_shown_in
     assert flagged.qc["ok"] is False and flagged.cost_usd > 0  # the flagged take was paid: Veo made it
     assert fake.accepted == 3 and len([r for r in store.cost_rows() if r["kind"] == "clip"]) == 3
     assert json.loads(store.stage(prod.id, "prompts"))["prompts"][1]["variant"] == 1
+
+
+# -- Veo parameters ------------------------------------------------------------------------------------------
+def test_vertex_gets_silent_clips_prompt_enhancement_and_person_generation_on_the_wire(
+        real_env, vertex_project, fake, tmp_path):
+    from reelcrew.media import probe
+    from reelcrew.models import VideoPrompt
+    from reelcrew.video.generator import ClipJob
+    from reelcrew.video.registry import veo_options
+    from tests.video_helpers import stack
+
+    out = tmp_path / "out"
+    settings, store, gen = stack(out, veo3_generate_audio=False, veo3_enhance_prompt=True,
+                                 veo3_person_generation="allow_adult")
+    prompt = VideoPrompt(index=1, scene_index=1, prompt="a lighthouse at dusk, waves below", duration=4, seed=7)
+    clip = store.ensure_clip("p1", prompt, settings.veo3_model, options=veo_options(settings))
+    assert clip.key != prompt.clip_key(settings.veo3_model)  # another request, another clip
+    [done] = gen.run([ClipJob(clip.key, out / "clip-01.mp4")])
+    assert done.status.value == "done", done.error
+    [op] = fake.ops.values()
+    assert (op["params"]["generateAudio"], op["params"]["enhancePrompt"], op["params"]["personGeneration"],
+            op["params"]["seed"]) == (False, True, "allow_adult", 7)
+    assert not probe(done.path).has_audio  # a silent clip is valid when silence was asked for
+    assert done.qc["ok"] and done.qc["silent_seconds"] is None
+
+
+@pytest.mark.parametrize("setting,value,needle", [
+    ("veo3_generate_audio", False, "silent clips are not available on the gemini backend"),
+    ("veo3_person_generation", "allow_adult", "person_generation=allow_adult is refused on the gemini backend"),
+])
+def test_a_veo_parameter_the_gemini_api_refuses_stops_the_run_before_any_spend(real_env, fake, setting, value,
+                                                                                needle):
+    from reelcrew.errors import ConfigError
+    from reelcrew.pipeline import Pipeline
+    from reelcrew.store import open_ledger
+
+    settings = load_settings(scenes=2, **{setting: value})
+    store = open_ledger(settings)
+    pipeline = Pipeline(settings, store)
+    prods = pipeline.plan(["how tea is made"])
+    with pytest.raises(ConfigError, match=needle) as info:
+        pipeline.run(prods)
+    assert setting.upper() in info.value.fix or setting in info.value.fix
+    assert fake.submit_attempts == 0 and store.stage(prods[0].id, "script") is None

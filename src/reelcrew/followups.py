@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from reelcrew.errors import ReelcrewError
 from reelcrew.files import write_json_atomic
 from reelcrew.models import ClipStatus, Production, PromptList, VideoClip, VideoPrompt
-from reelcrew.video.registry import backend_spec
+from reelcrew.video.registry import backend_spec, veo_options
 
 if TYPE_CHECKING:
     from reelcrew.pipeline import Pipeline
@@ -54,8 +54,9 @@ def follow_ups(pipeline: Pipeline, jobs: list[tuple[Production, ClipJob, VideoCl
         prompts: PromptList | None = written.get(prod.id, (None, None, None))[2]
         if prompts is None:
             continue
-        index = next((p.index for p in prompts.prompts if p.clip_key(clip.model, rehearsal=rehearsal) == job.key),
-                     None)
+        options = veo_options(s)
+        index = next((p.index for p in prompts.prompts
+                      if p.clip_key(clip.model, rehearsal=rehearsal, **options) == job.key), None)
         if index is None or (prod.id, index) in retry_clips:
             continue
         new_job = None
@@ -124,4 +125,5 @@ def _adopt(pipeline: Pipeline, prod: Production, prompts: PromptList, position: 
     folder = pipeline.folder(prod.id)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "prompts.json", prompts.model_dump(mode="json"))
-    return pipeline.store.ensure_clip(prod.id, new, clip.model, rehearsal=not backend_spec(pipeline.settings).paid)
+    return pipeline.store.ensure_clip(prod.id, new, clip.model, rehearsal=not backend_spec(pipeline.settings).paid,
+                                      options=veo_options(pipeline.settings))

@@ -30,7 +30,7 @@ from reelcrew.results import Estimate
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
-from reelcrew.video.registry import backend_name, backend_spec, model_limits
+from reelcrew.video.registry import backend_name, backend_spec, model_limits, veo_options
 from reelcrew.writer_quota import WritersPaused
 
 log = logging.getLogger("reelcrew.pipeline")
@@ -350,7 +350,8 @@ class Pipeline:
             for prompt in written[prod.id][2].prompts:
                 prompt.check_against(self.settings.veo3_model, backend_name(self.settings))
                 clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model,
-                                              rehearsal=not backend_spec(self.settings).paid)
+                                              rehearsal=not backend_spec(self.settings).paid,
+                                              options=veo_options(self.settings))
                 dest = self.folder(prod.id) / "clips" / f"clip-{prompt.index:02d}.mp4"
                 jobs.append((prod, ClipJob(clip.key, dest, (prod.id, prompt.index) in retry_clips), clip))
         return jobs

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
 
     # video generation (the seed's names)
     veo3_model: str = "veo-3.1-fast-generate-001"
+    # Veo request parameters, checked per backend and model before anything is spent (registry.option_problems)
+    veo3_generate_audio: bool = Field(True, description="false: silent clips (Vertex only: the Gemini API always "
+                                      "makes sound), e.g. when music is laid over the cut")
+    veo3_enhance_prompt: bool | None = Field(None, description="Veo's own prompt rewriting; unset = the service's "
+                                             "default")
+    veo3_person_generation: Literal["allow_all", "allow_adult", "dont_allow"] | None = Field(
+        None, description="which people Veo may draw; unset = the service's default")
     veo3_mock_mode: bool = False
     veo3_mock_latency: float = Field(0.0, ge=0)
     veo3_mock_failure_rate: float = Field(0.0, ge=0, le=1)

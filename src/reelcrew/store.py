@@ -587,9 +587,11 @@ class Store:
                 stage_outputs.c.production_id == pid)).scalar_one())
 
     # -- clips -------------------------------------------------------------------------
-    def ensure_clip(self, pid: str, prompt: VideoPrompt, model: str, rehearsal: bool = False) -> VideoClip:
-        """The clip row for this prompt: existing (any production, any folder) or new and pending."""
-        key = prompt.clip_key(model, rehearsal=rehearsal)
+    def ensure_clip(self, pid: str, prompt: VideoPrompt, model: str, rehearsal: bool = False,
+                    options: dict[str, Any] | None = None) -> VideoClip:
+        """The clip row for this prompt: existing (any production, any folder) or new and pending.
+        `options`: the request parameters that enter the key (registry.veo_options)."""
+        key = prompt.clip_key(model, rehearsal=rehearsal, **(options or {}))
         now = time.time()
         with self._write() as c:
             if not c.execute(select(clips.c.key).where(clips.c.key == key)).first():

@@ -63,7 +63,7 @@ class VideoRenders:
             return self._renders[shape]
 
     def _render(self, shape: tuple) -> bytes:
-        prompt, duration, aspect, resolution, *bad = shape
+        prompt, duration, aspect, resolution, audio, *bad = shape
         dest = self._dir / f"{uuid.uuid4().hex}.mp4"
         try:
             wanted = VideoPrompt(index=1, scene_index=1, prompt=prompt, duration=duration, aspect_ratio=aspect,
@@ -71,7 +71,7 @@ class VideoRenders:
             if bad and bad[0]:
                 render_bad_clip(wanted, bad[0], dest)
             else:
-                render_mock_clip(wanted, dest)
+                render_mock_clip(wanted, dest, audio=audio)
             return dest.read_bytes()
         finally:
             dest.unlink(missing_ok=True)
@@ -95,9 +95,9 @@ def render_bad_clip(prompt: VideoPrompt, kind: str, dest: Path) -> None:
 
 
 def video_shape(prompt: str, params: dict) -> tuple:
-    """What makes one clip's bytes differ from another's."""
+    """What makes one clip's bytes differ from another's (a silent clip, generateAudio false, has no audio)."""
     return (prompt, int(params.get("durationSeconds", 8)), params.get("aspectRatio", "16:9"),
-            params.get("resolution", "720p"))
+            params.get("resolution", "720p"), params.get("generateAudio", True) is not False)
 
 
 FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. You will not be charged for this "
@@ -205,6 +205,13 @@ class FakeGoogle:
             if not vertex and any(k in params for k in ("seed", "generateAudio", "storageUri", "fps")):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
                                        "message": "Gemini API does not take seed/generateAudio/storageUri/fps"}}, 0
+            person = params.get("personGeneration")
+            if person is not None and person not in (("allow_all", "allow_adult", "dont_allow") if vertex
+                                                     else ("allow_all",)):
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                       f"personGeneration {person} is not supported for text-to-video here"}}, 0
+            if "enhancePrompt" in params and not isinstance(params["enhancePrompt"], bool):
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "enhancePrompt: bool"}}, 0
             if int(params.get("durationSeconds", 8)) not in (4, 6, 8):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
                                        "The number value for `durationSeconds` is out of bound. Please provide a value "

@@ -443,7 +443,7 @@ class ClipGenerator:
             raise MediaError(f"duration {info.duration:.2f}s, asked for {clip.prompt.duration}s")
         if abs(info.aspect - want_w / want_h) > 0.02:
             raise MediaError(f"shape {info.width}x{info.height}, asked for {clip.prompt.aspect_ratio}")
-        if model_limits(clip.model).has_audio and not info.has_audio:
+        if model_limits(clip.model).has_audio and self.s.veo3_generate_audio and not info.has_audio:
             raise MediaError("no audio track, but the model makes sound")
         problem = decodes(path)
         if problem:

@@ -24,7 +24,7 @@ def _label(prompt: VideoPrompt) -> str:
     return f"{prompt.index}  {text}"[:48]
 
 
-def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24) -> None:
+def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24, audio: bool = True) -> None:
     h = hashlib.sha256(prompt.prompt.encode()).digest()
     width, height = frame_size(prompt.aspect_ratio, prompt.resolution)
     colour = f"0x{h[0]:02x}{h[1]:02x}{h[2]:02x}"
@@ -43,7 +43,7 @@ def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24) -> None:
         "-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={fps}:d={prompt.duration}",
         "-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000:duration={prompt.duration}",
         "-f", "lavfi", "-i", f"color=c={box}:s={size}x{size}:r={fps}:d={prompt.duration}",
-        "-filter_complex", graph + "[v]", "-map", "[v]", "-map", "1:a",
+        "-filter_complex", graph + "[v]", "-map", "[v]", *(["-map", "1:a"] if audio else []),
         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ac", "2", "-shortest", "-movflags", "+faststart",
         "-f", "mp4", str(dest)], f"rendering a mock clip to {dest}")

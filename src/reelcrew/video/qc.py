@@ -121,7 +121,7 @@ def record(settings: Settings, store: Store, key: str, path: Path) -> QualityRep
         return None
     clip = store.clip(key)
     try:
-        report = check(path, expect_sound=model_limits(clip.model).has_audio)
+        report = check(path, expect_sound=model_limits(clip.model).has_audio and settings.veo3_generate_audio)
     except Exception as exc:  # a check is advice: it never costs a paid clip its place in the cut
         log.warning("quality check of clip %s could not run: %s", key, exc)
         return None
