@@ -1142,6 +1142,8 @@ class Store:
             counts["receipts"] = _copy_missing(src, dst, receipts, ("clip_key", "outcome", "at"), skip=("id",))
             counts["costs"] = _copy_missing(src, dst, costs, ("clip_key",), skip=("id",))
             counts["events"] = _copy_missing(src, dst, events, ("at", "kind", "message"), skip=("id",))
+            counts["follow-ups"] = _copy_missing(src, dst, clip_followups, ("production_id", "idx", "kind", "attempt"),
+                                                 skip=("id",))
         old.close()
         if old.journal is not None and old.journal.exists():
             counts["journal receipts"] = sum(1 for line in self.replay_journal(old.journal) if "receipt" in line)
