@@ -10,7 +10,10 @@ from reelcrew.crews.base import CrewResult, CrewSpec, run_crew
 from reelcrew.models import PromptList, RewrittenPrompt, Script, VideoPrompt
 
 
-def _checker(script: Script, model: str):
+def _checker(script: Script, model: str, bible: bool = False):
+    """The rules a prompt list must keep. `bible`: the Maker's answers must also carry the cast bible verbatim; a
+    person's edited prompts.json is checked without it (their words are theirs)."""
+
     def check(answer: PromptList, inputs: dict) -> None:
         if len(answer.prompts) != len(script.scenes):
             raise ValueError(f"prompts: expected {len(script.scenes)} (one per scene), got {len(answer.prompts)}")
@@ -25,7 +28,7 @@ def _checker(script: Script, model: str):
             if prompt.duration != int(inputs["clip_seconds"]):
                 raise ValueError(f"prompts[{i - 1}].duration must be {inputs['clip_seconds']}")
             prompt.check_against(model)
-            missing = bible_missing(script, prompt.prompt)
+            missing = bible_missing(script, prompt.prompt) if bible else []
             if missing:
                 raise ValueError(f"prompts[{i - 1}].prompt must repeat the script's bible word for word; it lacks "
                                  + "; ".join(missing))
@@ -45,7 +48,7 @@ def bible_missing(script: Script, prompt: str) -> list[str]:
 
 def make_prompts(llm: BaseLLM, inputs: dict, script: Script, veo_model: str, crews_dir: Path,
                  max_repairs: int = 2) -> CrewResult[PromptList]:
-    spec = CrewSpec("maker", "maker", "make_prompts", PromptList, _checker(script, veo_model))
+    spec = CrewSpec("maker", "maker", "make_prompts", PromptList, _checker(script, veo_model, bible=True))
     result = run_crew(spec, llm, {**inputs, "script_json": script.model_dump_json()}, crews_dir, max_repairs)
     # The subtitle is the script's narration, whatever the Maker copied: captions must match the script.
     for prompt, scene in zip(result.value.prompts, script.scenes, strict=True):
