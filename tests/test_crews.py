@@ -119,7 +119,7 @@ def test_gemini_requests_name_the_model_carry_the_schema_and_a_temperature_only_
     config = _generation_config(fake.text_requests[0])
     assert config["responseMimeType"] == "application/json"
     schema = config["responseJsonSchema"]
-    assert schema["required"] == ["title", "hook", "language", "scenes"]
+    assert schema["required"] == ["title", "hook", "language", "scenes", "characters", "setting", "palette"]
     assert schema["properties"]["scenes"]["items"]["properties"]["index"]["type"] == "integer"
     assert config.get("temperature") == sent
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from reelcrew import mock_writer
 from reelcrew.errors import ConfigError
-from reelcrew.models import Script
+from reelcrew.models import RewrittenPrompt, Script
 from reelcrew.settings import Settings
 
 
@@ -52,6 +52,11 @@ class MockLLM(BaseLLM):
         elif task == "make_prompts":
             answer = mock_writer.write_prompts(Script.model_validate_json(b["script_json"]), b["style"],
                                                b["aspect_ratio"], b["resolution"])
+        elif task == "rephrase_prompt":
+            script = Script.model_validate_json(b["script_json"])
+            scene = next((s for s in script.scenes if s.index == int(b["scene_index"])), None)
+            answer = RewrittenPrompt(prompt=mock_writer.rephrase(b["prompt"], script, scene, b["style"],
+                                                                 int(b["attempt"])))
         else:
             raise ValueError(f"mock LLM has no answer for task {task!r}")
         if response_model is not None and isinstance(answer, response_model):

@@ -12,7 +12,7 @@ import hashlib
 import random
 import re
 
-from reelcrew.models import Chapter, PromptList, Scene, Script, SeoPackage, VideoPrompt
+from reelcrew.models import Chapter, Character, PromptList, Scene, Script, SeoPackage, VideoPrompt
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 STOPWORDS = set("a an the of and or to in on for is are was how why what who made make do does with about from by "
@@ -71,6 +71,18 @@ ZH_BEATS = [
 ]
 SETTINGS = ["a sunlit workshop", "a misty hillside at dawn", "a busy city street", "a quiet kitchen",
             "a wooden table by a window", "an old market", "a bright studio", "a riverside at dusk"]
+# The cast bible's characters: (English name, Chinese name, the look repeated verbatim in every prompt).
+CAST = [
+    ("Mei", "小梅", "a woman in her late twenties with a short black bob, round glasses, a mustard-yellow knit sweater "
+                   "and a blue linen apron"),
+    ("Old Chen", "老陈", "a wiry man in his seventies with close-cropped silver hair, a thin white beard, "
+                        "a faded indigo work jacket and brown leather sandals"),
+    ("Leo", "小乐", "a ten-year-old boy with curly brown hair, freckles, a red hooded jacket and green rubber boots"),
+    ("Ana", "安娜", "a tall woman in her forties with long auburn hair in a low braid, a cream wool coat and a grey "
+                   "scarf"),
+]
+PALETTES = ["warm amber and deep teal, soft contrast", "muted sage green and cream, gentle film grain",
+            "rich terracotta and navy, crisp contrast", "pastel peach and sky blue, airy highlights"]
 SUBJECTS = ["a young woman in a blue apron", "an old craftsman with silver hair", "a curious boy in a red jacket",
             "a pair of weathered hands", "a friendly host in a green sweater"]
 CAMERAS = ["slow dolly-in, 35mm lens", "overhead top-down shot", "handheld close-up, shallow depth of field",
@@ -88,7 +100,11 @@ def write_script(topic: str, language: str, scenes: int, clip_seconds: int, styl
     subject_words = zh_subject(topic) if zh else t
     beats = (ZH_BEATS if zh else EN_BEATS)[:]
     rng.shuffle(beats)
-    subject, place = rng.choice(SUBJECTS), rng.choice(SETTINGS)
+    rng.choice(SUBJECTS)  # drawn as before the bible, so the draws after it (setting, beats, cameras) stay the same
+    place = rng.choice(SETTINGS)
+    cast = [Character(name=zh_name if zh else name, look=look) for name, zh_name, look in rng.sample(CAST, 2)]
+    palette = rng.choice(PALETTES)
+    subject = " and ".join(c.name for c in cast)
     out = []
     for i in range(scenes):
         if i == 0:
@@ -102,7 +118,8 @@ def write_script(topic: str, language: str, scenes: int, clip_seconds: int, styl
         out.append(Scene(index=i + 1, narration=line, visual=visual, duration=clip_seconds))
     title = f"{t}：一分钟看懂" if zh else f"{t[:1].upper()}{t[1:]}: the whole story"
     hook = f"{t}，比你想象的更有意思。" if zh else f"{t[:1].upper()}{t[1:]} is more surprising than you think."
-    return Script(title=title[:100], hook=hook, language="zh" if zh else language, scenes=out)
+    return Script(title=title[:100], hook=hook, language="zh" if zh else language, scenes=out, characters=cast,
+                  setting=place, palette=palette)
 
 
 def write_seo(script: Script, topic: str) -> SeoPackage:
@@ -124,14 +141,31 @@ def write_seo(script: Script, topic: str) -> SeoPackage:
                       hashtags=hashtags, chapters=chapters)
 
 
+def bible_text(script: Script) -> str:
+    """The cast and style bible as prompt words: every character's look, the setting and the palette, verbatim."""
+    parts = [f"{c.name}: {c.look}." for c in script.characters]
+    if script.setting:
+        parts.append(f"Setting: {script.setting}.")
+    if script.palette:
+        parts.append(f"Palette: {script.palette}.")
+    return " ".join(parts)
+
+
 def write_prompts(script: Script, style: str, aspect_ratio: str, resolution: str) -> PromptList:
     rng = _rng("prompts", script.title, style)
     subject = next((s for s in SUBJECTS if s in script.scenes[0].visual), rng.choice(SUBJECTS))
+    bible = bible_text(script)
     prompts = []
     for scene in script.scenes:
         r = _rng("scene", script.title, scene.index)
-        prompt = (f"{style}. {scene.visual}. The same {subject} appears throughout, same wardrobe and colour palette. "
-                  f"Camera: {r.choice(CAMERAS)}. Lighting: {r.choice(LIGHTS)}. Audio: {r.choice(SOUNDS)}, no dialogue.")
+        if bible:  # the cast and style bible, repeated word for word so every clip draws the same people
+            prompt = (f"{style}. {scene.visual}. {bible} "
+                      f"Camera: {r.choice(CAMERAS)}. Lighting: {r.choice(LIGHTS)}. Audio: {r.choice(SOUNDS)}, "
+                      f"no dialogue.")
+        else:  # a script from before the bible
+            prompt = (f"{style}. {scene.visual}. The same {subject} appears throughout, same wardrobe and colour "
+                      f"palette. Camera: {r.choice(CAMERAS)}. Lighting: {r.choice(LIGHTS)}. "
+                      f"Audio: {r.choice(SOUNDS)}, no dialogue.")
         prompts.append(VideoPrompt(
             index=scene.index, scene_index=scene.index, prompt=prompt,
             negative_prompt="text overlays, watermark, blurry, distorted faces, extra fingers",
@@ -139,3 +173,22 @@ def write_prompts(script: Script, style: str, aspect_ratio: str, resolution: str
             seed=int(hashlib.sha256(f"{script.title}{scene.index}".encode()).hexdigest()[:8], 16),
             subtitle=scene.narration))
     return PromptList(prompts=prompts)
+
+
+def rephrase(prompt: str, script: Script, scene: Scene | None, style: str, attempt: int) -> str:
+    """A filtered prompt in plainer, more general words, keeping the bible and the scene's place in the story.
+
+    Deterministic, so the rewrite-after-filter flow can be rehearsed offline: the first attempt replaces the
+    scene's own description (where a filtered word usually is) with a calm, general wording; a later attempt
+    also drops the style words and names a static camera."""
+    names = " and ".join(c.name for c in script.characters) or "the main subject"
+    place = script.setting or "a quiet, ordinary place"
+    where = f"scene {scene.index} of {len(script.scenes)}" if scene else "one scene"
+    bible = bible_text(script)
+    general = f"A calm, everyday moment with {names} in {place}, {where} of a gentle short film."
+    if attempt <= 1:
+        words = [f"{style}.", general, bible, "Camera: slow, steady wide shot. Lighting: soft natural light.",
+                 "Audio: quiet ambience, no dialogue."]
+    else:
+        words = [general, bible, "Camera: static wide shot. Lighting: even daylight. Audio: soft room tone."]
+    return " ".join(w for w in words if w)

@@ -33,11 +33,25 @@ class Scene(BaseModel):
                       "picks its incoming transition through transitions.by_mood")
 
 
+class Character(BaseModel):
+    """One member of the cast bible: the Maker copies `look` word for word into every prompt, so Veo, which
+    sees each clip alone, draws the same person (face, hair, clothes) in every scene."""
+
+    name: str = Field(min_length=1, description="What the script calls them")
+    look: str = Field(min_length=8, max_length=300, description="Fixed visual description in English: age, face, "
+                      "hair, build and clothes, concrete enough to draw the same person twice")
+
+
 class Script(BaseModel):
     title: str = Field(min_length=1)
     hook: str = Field(min_length=1)
     language: str = Field(min_length=2, description="BCP-47 code such as en or zh")
     scenes: list[Scene] = Field(min_length=1)
+    # the cast and style bible (optional: scripts written before it existed still load)
+    characters: list[Character] = Field(default_factory=list, max_length=4,
+                                        description="The named recurring characters (none for a film without people)")
+    setting: str = Field(default="", description="Where the film takes place, in English, one phrase")
+    palette: str = Field(default="", description="The film's colour palette and light, in English, one phrase")
 
     @model_validator(mode="after")
     def _indexes_in_order(self) -> Script:
@@ -100,7 +114,8 @@ class VideoPrompt(BaseModel):
         return self
 
     def clip_key(self, model: str, reference_images: tuple[str, ...] = (), *, audio: bool = True,
-                 enhance_prompt: bool | None = None, sample_count: int = 1, rehearsal: bool = False) -> str:
+                 enhance_prompt: bool | None = None, sample_count: int = 1, rehearsal: bool = False,
+                 person_generation: str | None = None) -> str:
         """The natural key of the clip this prompt pays for: same key, same clip, paid once.
 
         It covers everything that changes the output. Fields added after ledgers existed (variant, audio,
@@ -118,9 +133,16 @@ class VideoPrompt(BaseModel):
             "reference_images": list(reference_images),
         }
         added = {"variant": (self.variant, 0), "audio": (audio, True), "enhance_prompt": (enhance_prompt, None),
-                 "sample_count": (sample_count, 1), "rehearsal": (rehearsal, False)}
+                 "sample_count": (sample_count, 1), "rehearsal": (rehearsal, False),
+                 "person_generation": (person_generation, None)}
         payload.update({name: value for name, (value, default) in added.items() if value != default})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+class RewrittenPrompt(BaseModel):
+    """The Maker's answer when Veo's safety filter refused a prompt (reelcrew.rephrase): the same scene, new words."""
+
+    prompt: str = Field(min_length=1)
 
 
 class PromptList(BaseModel):
@@ -164,6 +186,7 @@ class VideoClip(BaseModel):
     lease_until: float = 0.0
     submitted_at: float | None = None
     artifact: str | None = None  # where its bytes live for every worker: `s3://…` or the local path (schema 12)
+    qc: dict | None = None  # the quality check of its file (reelcrew.video.qc): None until checked
 
 
 class ProductionStatus(str, Enum):  # noqa: UP042 - StrEnum would change str()/format() of members stored and printed

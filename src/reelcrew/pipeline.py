@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelcrew import artifacts, mock_writer
+from reelcrew import artifacts, followups, mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.files import new_owner, write_json_atomic
 from reelcrew.identity import ProductionMode, identity_fields, production_id  # noqa: F401 (production_id: API)
@@ -30,7 +30,7 @@ from reelcrew.results import Estimate
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
-from reelcrew.video.registry import backend_name, backend_spec, model_limits
+from reelcrew.video.registry import backend_name, backend_spec, model_limits, veo_options
 from reelcrew.writer_quota import WritersPaused
 
 log = logging.getLogger("reelcrew.pipeline")
@@ -44,7 +44,10 @@ def estimate_clips(settings: Settings, clips: list[tuple[str, float, str]]) -> E
     """The price of clips to make, each given as (model, seconds, resolution)."""
     seconds = sum(duration for _, duration, _ in clips)
     usd = sum(duration * settings.price_per_second(model, res) for model, duration, res in clips)
-    return Estimate(clips=len(clips), seconds=seconds, video_usd=round(usd, 4))
+    # qc: regenerate may make each clip again (a new paid variant): its worst case is in the estimate
+    again = settings.qc_max_regenerations if settings.qc == "regenerate" else 0
+    return Estimate(clips=len(clips), seconds=seconds, video_usd=round(usd, 4),
+                    qc_regenerations_usd=round(usd * again, 4))
 
 
 def resolve_language(topic: str, language: str) -> str:
@@ -349,7 +352,8 @@ class Pipeline:
             for prompt in written[prod.id][2].prompts:
                 prompt.check_against(self.settings.veo3_model, backend_name(self.settings))
                 clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model,
-                                              rehearsal=not backend_spec(self.settings).paid)
+                                              rehearsal=not backend_spec(self.settings).paid,
+                                              options=veo_options(self.settings))
                 dest = self.folder(prod.id) / "clips" / f"clip-{prompt.index:02d}.mp4"
                 jobs.append((prod, ClipJob(clip.key, dest, (prod.id, prompt.index) in retry_clips), clip))
         return jobs
@@ -391,6 +395,9 @@ class Pipeline:
             self.write_manifest(prod)  # keys and prompts on disk before the first submit: `restore` replays it
         generator = ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip)
         generator.run([job for _, job, _ in jobs])
+        settled = jobs
+        while settled := followups.follow_ups(self, settled, written, retry_clips):  # rewrites, QC regenerations
+            generator.run([job for _, job, _ in settled])
         for prod in {p.id: p for p, _, _ in jobs}.values():
             self._settle_clips(prod)
 
@@ -417,6 +424,10 @@ class Pipeline:
         receipts = {key: [{"operation": r["operation_name"], "outcome": r["outcome"], "at": r["at"],
                            "possible_duplicate": bool(r["possible_duplicate"])} for r in rows]
                     for key, rows in self.store.production_receipts(prod.id).items()}
+        again: dict[int, list[dict]] = {}  # scenes made again: rewritten prompts, QC regenerations (followups)
+        for row in self.store.followups(prod.id):
+            again.setdefault(row["idx"], []).append({k: row[k] for k in ("kind", "attempt", "reason", "from_key",
+                                                                         "to_key", "prompt", "at")})
         folder = self.folder(prod.id)
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "manifest.json", {
@@ -426,7 +437,8 @@ class Pipeline:
                        "prompt": c.prompt.model_dump(mode="json"),
                        "operation_name": c.operation_name, "video_uri": c.video_uri, "file": c.path, "sha256": c.sha256,
                        "duration": c.duration, "retries": c.retries, "error": c.error, "cost_usd": c.cost_usd,
-                       "possible_duplicate": c.possible_duplicate, "submits": receipts.get(c.key, [])} for c in clips],
+                       "possible_duplicate": c.possible_duplicate, "submits": receipts.get(c.key, []),
+                       "qc": c.qc, "followups": again.get(c.index, [])} for c in clips],
             "cost_usd": round(sum(c.cost_usd for c in clips), 4)})
 
     def _final(self, prod: Production, script: Script, seo: SeoPackage | None, prompts: PromptList | None) -> None:

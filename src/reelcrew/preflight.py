@@ -85,6 +85,17 @@ def _problem(settings: Settings, name: str, problem: str, advice: str) -> Config
 
 
 # -- start checks ----------------------------------------------------------------------------------------------
+@start_check
+def _veo_options(plan: RunPlan) -> None:
+    """Veo parameters the backend and model would refuse, before anything is spent (video.registry)."""
+    from reelcrew.video.registry import option_problems
+
+    if plan.until not in ("clips", "final"):
+        return
+    for name, problem, advice in option_problems(plan.settings)[:1]:
+        raise _problem(plan.settings, name, problem, advice)
+
+
 COLOURS = (("subtitles.color", False), ("subtitles.stroke_color", False), ("subtitles.box_color", True),
            ("subtitles.highlight_color", False), ("cards.background", False), ("cards.color", False))
 

@@ -48,6 +48,7 @@ class ClipReport(BaseModel):
     possible_duplicate: bool = False
     artifact: str | None = None  # where its bytes live: `s3://…` or the local path
     sha256: str | None = None
+    qc: dict | None = None  # the quality check of its file (reelcrew.video.qc); None until checked
 
 
 class ProductionReport(ProductionSummary):
@@ -65,11 +66,12 @@ class Estimate(BaseModel):
     seconds: float = 0.0
     video_usd: float = 0.0
     writers_usd: float = 0.0
+    qc_regenerations_usd: float = 0.0  # `qc: regenerate`: the most the quality check's new variants can add
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def usd(self) -> float:
-        return round(self.video_usd + self.writers_usd, 4)
+        return round(self.video_usd + self.writers_usd + self.qc_regenerations_usd, 4)
 
 
 class ApprovalPolicy(BaseModel):

@@ -168,6 +168,13 @@ class Settings(BaseSettings):
 
     # video generation (the seed's names)
     veo3_model: str = "veo-3.1-fast-generate-001"
+    # Veo request parameters, checked per backend and model before anything is spent (registry.option_problems)
+    veo3_generate_audio: bool = Field(True, description="false: silent clips (Vertex only: the Gemini API always "
+                                      "makes sound), e.g. when music is laid over the cut")
+    veo3_enhance_prompt: bool | None = Field(None, description="Veo's own prompt rewriting; unset = the service's "
+                                             "default")
+    veo3_person_generation: Literal["allow_all", "allow_adult", "dont_allow"] | None = Field(
+        None, description="which people Veo may draw; unset = the service's default")
     veo3_mock_mode: bool = False
     veo3_mock_latency: float = Field(0.0, ge=0)
     veo3_mock_failure_rate: float = Field(0.0, ge=0, le=1)
@@ -184,6 +191,13 @@ class Settings(BaseSettings):
     reelcrew_clips_in_order: bool = Field(False, description="a production's clips one after another (each "
                                           "submit follows the previous clip's end): the hook of a continuity mode")
     veo3_max_retries: int = Field(3, ge=0)
+    qc: Literal["flag", "regenerate", "off"] = Field(
+        "flag", description="clip quality checks after download (black, frozen, silent): flag them in the manifest, "
+        "status and API; or also regenerate the clip (a new paid variant, in the estimate); or off")
+    qc_max_regenerations: int = Field(1, ge=0, le=3, description="qc: regenerate makes a flagged scene again at "
+                                      "most this many times")
+    veo3_rephrase_attempts: int = Field(2, ge=0, le=5, description="a prompt Veo's safety filter refused (free) is "
+                                        "rewritten by the Maker this many times at most; 0 = never")
     veo3_quota_reset_interval: float = Field(3600, ge=0)
     veo3_consecutive_failure_threshold: int = Field(3, ge=1)
     veo3_retry_wait_base: float = Field(30, ge=0)

@@ -83,7 +83,8 @@ clips = Table(
     Column("possible_duplicate", Boolean, default=False),
     Column("lease_owner", String), Column("lease_until", Float, default=0.0),
     Column("submitted_at", Float), Column("updated_at", Float),
-    Column("artifact", Text))  # schema 12: where its bytes live for every worker (`s3://…` or the local path)
+    Column("artifact", Text),  # schema 12: where its bytes live for every worker (`s3://…` or the local path)
+    Column("qc", Text))  # the quality check of its file (reelcrew.video.qc), JSON; schema 15
 production_clips = Table(
     "production_clips", meta,
     Column("production_id", String, primary_key=True), Column("idx", Integer, primary_key=True),
@@ -121,6 +122,15 @@ events = Table(
     Column("production_id", String), Column("clip_index", Integer), Column("stage", String),
     Column("kind", String), Column("message", Text), Column("attempt", Integer),
     Column("actor", String))  # who asked for it through the API (a token's name), schema 9
+# a scene made again by the pipeline itself (reelcrew.followups, schema 15), from the clip it replaces to the new one:
+# kind `rephrase` (a filtered prompt rewritten) or `regenerate` (a clip the quality check flagged, a new variant)
+clip_followups = Table(
+    "clip_followups", meta,
+    Column("id", Integer, primary_key=True, autoincrement=True), Column("production_id", String, nullable=False),
+    Column("idx", Integer, nullable=False), Column("kind", String, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("from_key", String, nullable=False), Column("to_key", String, nullable=False), Column("reason", Text),
+    Column("prompt", Text), Column("at", Float))
 # reelcrew serve (schema 9): API tokens (only a hash is kept), the options a production was created with through
 # the API (so a restarted server resumes it the same way), and the answers remembered for Idempotency-Key.
 api_tokens = Table(
@@ -194,6 +204,11 @@ def _artifact_references(conn: Connection) -> None:
     meta.create_all(conn, tables=[production_artifacts])
     conn.execute(update(clips).where(clips.c.status == "done", clips.c.path.is_not(None), clips.c.artifact.is_(None))
                  .values(artifact=clips.c.path))
+
+
+def _films(conn: Connection) -> None:
+    _add_columns(conn, "clips", {"qc": "TEXT"})
+    meta.create_all(conn, tables=[clip_followups])
 
 
 def _rename_production_status(conn: Connection, old: str, new: str) -> None:
@@ -273,6 +288,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     12: ("artifact references and checksums (clips and finals)", _artifact_references),
     14: ("observability: submit attempts and operation ends",
          lambda c: meta.create_all(c, tables=[submit_attempts, operations, alerts_sent])),
+    15: ("films: clip quality checks, filtered prompts rewritten", lambda c: _films(c)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -616,6 +632,12 @@ class Store:
             c.execute(insert(stage_outputs).values(production_id=pid, stage=stage, data=text, llm_answers=llm_answers,
                                                    created_at=time.time()))
 
+    def replace_stage(self, pid: str, stage: str, data: str) -> None:
+        """A stage's output changed in place by the pipeline itself (a rewritten prompt), its LLM answers kept."""
+        with self._write() as c:
+            c.execute(update(stage_outputs).where((stage_outputs.c.production_id == pid)
+                                                  & (stage_outputs.c.stage == stage)).values(data=data))
+
     def delete_stage(self, pid: str, stage: str) -> None:
         with self._write() as c:
             c.execute(stage_outputs.delete().where(
@@ -647,9 +669,11 @@ class Store:
                 stage_outputs.c.production_id == pid)).scalar_one())
 
     # -- clips -------------------------------------------------------------------------
-    def ensure_clip(self, pid: str, prompt: VideoPrompt, model: str, rehearsal: bool = False) -> VideoClip:
-        """The clip row for this prompt: existing (any production, any folder) or new and pending."""
-        key = prompt.clip_key(model, rehearsal=rehearsal)
+    def ensure_clip(self, pid: str, prompt: VideoPrompt, model: str, rehearsal: bool = False,
+                    options: dict[str, Any] | None = None) -> VideoClip:
+        """The clip row for this prompt: existing (any production, any folder) or new and pending.
+        `options`: the request parameters that enter the key (registry.veo_options)."""
+        key = prompt.clip_key(model, rehearsal=rehearsal, **(options or {}))
         now = time.time()
         with self._write() as c:
             if not c.execute(select(clips.c.key).where(clips.c.key == key)).first():
@@ -704,6 +728,45 @@ class Store:
             if row.status in SETTLED - {"done"}:
                 self._update_clip(c, key, status=ClipStatus.pending, error=None, retries=0, operation_name=None,
                                   possible_duplicate=row.status == "ambiguous")
+
+    def set_clip_qc(self, key: str, qc: dict) -> None:
+        """The quality check of the clip's file (reelcrew.video.qc), kept beside the clip."""
+        with self._write() as c:
+            self._update_clip(c, key, qc=json.dumps(qc, ensure_ascii=False))
+
+    def record_followup(self, pid: str, index: int, kind: str, attempt: int, from_key: str, to_key: str, reason: str,
+                        prompt: str) -> None:
+        """A scene made again by the pipeline (reelcrew.followups): the row and its event in one transaction."""
+        now = time.time()
+        what = {"rephrase": "filtered; prompt rewritten", "regenerate": "flagged by the quality check; regenerated"}
+        message = f"clip {index} {what.get(kind, kind)} ({reason}), attempt {attempt}"
+        event = {"rephrase": "rephrased", "regenerate": "qc_regenerated"}.get(kind, kind)
+        with self._write() as c:
+            c.execute(insert(clip_followups).values(production_id=pid, idx=index, kind=kind, attempt=attempt,
+                                                    from_key=from_key, to_key=to_key, reason=reason, prompt=prompt,
+                                                    at=now))
+            c.execute(insert(events).values(at=now, production_id=pid, clip_index=index, stage="clips",
+                                            kind=event, message=message, attempt=attempt))
+        _events_log.info(message, extra={"kind": event, "production_id": pid, "clip_index": index,
+                                         "stage": "clips", "attempt": attempt})
+
+    def followups(self, pid: str, index: int | None = None, kind: str | None = None) -> list[dict]:
+        """The production's scenes made again by the pipeline, oldest first (one scene's, one kind's)."""
+        stmt = select(clip_followups).where(clip_followups.c.production_id == pid).order_by(clip_followups.c.id)
+        if index is not None:
+            stmt = stmt.where(clip_followups.c.idx == index)
+        if kind is not None:
+            stmt = stmt.where(clip_followups.c.kind == kind)
+        with self._read() as c:
+            return [dict(r) for r in c.execute(stmt).mappings().all()]
+
+    def prompt_edited_by_user(self, pid: str, index: int) -> bool:
+        """Did a person edit this clip's prompt (the API's PATCH, or prompts.json adopted)? Their words are kept."""
+        field = f"prompts.{index - 1}.prompt"
+        with self._read() as c:
+            rows = c.execute(select(events.c.clip_index, events.c.message).where(
+                events.c.production_id == pid, events.c.kind == "edit", events.c.stage == "prompts")).all()
+        return any(clip_index == index or field in (message or "") for clip_index, message in rows)
 
     # -- claims ---------------------------------------------------------------------------
     def claim_clip(self, key: str, owner: str, ttl: float, max_in_flight: int, hold_for: float,
@@ -1259,6 +1322,8 @@ class Store:
             counts["receipts"] = _copy_missing(src, dst, receipts, ("clip_key", "outcome", "at"), skip=("id",))
             counts["costs"] = _copy_missing(src, dst, costs, ("clip_key",), skip=("id",))
             counts["events"] = _copy_missing(src, dst, events, ("at", "kind", "message"), skip=("id",))
+            counts["follow-ups"] = _copy_missing(src, dst, clip_followups, ("production_id", "idx", "kind", "attempt"),
+                                                 skip=("id",))
         old.close()
         if old.journal is not None and old.journal.exists():
             counts["journal receipts"] = sum(1 for line in self.replay_journal(old.journal) if "receipt" in line)
@@ -1564,4 +1629,4 @@ def _clip_from_row(r) -> VideoClip:
                      duration=r["duration"], retries=r["retries"] or 0, error=r["error"], cost_usd=r["cost_usd"] or 0.0,
                      possible_duplicate=bool(r["possible_duplicate"]), lease_owner=r["lease_owner"],
                      lease_until=r["lease_until"] or 0.0, submitted_at=r["submitted_at"],
-                     artifact=r.get("artifact"))
+                     artifact=r.get("artifact"), qc=json.loads(r["qc"]) if r.get("qc") else None)

@@ -102,6 +102,9 @@ class _Process:
                 from reelcrew.tasks import Tasks
 
                 settings = load_settings(None)
+                from reelcrew import alerts
+
+                alerts.install(settings)  # a worker's failures and dead letters alert like the CLI's
                 store = open_store(settings)
                 cls.tasks = Tasks(settings, store, progress=ledger_progress(store))
             return cls.tasks

@@ -63,11 +63,15 @@ class VideoRenders:
             return self._renders[shape]
 
     def _render(self, shape: tuple) -> bytes:
-        prompt, duration, aspect, resolution = shape
+        prompt, duration, aspect, resolution, audio, *bad = shape
         dest = self._dir / f"{uuid.uuid4().hex}.mp4"
         try:
-            render_mock_clip(VideoPrompt(index=1, scene_index=1, prompt=prompt, duration=duration,
-                                         aspect_ratio=aspect, resolution=resolution), dest)
+            wanted = VideoPrompt(index=1, scene_index=1, prompt=prompt, duration=duration, aspect_ratio=aspect,
+                                 resolution=resolution)
+            if bad and bad[0]:
+                render_bad_clip(wanted, bad[0], dest)
+            else:
+                render_mock_clip(wanted, dest, audio=audio)
             return dest.read_bytes()
         finally:
             dest.unlink(missing_ok=True)
@@ -76,10 +80,24 @@ class VideoRenders:
 RENDERS = VideoRenders()
 
 
+def render_bad_clip(prompt: VideoPrompt, kind: str, dest: Path) -> None:
+    """A clip Veo gets wrong without an error, of the asked shape and length, with sound: `black` (all black)
+    or `frozen` (one still picture)."""
+    from reelcrew.media import run_ffmpeg
+    from reelcrew.models import frame_size
+
+    width, height = frame_size(prompt.aspect_ratio, prompt.resolution)
+    colour = {"black": "black", "frozen": "0x4a6a8a"}[kind]
+    run_ffmpeg(["-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r=24:d={prompt.duration}",
+                "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={prompt.duration}",
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+                "-ac", "2", "-shortest", "-movflags", "+faststart", "-f", "mp4", str(dest)], f"a {kind} clip")
+
+
 def video_shape(prompt: str, params: dict) -> tuple:
-    """What makes one clip's bytes differ from another's."""
+    """What makes one clip's bytes differ from another's (a silent clip, generateAudio false, has no audio)."""
     return (prompt, int(params.get("durationSeconds", 8)), params.get("aspectRatio", "16:9"),
-            params.get("resolution", "720p"))
+            params.get("resolution", "720p"), params.get("generateAudio", True) is not False)
 
 
 FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. You will not be charged for this "
@@ -113,6 +131,9 @@ class Script:
     late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
     text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
     text_quota_kind: str = "PerMinute"  # the QuotaFailure window of a 429 text answer: PerMinute | PerDay | bare
+    # a prompt containing a key comes back as a bad video of that kind ("black" or "frozen"; "black-once" and
+    # "frozen-once": only its first accepted submit, as a retake by Veo can come out right): quality checks
+    bad_videos: dict = field(default_factory=dict)
 
 
 class FakeGoogle:
@@ -184,6 +205,13 @@ class FakeGoogle:
             if not vertex and any(k in params for k in ("seed", "generateAudio", "storageUri", "fps")):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
                                        "message": "Gemini API does not take seed/generateAudio/storageUri/fps"}}, 0
+            person = params.get("personGeneration")
+            if person is not None and person not in (("allow_all", "allow_adult", "dont_allow") if vertex
+                                                     else ("allow_all",)):
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                       f"personGeneration {person} is not supported for text-to-video here"}}, 0
+            if "enhancePrompt" in params and not isinstance(params["enhancePrompt"], bool):
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "enhancePrompt: bool"}}, 0
             if int(params.get("durationSeconds", 8)) not in (4, 6, 8):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
                                        "The number value for `durationSeconds` is out of bound. Please provide a value "
@@ -212,10 +240,19 @@ class FakeGoogle:
             self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
                               "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id,
                               "vertex": vertex, "scope": scope,
-                              "render": RENDERS.start(video_shape(prompt, params)) if makes_video else None}
+                              "render": RENDERS.start(video_shape(prompt, params) + (self._bad(prompt),))
+                              if makes_video else None}
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
             delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else HELD if fault == "held" else 0
         return 200, {"name": name}, delay
+
+    def _bad(self, prompt: str) -> str:
+        """The kind of bad video this submit of the prompt is scripted to get ("" for a good one); called after
+        the submit is counted in `accepted_by_prompt`."""
+        kind = next((kind for word, kind in self.script.bad_videos.items() if word in prompt), "")
+        if kind.endswith("-once"):
+            return kind.removesuffix("-once") if self.accepted_by_prompt[prompt] == 1 else ""
+        return kind
 
     def service_account(self, path: Path, project: str = "test-project") -> Path:
         """Write a service-account JSON with a throwaway RSA key whose token_uri is this fake's /token."""

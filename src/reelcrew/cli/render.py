@@ -154,8 +154,10 @@ def approval_policy(bars: Bars, yes: bool, budget_usd: float | None) -> Approval
     """The CLI's approval step: the estimate on stderr, then --yes or a question on the terminal."""
 
     def announce(estimate: Estimate) -> None:
+        again = (f" (of which up to ${estimate.qc_regenerations_usd:.2f} for clips the quality check makes again)"
+                 if estimate.qc_regenerations_usd else "")
         err.print(f"[bold]Estimated Veo cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s), "
-                  f"{estimate.seconds:.0f} s of video.")
+                  f"{estimate.seconds:.0f} s of video{again}.")
 
     def ask(estimate: Estimate) -> bool:
         if not sys.stdin or not sys.stdin.isatty():

@@ -276,7 +276,7 @@ def status(settings: Settings, production_id: str | None = None, store: Store | 
     for pid in ids:
         clips = [ClipReport(index=c.index, status=c.status.value, operation=c.operation_name, error=c.error,
                             retries=c.retries, possible_duplicate=c.possible_duplicate,
-                            artifact=c.artifact if c.status == ClipStatus.done else None, sha256=c.sha256)
+                            artifact=c.artifact if c.status == ClipStatus.done else None, sha256=c.sha256, qc=c.qc)
                  for c in store.production_clips(pid)]
         reports.append(ProductionReport(**summarize(settings, store, pid).model_dump(), clips=clips))
     return StatusReport(productions=reports)

@@ -100,7 +100,11 @@ class GenaiBackend(VeoBackend):
             config["negative_prompt"] = prompt.negative_prompt
         # fields the Gemini API refuses are declared per backend in the registry
         if "generate_audio" in accepts:
-            config["generate_audio"] = True
+            config["generate_audio"] = self.settings.veo3_generate_audio
+        if "enhance_prompt" in accepts and self.settings.veo3_enhance_prompt is not None:
+            config["enhance_prompt"] = self.settings.veo3_enhance_prompt
+        if "person_generation" in accepts and self.settings.veo3_person_generation:
+            config["person_generation"] = self.settings.veo3_person_generation
         if "seed" in accepts and prompt.seed is not None:
             config["seed"] = prompt.seed
         if "output_gcs_uri" in accepts and self.settings.gcs_output_bucket:
@@ -274,7 +278,7 @@ class MockBackend(VeoBackend):
     def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
         from reelcrew.video.mockclip import render_mock_clip
 
-        render_mock_clip(prompt, dest)
+        render_mock_clip(prompt, dest, audio=self.settings.veo3_generate_audio)
 
 
 class LazyBackend(VeoBackend):

@@ -39,6 +39,7 @@ from reelcrew.models import ClipStatus, VideoClip, frame_size
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, true_causes
 from reelcrew.store import Spend, Store
+from reelcrew.video import qc
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.errors import (
     CredentialsRefused,
@@ -512,6 +513,7 @@ class ClipGenerator:
         self.store.processing(clip.operation_name, "ok")
         self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
+        qc.record(self.s, self.store, clip.key, dest)  # black, frozen, silent: flagged (followups may regenerate)
 
     def _download_failed(self, clip: VideoClip, state) -> None:
         """Between attempts: say what failed (the heartbeat keeps the claim through the back-off)."""
@@ -541,7 +543,7 @@ class ClipGenerator:
             raise MediaError(f"duration {info.duration:.2f}s, asked for {clip.prompt.duration}s")
         if abs(info.aspect - want_w / want_h) > 0.02:
             raise MediaError(f"shape {info.width}x{info.height}, asked for {clip.prompt.aspect_ratio}")
-        if model_limits(clip.model).has_audio and not info.has_audio:
+        if model_limits(clip.model).has_audio and self.s.veo3_generate_audio and not info.has_audio:
             raise MediaError("no audio track, but the model makes sound")
         problem = decodes(path)
         if problem:

@@ -24,7 +24,7 @@ def _label(prompt: VideoPrompt) -> str:
     return f"{prompt.index}  {text}"[:48]
 
 
-def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24) -> None:
+def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24, audio: bool = True) -> None:
     h = hashlib.sha256(prompt.prompt.encode()).digest()
     width, height = frame_size(prompt.aspect_ratio, prompt.resolution)
     colour = f"0x{h[0]:02x}{h[1]:02x}{h[2]:02x}"
@@ -33,14 +33,17 @@ def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24) -> None:
     speed = 80 + h[3] % 200
     tone = 220 + (h[4] % 40) * 11
     label = _label(prompt).replace("'", "").replace(":", " ").replace("\\", " ")
-    filters = [f"drawbox=x='mod(t*{speed},{width})':y={height // 2 - size // 2}:w={size}:h={size}"
-               f":color={box}@0.9:t=fill"]
+    # The box is overlaid (evaluated per frame) so the picture really moves: drawbox reads `t` once, which made
+    # every mock clip a still picture that a quality check rightly calls frozen.
+    graph = f"[0:v][2:v]overlay=x='mod(t*{speed},{width})':y={height // 2 - size // 2}:shortest=1"
     if DEJAVU.exists():
-        filters.append(f"drawtext=fontfile={DEJAVU}:text='{label}':fontsize={max(18, height // 24)}:fontcolor=white:"
-                       f"borderw=2:x=(w-tw)/2:y=h/6")
+        graph += (f",drawtext=fontfile={DEJAVU}:text='{label}':fontsize={max(18, height // 24)}:fontcolor=white:"
+                  f"borderw=2:x=(w-tw)/2:y=h/6")
     run_ffmpeg([
         "-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={fps}:d={prompt.duration}",
         "-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000:duration={prompt.duration}",
-        "-vf", ",".join(filters), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+        "-f", "lavfi", "-i", f"color=c={box}:s={size}x{size}:r={fps}:d={prompt.duration}",
+        "-filter_complex", graph + "[v]", "-map", "[v]", *(["-map", "1:a"] if audio else []),
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ac", "2", "-shortest", "-movflags", "+faststart",
         "-f", "mp4", str(dest)], f"rendering a mock clip to {dest}")

@@ -40,7 +40,11 @@ _PRICES = {  # USD per second, by resolution (veo-api.md section 6: Google's pri
     "veo-3.1-fast-generate": {"720p": 0.10, "1080p": 0.12},
     "veo-3.1-lite-generate": {"720p": 0.05, "1080p": 0.08},
 }
-_VERTEX_FIELDS = frozenset({"seed", "generate_audio", "output_gcs_uri"})  # the Gemini API refuses these
+# Optional request fields each backend sends. The Gemini API (google-genai 1.65) refuses seed, generate_audio
+# and output_gcs_uri before sending; it takes enhance_prompt and person_generation (allow_all for text-to-video).
+_GEMINI_FIELDS = frozenset({"enhance_prompt", "person_generation"})
+_VERTEX_FIELDS = frozenset({"seed", "generate_audio", "output_gcs_uri", "enhance_prompt", "person_generation"})
+_MOCK_FIELDS = frozenset({"seed", "generate_audio", "enhance_prompt", "person_generation"})
 
 
 def _family(accepts: frozenset[str], priced: bool = True) -> dict[str, ModelLimits]:
@@ -49,9 +53,9 @@ def _family(accepts: frozenset[str], priced: bool = True) -> dict[str, ModelLimi
 
 
 BACKENDS: dict[str, BackendSpec] = {
-    "gemini": BackendSpec("gemini", "Gemini API (API key)", _family(frozenset())),
+    "gemini": BackendSpec("gemini", "Gemini API (API key)", _family(_GEMINI_FIELDS)),
     "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS)),
-    "mock": BackendSpec("mock", "offline rehearsal: real clips, free", _family(frozenset({"seed"}), priced=False),
+    "mock": BackendSpec("mock", "offline rehearsal: real clips, free", _family(_MOCK_FIELDS, priced=False),
                         paid=False),
 }
 
@@ -100,3 +104,38 @@ def price_per_second(settings: Any, model: str, resolution: str) -> float:
         raise ConfigError(f"no price for {model}", f"add prices.{model}.{resolution} (USD per second) to "
                                                    "config/pipeline.yaml")
     return by_res.get(resolution, max(by_res.values()))
+
+
+# person_generation values a backend takes for text-to-video (Google's "Veo API parameters", November 2026)
+PERSON_GENERATION = {"gemini": ("allow_all",), "vertex": ("allow_all", "allow_adult", "dont_allow"),
+                     "mock": ("allow_all", "allow_adult", "dont_allow")}
+
+
+def veo_options(settings: Any) -> dict[str, Any]:
+    """The request parameters these settings add to every clip; they change the video, so they enter its key."""
+    return {"audio": getattr(settings, "veo3_generate_audio", True),
+            "enhance_prompt": getattr(settings, "veo3_enhance_prompt", None),
+            "person_generation": getattr(settings, "veo3_person_generation", None)}
+
+
+def option_problems(settings: Any) -> list[tuple[str, str, str]]:
+    """Request parameters the chosen backend and model would refuse: (setting, problem, advice) each."""
+    backend = backend_name(settings)
+    accepts = model_limits(settings.veo3_model, backend).accepts
+    options = veo_options(settings)
+    problems = []
+    if not options["audio"] and "generate_audio" not in accepts:
+        problems.append(("veo3_generate_audio", f"silent clips are not available on the {backend} backend "
+                         "(Veo 3 on the Gemini API always makes sound)",
+                         "true, or use Vertex AI (GOOGLE_GENAI_USE_VERTEXAI=true) for silent clips"))
+    if options["enhance_prompt"] is not None and "enhance_prompt" not in accepts:
+        problems.append(("veo3_enhance_prompt", f"enhance_prompt is not sent on the {backend} backend",
+                         "leave it unset"))
+    person = options["person_generation"]
+    if person is not None:
+        allowed = PERSON_GENERATION.get(backend, ()) if "person_generation" in accepts else ()
+        if person not in allowed:
+            problems.append(("veo3_person_generation", f"person_generation={person} is refused on the {backend} "
+                             "backend for text-to-video", f"one of {', '.join(allowed)}, or leave it unset"
+                             if allowed else "leave it unset"))
+    return problems
