@@ -258,7 +258,7 @@ class Tasks:
                 # until its step has, the clip is not at rest (no render starts without it)
                 self.store.update_clip(clip.key, status=ClipStatus.pending)
             steps.append(Step(task="submit_clip", production_id=pid, clip_key=clip.key, clip_index=prompt.index,
-                              until=until, recut=recut))
+                              until=until, recut=recut, retry=sorted(retry or ())))
         prod = self._production(pid)
         self.progress.stage(pid, "clips")
         self.store.log("stage", "clips", pid, stage="clips")
@@ -377,6 +377,9 @@ class Tasks:
     def _after_clip(self, step: Step) -> list[Step]:
         """After a clip came to rest: `render` once every clip of the production rests (in order: the next clip)."""
         pid = step.production_id
+        again = self._follow_up(step)
+        if again is not None:
+            return [again]
         clips = self.store.production_clips(pid)
         waiting = [c for c in clips if c.status not in RESTING]
         if self.settings(pid).reelcrew_clips_in_order and waiting:
@@ -386,6 +389,25 @@ class Tasks:
             return [Step(task="submit_clip", production_id=pid, clip_key=nxt.key, clip_index=nxt.index,
                          until=step.until, recut=step.recut)]
         return [] if waiting else [Step(task="render", production_id=pid, until=step.until, recut=step.recut)]
+
+    def _follow_up(self, step: Step) -> Step | None:
+        """The scene's next clip when the one that came to rest is due a follow-up (reelcrew.followups): a filtered
+        prompt rewritten, or a flagged clip regenerated. None otherwise (a repeated step finds its key replaced in
+        the prompts and does nothing)."""
+        from reelcrew import followups
+
+        pid = step.production_id
+        if step.clip_key is None or self.stopping.is_set() or self._live(pid) is None:
+            return None
+        clip = self.store.clip(step.clip_key)
+        if clip.status not in (ClipStatus.filtered, ClipStatus.done):
+            return None
+        out = followups.follow_ups(self.pipeline(pid), [(self._production(pid), self._job(step, None), clip)],
+                                   {pid: self._written(pid)}, {(pid, index) for index in step.retry})
+        if not out:
+            return None
+        return Step(task="submit_clip", production_id=pid, clip_key=out[0][2].key, clip_index=step.clip_index,
+                    until=step.until, recut=step.recut, retry=step.retry)
 
     # -- render ---------------------------------------------------------------------------------------
     def render(self, step: Step) -> list[Step]:
