@@ -109,6 +109,7 @@ def test_three_workers_share_one_quota_through_a_storm_and_a_redis_restart(clust
     """4 topics x 4 scenes on three worker machines; a quota storm (429s per minute-window) and Redis restarted
     once clips are on their way: exactly one paid submit per clip, <= VEO3_MAX_CONCURRENT in flight, finals valid."""
     cluster.fake.script.quota_limit, cluster.fake.script.quota_window = 3, 1.0
+    cluster.fake.script.submit_faults = deque(["429"] * 4 + ["429-bare"] * 2)  # the storm's first submits
     cluster.fake.script.latency = 1.0
     for name in ("w1", "w2", "w3"):
         cluster.worker(name)
@@ -123,6 +124,7 @@ def test_three_workers_share_one_quota_through_a_storm_and_a_redis_restart(clust
     summaries = json.loads(out)["productions"]
     assert len(summaries) == 4
     assert_paid_once_and_valid(cluster, summaries, 16)
+    assert cluster.fake.submit_attempts >= 16 + 6  # the storm was there: refused submits, each tried again
     resent = [e for e in cluster.store().recent_events(limit=2000) if e["kind"] == "reconcile"]
     assert resent  # the Redis restart lost messages; the reconciler sent their steps again
     print(f"storm figures: {cluster.fake.accepted} paid submits for 16 clips, {cluster.fake.submit_attempts} submit "
