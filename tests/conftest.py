@@ -29,8 +29,14 @@ FAST = {
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """One cache folder for the run: caches are keyed by their inputs (font files, mock clip recipes), so a
-    test reading another test's entry gets the same bytes it would have made, without paying for them."""
-    return tmp_path_factory.mktemp("cache")
+    test reading another test's entry gets the same bytes it would have made, without paying for them. Under
+    pytest-xdist the workers share it (each cache writes through a rename, so concurrent writers are safe)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    cache = base / "cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture(autouse=True)
