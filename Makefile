@@ -66,13 +66,18 @@ serve: $(STAMP) fonts
 demo: setup
 	$(BIN)/python run_integrated_pipeline.py --mock --yes --topic "$(TOPIC)" --scenes 4
 
+# The suite is CPU-bound (ffmpeg, imports, the CLI's processes): one pytest-xdist worker per core keeps both of
+# CI's cores busy; worksteal evens out the long tests. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist worksteal
+
 # The whole suite: what CI runs.
 test: setup servers browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 # For iteration: everything but the tests marked slow, servers or browser (see README, "Tests").
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not servers and not browser"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow and not servers and not browser"
 
 # Lint (pyflakes, pycodestyle at 120 columns, isort, bugbear, pyupgrade) and types; CI runs it with the tests.
 check: setup

@@ -27,13 +27,27 @@ FAST = {
 }
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache folder for the run: caches are keyed by their inputs (font files, mock clip recipes), so a
+    test reading another test's entry gets the same bytes it would have made, without paying for them. Under
+    pytest-xdist the workers share it (each cache writes through a rename, so concurrent writers are safe)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    cache = base / "cache"
+    cache.mkdir(exist_ok=True)
+    return cache
+
+
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
+def clean_env(monkeypatch, tmp_path, shared_cache):
     for name in list(os.environ):
         if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)  # the state folder (and ledger) comes from HOME
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared_cache))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.chdir(tmp_path)
     yield

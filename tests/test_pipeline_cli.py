@@ -45,7 +45,7 @@ def test_until_prompts_writes_valid_stage_files_in_json_summary(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("ledger_db")
+# SQLite only: the ledger does nothing here the PostgreSQL runs of test_service and test_video_generation do not
 def test_chinese_batch_in_mock_mode_runs_end_to_end(tmp_path):
     topics = tmp_path / "topics.txt"
     topics.write_text("茶是怎么制作的\n# a comment\n熊猫为什么爱吃竹子\n", encoding="utf-8")
@@ -120,7 +120,7 @@ def test_budget_below_estimate_submits_nothing(real_env, fake, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("ledger_db")
+# SQLite only: the daily budget on PostgreSQL: test_ledger's test_two_output_folders_share_one_daily_budget
 def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--until", "clips", "--json")
     assert first.returncode == 0, first.stderr
@@ -136,7 +136,7 @@ def test_budget_cap_hit_mid_run_stops_submitting_and_stays_resumable(real_env, f
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("ledger_db")
+# SQLite only: re-attaching on PostgreSQL: test_video_generation's test_restart_reattaches_in_flight_operations...
 def test_repair_refetches_a_done_clip_whose_file_was_deleted(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     folder = Path(summary(first)[0]["folder"])
@@ -276,7 +276,7 @@ def test_an_older_ledger_is_migrated_on_open(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("ledger_db")
+# SQLite only: filtered clips on PostgreSQL: test_video_generation's test_safety_filtered_clip_is_filtered...
 def test_retry_regenerates_a_filtered_clip_with_an_edited_prompt_and_recuts(real_env, fake, tmp_path):
     first = cli("--topic", "tea", "--scenes", "2", "--yes", "--json")
     prod = summary(first)[0]

@@ -49,7 +49,8 @@ def page(browser, request):
 @pytest.fixture
 def live(tmp_path, monkeypatch):
     monkeypatch.setenv("VEO3_MOCK_FILTER_WORD", "forbiddenword")
-    monkeypatch.setenv("VEO3_MOCK_LATENCY", "0.5")
+    monkeypatch.setenv("VEO3_MOCK_LATENCY", "0.5")  # each clip is seen "submitted" before it is done
+    monkeypatch.setenv("POLLING_INTERVAL", "0.1")  # the default 15 s would make each clip wait 15 s for nothing
     with LiveServer(tmp_path / "out") as server:
         yield server
 

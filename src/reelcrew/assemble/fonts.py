@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from reelcrew.assemble.cmap_cache import CmapCache
 from reelcrew.errors import AssemblyError
 
 log = logging.getLogger("reelcrew.assemble")
@@ -28,11 +29,23 @@ class Font:
 
 @lru_cache(maxsize=64)
 def _cmap(path: str, index: int) -> frozenset[int]:
+    cached = _disk_cmaps().get(path, index)
+    if cached is not None:
+        return cached
     from fontTools.ttLib import TTFont
 
     kwargs = {"fontNumber": index} if path.lower().endswith((".ttc", ".otc")) else {}
     with TTFont(path, lazy=True, **kwargs) as font:
-        return frozenset(font.getBestCmap() or {})
+        cmap = frozenset(font.getBestCmap() or {})
+    _disk_cmaps().put(path, index, cmap)
+    return cmap
+
+
+@lru_cache(maxsize=1)
+def _disk_cmaps() -> CmapCache:
+    from platformdirs import user_cache_dir
+
+    return CmapCache(Path(user_cache_dir("reelcrew")) / "font-cmaps.json")
 
 
 def missing_glyphs(font: Font, text: str) -> list[str]:
@@ -41,6 +54,12 @@ def missing_glyphs(font: Font, text: str) -> list[str]:
 
 
 def _candidates(lang_hint: str) -> list[Font]:
+    """The installed fonts, best first (fc-list runs once per process and hint, not once per caption)."""
+    return list(_listed_candidates(lang_hint))
+
+
+@lru_cache(maxsize=4)
+def _listed_candidates(lang_hint: str) -> tuple[Font, ...]:
     found: list[Font] = []
     if shutil.which("fc-list"):
         for pattern in (f":lang={lang_hint}", ""):
@@ -57,7 +76,7 @@ def _candidates(lang_hint: str) -> list[Font]:
     def rank(font: Font) -> tuple:
         name = Path(font.path).name.lower()
         return ("wqy" not in name and "cjk" not in name, "bold" in name or "mono" in name, font.index, name)
-    return sorted(dict.fromkeys(found), key=rank)
+    return tuple(sorted(dict.fromkeys(found), key=rank))
 
 
 def find_font(text: str, configured: str | None = None) -> Font:
@@ -100,11 +119,12 @@ def is_cjk(ch: str) -> bool:
 def _installed_coverage() -> frozenset[int]:
     """Every code point some installed font can draw (read once per process, only when a text needs it)."""
     covered: set[int] = set()
-    for font in _candidates("en"):
-        try:
-            covered |= _cmap(font.path, font.index)
-        except Exception:
-            continue
+    with _disk_cmaps().batch():
+        for font in _candidates("en"):
+            try:
+                covered |= _cmap(font.path, font.index)
+            except Exception:
+                continue
     return frozenset(covered)
 
 

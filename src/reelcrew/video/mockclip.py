@@ -2,18 +2,29 @@
 
 Each prompt gets its own colour, motion and tone (from a hash of the prompt) and its words
 drawn on screen, so a rehearsal's final cut shows which clip is which.
+
+A clip is a pure function of its inputs, so each one rendered is kept in the user's cache folder under a
+hash of those inputs: rehearsing the same topic again (or resuming, or retrying) copies it instead of
+running ffmpeg. The cache keeps the newest MOCK_CACHE_CLIPS clips.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
+import shutil
+import threading
 from pathlib import Path
 
 from reelcrew.media import run_ffmpeg
 from reelcrew.models import VideoPrompt, frame_size
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+MOCK_CACHE_CLIPS = 200
+RENDER_VERSION = 2  # bump when the ffmpeg recipe below changes, so old cached clips are not reused
+log = logging.getLogger("reelcrew.video")
 
 
 def _label(prompt: VideoPrompt) -> str:
@@ -25,6 +36,48 @@ def _label(prompt: VideoPrompt) -> str:
 
 
 def render_mock_clip(prompt: VideoPrompt, dest: Path, fps: int = 24, audio: bool = True) -> None:
+    """The clip for `prompt` at `dest`: a copy of the identical clip rendered before, else rendered now."""
+    cached = _cache_dir() / f"{_cache_key(prompt, fps, audio)}.mp4"
+    if cached.is_file():
+        try:
+            shutil.copyfile(cached, dest)
+            os.utime(cached)  # recently used: kept when the cache drops its oldest
+            return
+        except OSError as exc:  # rendering reports a full disk or a read-only folder with what to do
+            log.debug("mock clip cache not used (%s)", exc)
+    _render(prompt, dest, fps, audio)
+    _keep(dest, cached)
+
+
+def _cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("reelcrew")) / "mock-clips"
+
+
+def _cache_key(prompt: VideoPrompt, fps: int, audio: bool) -> str:
+    """Everything the rendered bytes depend on."""
+    parts = (RENDER_VERSION, prompt.prompt, _label(prompt), frame_size(prompt.aspect_ratio, prompt.resolution),
+             prompt.duration, fps, audio, DEJAVU.exists())
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def _keep(rendered: Path, cached: Path) -> None:
+    """Copy a fresh render into the cache (through a rename, so no reader sees half a file); drop the oldest."""
+    tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(rendered, tmp)
+        os.replace(tmp, cached)
+        clips = sorted(cached.parent.glob("*.mp4"), key=lambda path: path.stat().st_mtime_ns)
+        for old in clips[:-MOCK_CACHE_CLIPS]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:  # the cache is a convenience: a full or read-only cache folder costs a re-render
+        log.debug("mock clip not cached (%s)", exc)
+        tmp.unlink(missing_ok=True)
+
+
+def _render(prompt: VideoPrompt, dest: Path, fps: int, audio: bool) -> None:
     h = hashlib.sha256(prompt.prompt.encode()).digest()
     width, height = frame_size(prompt.aspect_ratio, prompt.resolution)
     colour = f"0x{h[0]:02x}{h[1]:02x}{h[2]:02x}"
