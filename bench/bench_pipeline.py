@@ -51,7 +51,7 @@ def clip_schedule(ready: list[float], latency: float, q: int, rpm: int, window: 
 
 
 def bound(writing: list[float], scenes: int, latency: float, q: int, rpm: int, renders: list[float],
-          writers: int, render_slots: int) -> tuple[float, float]:
+          writers: int, render_slots: int, fetch: float = 0.0) -> tuple[float, float]:
     """(batch lower bound, lower bound of production 0's own final)."""
     slots = [0.0] * writers
     ready = []
@@ -63,25 +63,25 @@ def bound(writing: list[float], scenes: int, latency: float, q: int, rpm: int, r
     ends = clip_schedule([at for at, _ in clips], latency, q, rpm)
     clips_done = [0.0] * len(writing)
     for (_, i), end in zip(clips, ends, strict=True):
-        clips_done[i] = max(clips_done[i], end)
+        clips_done[i] = max(clips_done[i], end + fetch)
     render_free = [0.0] * render_slots
     finals = []
     for i in sorted(range(len(writing)), key=lambda k: clips_done[k]):
         start = max(clips_done[i], heapq.heappop(render_free))
         finals.append(start + renders[i])
         heapq.heappush(render_free, start + renders[i])
-    own = writing[0] + clip_schedule([0.0] * scenes, latency, q, rpm)[-1] + renders[0]
+    own = writing[0] + clip_schedule([0.0] * scenes, latency, q, rpm)[-1] + fetch + renders[0]
     return max(finals), own
 
 
-def run_path(path: str, args, fake_url: str) -> dict:
+def run_path(path: str, args, fake) -> dict:
     from reelcrew import service
     from reelcrew.pipeline import Pipeline, Progress
     from reelcrew.results import ApprovalPolicy
     from reelcrew.settings import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ.update({"GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": fake_url, "POLLING_INTERVAL": "0.1",
+        os.environ.update({"GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": fake.url, "POLLING_INTERVAL": "0.1",
                            "NO_PROXY": "127.0.0.1", "REELCREW_STATE_DIR": str(Path(tmp) / "state"),
                            "REELCREW_LLM": "mock", "VEO3_MOCK_MODE": "false"})
         settings = load_settings(reelcrew_output_dir=Path(tmp) / "out", scenes=args.scenes,
@@ -91,10 +91,13 @@ def run_path(path: str, args, fake_url: str) -> dict:
         store = service.open_store(settings)
         prods = service.plan(settings, TOPICS[:args.topics], store)
         render_started: dict[str, float] = {}
+        writing_started: dict[str, float] = {}
 
         def stage(pid: str, name: str) -> None:
             if name == "final":
                 render_started[pid] = time.time()
+            if name == "script":
+                writing_started[pid] = time.time()
 
         progress = Progress(stage=stage)
         start = time.time()
@@ -108,19 +111,33 @@ def run_path(path: str, args, fake_url: str) -> dict:
             [final] = [e for e in store.recent_events(prod.id, limit=500) if e["kind"] == "final"]
             finals[prod.id] = final["at"]
         renders = [finals[p.id] - render_started[p.id] for p in prods]
-        writing = [store.llm_answers(p.id) * args.writer_latency for p in prods]
+        # each production's writers as they took on this machine (W per answer plus CrewAI's own work), from the
+        # moment its script started (not while it waited for a writer slot) to its prompts written
+        written = {e["production_id"]: e["at"] for p in prods for e in store.recent_events(p.id, limit=500)
+                   if e["kind"] == "stage" and e["stage"] == "prompts"}
+        writing = [written[p.id] - writing_started[p.id] for p in prods]
+        # a clip's fetch (the poll that sees it done, download, validation): the fastest seen, from Veo's done time
+        ended = {name: op["done_at"] for name, op in fake.ops.items()}
+        fetches = []
+        for prod in prods:
+            done = {e["clip_index"]: e["at"] for e in store.recent_events(prod.id, limit=500) if e["kind"] == "done"}
+            for clip in store.production_clips(prod.id):
+                if clip.operation_name in ended and clip.index in done:
+                    fetches.append(done[clip.index] - ended[clip.operation_name])
+        fetch = max(min(fetches), 0.0) if fetches else 0.0
         statuses = {store.production(p.id).status.value for p in prods}
         first_pid = min(finals, key=finals.__getitem__)
         first = finals[first_pid] - start
         index = [p.id for p in prods].index(first_pid)
         order = [index] + [i for i in range(len(prods)) if i != index]  # the first final's production first
         batch_bound, _ = bound(writing, args.scenes, args.latency, args.concurrent, args.rpm, renders,
-                               args.writers, settings.reelcrew_render_concurrency)
+                               args.writers, settings.reelcrew_render_concurrency, fetch)
         _, own_bound = bound([writing[i] for i in order], args.scenes, args.latency, args.concurrent, args.rpm,
-                             [renders[i] for i in order], args.writers, settings.reelcrew_render_concurrency)
+                             [renders[i] for i in order], args.writers, settings.reelcrew_render_concurrency, fetch)
         store.close()
         return {"path": path, "wall": wall, "bound": batch_bound, "first": first, "first_bound": own_bound,
-                "render": sum(renders) / len(renders), "statuses": statuses}
+                "render": sum(renders) / len(renders), "statuses": statuses, "fetch": fetch,
+                "writing": sum(writing) / len(writing)}
 
 
 def run_celery(workers: int, args, fake_url: str) -> dict:
@@ -176,7 +193,8 @@ def run_celery(workers: int, args, fake_url: str) -> dict:
             store.close()
             return {"path": f"celery ({workers} worker{'s' if workers > 1 else ''})", "wall": wall,
                     "bound": batch_bound, "first": finals[first_pid] - start, "first_bound": own_bound,
-                    "render": sum(renders) / len(renders), "statuses": statuses}
+                    "render": sum(renders) / len(renders), "statuses": statuses, "fetch": 0.0,
+                    "writing": sum(writing) / len(writing)}  # writers as W x answers; fetch not measured here
     finally:
         for proc in procs:
             proc.terminate()
@@ -201,17 +219,18 @@ def main() -> None:
 
     print(f"N={args.topics} S={args.scenes} L={args.latency}s Q={args.concurrent} R={args.rpm}/min "
           f"W={args.writer_latency}s/answer writers={args.writers}")
-    print("| path | batch wall | its bound | ratio | first final | its bound | ratio | mean render |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| path | batch wall | its bound | ratio | first final | its bound | ratio | writers | fetch | render |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for path in args.paths.split(","):
         with FakeGoogle(Script(latency=args.latency)) as fake:
             if path.startswith("celery"):
                 r = run_celery(int(path.removeprefix("celery") or 1), args, fake.url)
             else:
-                r = run_path(path, args, fake.url)
+                r = run_path(path, args, fake)
         print(f"| {r['path']} | {r['wall']:.1f} s | {r['bound']:.1f} s | {r['wall'] / r['bound']:.3f} | "
               f"{r['first']:.1f} s | {r['first_bound']:.1f} s | {r['first'] / r['first_bound']:.3f} | "
-              f"{r['render']:.1f} s |" + ("" if r["statuses"] == {"done"} else f" statuses {r['statuses']}"))
+              f"{r['writing']:.1f} s | {r['fetch']:.1f} s | {r['render']:.1f} s |"
+              + ("" if r["statuses"] == {"done"} else f" statuses {r['statuses']}"))
 
 
 if __name__ == "__main__":

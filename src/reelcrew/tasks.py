@@ -10,10 +10,11 @@ Every body reads the ledger first, so a repeated or redelivered step continues w
                 pre-flight, then one `submit_clip` per clip (only the first when the production's clips go in
                 order), or nothing: stopped by `until`, held for approval (`hold`), failed, paused or cancelled.
 - `submit_clip` claim + ONE paid submit; it ends when the receipt is committed → `follow_clip` (its first look
-                at once, then one per POLLING_INTERVAL), carrying the claim's owner. A clip already at Veo → `follow_clip` now. A wait
-                (VEO3_MAX_CONCURRENT in flight, the breaker, a quota 429, a back-off, another claim) → itself
-                again with that countdown. A settled clip (done, perhaps by another production sharing it) → its
-                file is copied to this scene, then `render` when every clip of the production is settled.
+                at once, then one per POLLING_INTERVAL), carrying the claim's owner. A clip already at Veo →
+                `follow_clip` now. A wait (VEO3_MAX_CONCURRENT in flight, the breaker, a quota 429, a back-off,
+                another claim) → itself again with that countdown. A settled clip (done, perhaps by another
+                production sharing it) → its file is copied to this scene, then `render` when every clip of the
+                production rests. A parked clip (budget, paused day, cancelled) → the same, once the ledger said so.
 - `follow_clip` ONE poll. Done → download + validate → `render` when every clip is settled (in order: the
                 next clip's `submit_clip`); still running → itself after POLLING_INTERVAL; a failed generation
                 that may try again → `submit_clip`. Never resubmits; never sleeps on the operation.
@@ -29,6 +30,7 @@ generator's (reelcrew.video.generator), unchanged.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -107,6 +109,9 @@ class Tasks:
         self._generators: dict[str, StepGenerator] = {}
         self._render_locks: dict[str, threading.Lock] = {}
         self._rendered: set[str] = set()
+        self._chains: dict[str, str] = {}  # clip key → the owner whose follow steps hold it (released on close)
+        self._line: dict[str, int] = {}  # clip key → its place in this context's line for a Veo slot
+        self._places = itertools.count()
 
     # -- what a step needs ------------------------------------------------------------------------
     def settings(self, pid: str) -> Settings:
@@ -170,6 +175,14 @@ class Tasks:
             generator.stop()
 
     def close(self) -> None:
+        """The end of this context (a run over, or stopped): clips its follow chains still hold are released with
+        their receipts (`resume` re-attaches them, never resubmits); the heartbeats stop."""
+        with self._lock:
+            chains = list(self._chains.items())
+            self._chains.clear()
+        for key, owner in chains:
+            if self.store.clip(key).status in (ClipStatus.submitted, ClipStatus.downloading):
+                self.store.release_clip(key, owner, ClipStatus.submitted)
         self.heartbeat.stop()
         with self._lock:
             generators = list(self._generators.values())
@@ -269,12 +282,19 @@ class Tasks:
         if resting is not None:
             return resting
         if self.stopping.is_set():
+            self._leave_line(job.key)
             return []
         clip = self.store.clip(job.key)
+        waiting = clip.status in (ClipStatus.pending, ClipStatus.paused)  # not at Veo, nor claimed by a submit
+        if waiting and not self._my_turn(job.key, generator.s.veo3_max_concurrent):
+            return [step.again(generator.tick)]  # clips ready earlier go first (their production's final too)
         mode, wait = generator._claim(clip, job.owner)
+        if mode != "wait" or not waiting:
+            self._leave_line(job.key)
         if mode == "settled":
             return [step.again(0.0)]  # settled by another claim meanwhile: the next look reuses it
         if mode == "attach":
+            self._chain(job)
             return [step.again(0.0, task="follow_clip", owner=job.owner, attempt=0)]
         if mode == "paused":
             generator._changed(job.key)
@@ -288,11 +308,25 @@ class Tasks:
             generator.heartbeat.drop(job.owner)
         if sent:  # the receipt is committed: this step is over. The first look right away (as the looping
             # generator does: a fast operation is not kept waiting), then one per POLLING_INTERVAL
+            self._chain(job)
             return [step.again(0.0, task="follow_clip", owner=job.owner, attempt=0)]
         if self.store.clip(job.key).status in RESTING:
             generator._changed(job.key)
             return self._after_clip(step)
         return [step.again(generator.waited())]
+
+    def _my_turn(self, key: str, slots: int) -> bool:
+        """First come, first served within this process: only the `slots` clips longest in line ask the ledger
+        for a slot, so the clips of the production whose prompts came first are made first (and its final is
+        cut while the others' clips are made) instead of every production's clips finishing together. The
+        ledger still decides (VEO3_MAX_CONCURRENT across processes)."""
+        with self._lock:
+            place = self._line.setdefault(key, next(self._places))
+            return place in sorted(self._line.values())[:slots]
+
+    def _leave_line(self, key: str) -> None:
+        with self._lock:
+            self._line.pop(key, None)
 
     def follow_clip(self, step: Step) -> list[Step]:
         generator = self.generator(step.production_id)
@@ -325,12 +359,17 @@ class Tasks:
         generator._changed(job.key)
         return self._after_clip(step)
 
+    def _chain(self, job: ClipJob) -> None:
+        with self._lock:
+            self._chains[job.key] = job.owner
+
     def _resting(self, generator: StepGenerator, job: ClipJob, step: Step) -> list[Step] | None:
         """A clip with nothing left to do (its file copied to this scene when done): the follow-ups; else None."""
         clip = self.store.clip(job.key)
         if clip.status == ClipStatus.done and not generator._reuse(clip, job):
             return None  # its file vanished: fetched again (never a new payment)
         if clip.status in SETTLED_CLIPS:  # paused is not: this step asks the ledger again (`resume`, `retry`)
+            self._leave_line(job.key)
             generator._changed(job.key)
             return self._after_clip(step)
         return None
