@@ -193,7 +193,8 @@ def run_celery(workers: int, args, fake_url: str) -> dict:
             store.close()
             return {"path": f"celery ({workers} worker{'s' if workers > 1 else ''})", "wall": wall,
                     "bound": batch_bound, "first": finals[first_pid] - start, "first_bound": own_bound,
-                    "render": sum(renders) / len(renders), "statuses": statuses}
+                    "render": sum(renders) / len(renders), "statuses": statuses, "fetch": 0.0,
+                    "writing": sum(writing) / len(writing)}  # writers as W x answers; fetch not measured here
     finally:
         for proc in procs:
             proc.terminate()

@@ -99,14 +99,12 @@ class _Process:
             if cls.tasks is None:
                 from reelcrew.service.ledger import open_store
                 from reelcrew.settings import load_settings
-                from reelcrew.tasks import Tasks
-
                 settings = load_settings(None)
                 from reelcrew import alerts
 
                 alerts.install(settings)  # a worker's failures and dead letters alert like the CLI's
                 store = open_store(settings)
-                cls.tasks = Tasks(settings, store, progress=ledger_progress(store))
+                cls.tasks = worker_tasks()(settings, store, progress=ledger_progress(store))
             return cls.tasks
 
 
@@ -203,9 +201,21 @@ def own_context(shared: Any) -> Any:
     """A task context of its own for a write or a render step: the production is claimed by this step's owner and
     released when the step ends, so its next step may run on any worker (the process's shared context would hold
     it for as long as this worker lives)."""
+    return worker_tasks()(shared.base, shared.store, progress=shared.progress)
+
+
+def worker_tasks() -> type:
+    """The task bodies as a worker runs them. The local runner's line for Veo slots (first come, first served
+    within one process) is off: a clip's steps land on any worker, so a per-process line fills with clips whose
+    next step went elsewhere and its head never comes back (seen as tens of thousands of submit steps looping).
+    Across workers the ledger alone decides (VEO3_MAX_CONCURRENT in its claim transaction)."""
     from reelcrew.tasks import Tasks
 
-    return Tasks(shared.base, shared.store, progress=shared.progress)
+    class WorkerTasks(Tasks):
+        def _my_turn(self, key: str, slots: int) -> bool:
+            return True
+
+    return WorkerTasks
 
 
 def ledger_progress(store: Any) -> Any:

@@ -133,7 +133,7 @@ def redis_bucket(broker: str, rates: list, table: str):
                     try:
                         return super()._check_and_insert(item)
                     except NoScriptError:
-                        self.script_hash = str(self.redis.script_load(LuaScript.PUT_ITEM))  # the sync client: a str
+                        self.script_hash = str(self.redis.script_load(LuaScript.PUT_ITEM))  # a sync client
                         return super()._check_and_insert(item)
                 except RedisDown:
                     if time.monotonic() > deadline:
