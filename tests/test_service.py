@@ -17,7 +17,7 @@ from reelcrew.settings import load_settings
 from tests.video_helpers import ledger
 
 COMMANDS = {"run", "resume", "retry", "cancel", "status", "repair", "cost", "doctor", "config", "assemble", "ledger",
-            "backup", "restore", "prune", "serve", "token", "slo"}
+            "backup", "restore", "prune", "serve", "token", "slo", "worker", "beat", "dead"}
 
 
 def test_mock_production_through_the_service_from_plan_to_repair(tmp_path):
