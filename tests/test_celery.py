@@ -105,9 +105,11 @@ def assert_paid_once_and_valid(cluster: Cluster, summaries: list[dict], clips: i
         assert info.duration > 0 and info.width > 0
 
 
-def test_three_workers_share_one_quota_through_a_storm_and_a_redis_restart(cluster, redis):
-    """4 topics x 4 scenes on three worker machines; a quota storm (429s per minute-window) and Redis restarted
-    once clips are on their way: exactly one paid submit per clip, <= VEO3_MAX_CONCURRENT in flight, finals valid."""
+def test_three_workers_share_one_quota_through_a_storm_and_a_redis_restart(cluster, redis, s3):
+    """4 topics x 4 scenes on three worker machines sharing only PostgreSQL, Redis and the S3 store; a quota storm
+    (429s per minute-window) and Redis restarted once clips are on their way: exactly one paid submit per clip,
+    <= VEO3_MAX_CONCURRENT in flight, finals valid, every clip and final in the store."""
+    cluster.env["REELCREW_ARTIFACTS"] = f"s3://{s3.bucket}/{s3.prefix}"
     cluster.fake.script.quota_limit, cluster.fake.script.quota_window = 3, 1.0
     cluster.fake.script.submit_faults = deque(["429"] * 4 + ["429-bare"] * 2)  # the storm's first submits
     cluster.fake.script.latency = 1.0
@@ -125,6 +127,10 @@ def test_three_workers_share_one_quota_through_a_storm_and_a_redis_restart(clust
     assert len(summaries) == 4
     assert_paid_once_and_valid(cluster, summaries, 16)
     assert cluster.fake.submit_attempts >= 16 + 6  # the storm was there: refused submits, each tried again
+    stored = {o["Key"] for page in s3.client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket)
+              for o in page.get("Contents", [])}
+    assert len({k for k in stored if k.startswith(f"{s3.prefix}/clips/")}) == 16
+    assert all(f"{s3.prefix}/productions/{s['id']}/final.mp4" in stored for s in summaries)
     resent = [e for e in cluster.store().recent_events(limit=2000) if e["kind"] == "reconcile"]
     assert resent  # the Redis restart lost messages; the reconciler sent their steps again
     print(f"storm figures: {cluster.fake.accepted} paid submits for 16 clips, {cluster.fake.submit_attempts} submit "
