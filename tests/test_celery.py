@@ -259,12 +259,17 @@ def test_serve_with_a_broker_enqueues_and_a_worker_makes_it(cluster, monkeypatch
     for name, value in cluster.env.items():
         monkeypatch.setenv(name, value)
     cluster.worker("w1")
+    cluster.beat()  # as deployed: a step lost on its way to the worker is sent again from the ledger
     with LiveServer(tmp_path / "api-out") as live:
         client = live.client()
         answer = client.post("/api/productions", json={"topics": ["how tea is made"], "mock": True, "scenes": 2})
         assert answer.status_code == 202, answer.text
         pid = answer.json()["productions"][0]["id"]
-        done = live.wait_status(client, pid, "done", timeout=240)
+        try:
+            done = live.wait_status(client, pid, "done", timeout=240)
+        except BaseException:  # pytest.fail: show what the worker and beat said
+            print(cluster.logs())
+            raise
         assert [c["status"] for c in done["clips"]] == ["done", "done"] and "final.mp4" in done["files"]
         assert not [t for t in threading.enumerate() if t.name.startswith("run-")]  # no local runner in serve
 

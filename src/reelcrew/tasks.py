@@ -108,6 +108,7 @@ class Tasks:
         self._pipelines: dict[str, Pipeline] = {}
         self._generators: dict[str, StepGenerator] = {}
         self._render_locks: dict[str, threading.Lock] = {}
+        self._check_locks: dict[str, threading.Lock] = {}  # clip key → one check of its file at a time
         self._rendered: set[str] = set()
         self._chains: dict[str, str] = {}  # clip key → the owner whose follow steps hold it (released on close)
         self._line: dict[str, int] = {}  # clip key → its place in this context's line for a Veo slot
@@ -365,14 +366,40 @@ class Tasks:
 
     def _resting(self, generator: StepGenerator, job: ClipJob, step: Step) -> list[Step] | None:
         """A clip with nothing left to do (its file copied to this scene when done): the follow-ups; else None."""
-        clip = self.store.clip(job.key)
-        if clip.status == ClipStatus.done and not generator._reuse(clip, job):
+        if self._checked(generator, job) is False:
             return None  # its file vanished: fetched again (never a new payment)
+        clip = self.store.clip(job.key)
         if clip.status in SETTLED_CLIPS:  # paused is not: this step asks the ledger again (`resume`, `retry`)
             self._leave_line(job.key)
             generator._changed(job.key)
             return self._after_clip(step)
         return None
+
+    def _checked(self, generator: StepGenerator, job: ClipJob) -> bool | None:
+        """A done clip's file checked (here, else from the artifact store) by one step at a time: True usable,
+        False demoted to be fetched again from its operation, None when the clip is not done (any more)."""
+        with self._lock:
+            lock = self._check_locks.setdefault(job.key, threading.Lock())
+        with lock:
+            clip = self.store.clip(job.key)
+            if clip.status != ClipStatus.done:
+                return None
+            generator.begin(job)
+            return generator._reuse(clip, job)
+
+    def _unusable(self, step: Step) -> list[Step]:
+        """Before a cut: the done clips whose file is neither here nor (checked) in the store, each sent to be
+        fetched again from its operation (never paid again). A render can be queued by one clip's step while
+        another clip's own step has not looked at its file yet: the cut must not leave that paid scene out."""
+        pid = step.production_id
+        generator, folder = self.generator(pid), self.pipeline(pid).folder(pid)
+        steps = []
+        for clip in self.store.production_clips(pid):
+            job = ClipJob(clip.key, folder / "clips" / f"clip-{clip.index:02d}.mp4", owner=new_owner())
+            if clip.status == ClipStatus.done and self._checked(generator, job) is False:
+                steps.append(Step(task="submit_clip", production_id=pid, clip_key=clip.key, clip_index=clip.index,
+                                  until=step.until, recut=step.recut))
+        return steps
 
     def _after_clip(self, step: Step) -> list[Step]:
         """After a clip came to rest: `render` once every clip of the production rests (in order: the next clip)."""
@@ -420,6 +447,11 @@ class Tasks:
             pipeline = self.pipeline(pid)
             if step.until == "final" and not step.recut and pipeline._rendered(pid):
                 return []  # rendered already (a repeated step)
+            if step.until == "final":
+                unusable = self._unusable(step)
+                if unusable:
+                    return unusable  # each returns `render` once its file is back
+            # after the files' check: a clip another step is fetching again is on its way too
             if any(c.status not in RESTING for c in self.store.production_clips(pid)):
                 return []  # a clip is still on its way: its own step returns `render` when it rests
             if not self.hold(pid):
