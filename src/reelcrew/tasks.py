@@ -427,8 +427,9 @@ class Tasks:
         if step.clip_key is None or self.stopping.is_set() or self._live(pid) is None:
             return None
         clip = self.store.clip(step.clip_key)
-        if clip.status not in (ClipStatus.filtered, ClipStatus.done):
-            return None
+        flagged = self.settings(pid).qc == "regenerate" and (clip.qc or {}).get("ok") is False
+        if clip.status != ClipStatus.filtered and not (clip.status == ClipStatus.done and flagged):
+            return None  # the common case (a good clip) reads no stage and asks no writer
         out = followups.follow_ups(self.pipeline(pid), [(self._production(pid), self._job(step, None), clip)],
                                    {pid: self._written(pid)}, {(pid, index) for index in step.retry})
         if not out:
