@@ -190,6 +190,10 @@ class Settings(BaseSettings):
     reelcrew_render_concurrency: int = Field(1, ge=1, description="finals rendered at once in the local runner")
     reelcrew_clips_in_order: bool = Field(False, description="a production's clips one after another (each "
                                           "submit follows the previous clip's end): the hook of a continuity mode")
+    continuity: Literal["none", "last_frame", "references", "extend"] = Field(
+        "none", description="how a production's clips hold together: none (each clip from its prompt alone); "
+        "last_frame (clip N+1 starts from clip N's last frame, clips in order); references (up to 3 asset images "
+        "sent with every clip); extend (one continuous shot grown by Veo's extension)")
     veo3_max_retries: int = Field(3, ge=0)
     qc: Literal["flag", "regenerate", "off"] = Field(
         "flag", description="clip quality checks after download (black, frozen, silent): flag them in the manifest, "

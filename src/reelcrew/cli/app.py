@@ -35,6 +35,13 @@ class Aspect(StrEnum):
     portrait = "9:16"
 
 
+class Continuity(StrEnum):
+    none = "none"
+    last_frame = "last_frame"
+    references = "references"
+    extend = "extend"
+
+
 class Until(StrEnum):
     script = "script"
     seo = "seo"

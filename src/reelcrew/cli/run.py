@@ -11,6 +11,7 @@ from reelcrew.cli.app import (
     Aspect,
     BudgetOpt,
     ConfigOpt,
+    Continuity,
     JsonOpt,
     MockOpt,
     OutputDirOpt,
@@ -53,6 +54,8 @@ def run(
     scenes: int | None = typer.Option(None, "--scenes", min=1, max=30, help="Scenes (clips) per video."),
     aspect: Aspect | None = typer.Option(None, "--aspect", help="16:9 or 9:16."),
     language: str | None = typer.Option(None, "--language", help="auto, en, zh, ..."),
+    continuity: Continuity | None = typer.Option(None, "--continuity",
+                                                 help="How clips hold together (setting `continuity`)."),
     output_dir: OutputDirOpt = None,
     until: Until = typer.Option(Until.final, "--until", help="Stop after this stage."),
     as_json: JsonOpt = False,
@@ -68,7 +71,8 @@ def run(
 
         topics = read_topics(topic, topics_file)
         settings = settings_for(output_dir, config, mock, scenes=scenes, aspect_ratio=aspect.value if aspect else None,
-                                language=language, crews_dir=crews_dir)
+                                language=language, crews_dir=crews_dir,
+                                continuity=continuity.value if continuity else None)
         if crews_dir is not None and not crews_dir.is_dir():
             raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
         store = open_store(settings)
