@@ -158,6 +158,8 @@ def approval_policy(bars: Bars, yes: bool, budget_usd: float | None) -> Approval
                  if estimate.qc_regenerations_usd else "")
         err.print(f"[bold]Estimated Veo cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s), "
                   f"{estimate.seconds:.0f} s of video{again}.")
+        for name, usd in estimate.lines():  # every kind of spend on its own line (issue 15: every extra is money)
+            err.print(f"  {name + ':':<42} ${usd:.4f}")
 
     def ask(estimate: Estimate) -> bool:
         if not sys.stdin or not sys.stdin.isatty():
