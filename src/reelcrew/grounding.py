@@ -21,12 +21,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from reelcrew.errors import ReelcrewError
 from reelcrew.models import SearchSource
 from reelcrew.settings import Settings
 from reelcrew.writer_quota import WriterQuota, WritersPaused
 
 log = logging.getLogger("reelcrew.grounding")
-ATTEMPTS = 3  # a per-minute 429 or a 5xx is tried again (each time through the rate gate), then given up
+ATTEMPTS = 3  # a per-minute 429, a 5xx or a broken connection is tried again (each time through the rate gate)
+TIMEOUT_MS = 120_000  # one grounded answer (searches and thinking) takes seconds; a hung one must not hold the SEO
 MAX_SOURCES = 10
 
 PROMPT = """You research search demand for a short video before its title, description, tags and hashtags are
@@ -71,12 +73,13 @@ def search_fee(settings: Settings, model: str, queries: int) -> float:
 def search_for_seo(settings: Settings, quota: WriterQuota, topic: str, language_name: str) -> Grounding:
     """One grounded Gemini call; raises GroundingFailed (the production goes on) or WritersPaused (the writers'
     breaker is open: the SEO agent could not write either, so the production waits like any writer)."""
+    import httpx
     from google.genai import errors, types
 
     from reelcrew.google_auth import genai_client
     from reelcrew.video.quota import classify_429, jitter
 
-    client = genai_client(settings)
+    client = genai_client(settings, types.HttpOptions(timeout=TIMEOUT_MS))
     model = settings.gemini_model_id
     config = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())])
     prompt = PROMPT.format(topic=topic, language_name=language_name)
@@ -100,8 +103,8 @@ def search_for_seo(settings: Settings, quota: WriterQuota, topic: str, language_
             if attempt < ATTEMPTS:
                 time.sleep(jitter(min(wait, 60.0)))
             continue
-        except OSError as exc:  # the connection itself
-            last = f"Gemini could not be reached: {exc}"
+        except (httpx.TransportError, OSError) as exc:  # the connection itself, or no answer in time
+            last = f"Gemini could not be reached: {type(exc).__name__}: {exc}"
             if attempt < ATTEMPTS:
                 time.sleep(jitter(min(settings.veo3_retry_wait_base, 60.0)))
             continue
@@ -157,8 +160,11 @@ def write_seo(pipeline, prod, inputs: dict, script):
         pipeline.llm()  # the writers' quota: the search waits at their gate and lands in their cost ledger
         try:
             found = search_for_seo(s, pipeline.writer_quota, prod.topic, inputs["language_name"])
-        except GroundingFailed as exc:
-            note = f"grounding failed, the SEO was written without search: {exc}"
+        except Exception as exc:  # never a failed production for the search (a ReelcrewError still stops it)
+            if isinstance(exc, ReelcrewError):
+                raise
+            reason = str(exc) if isinstance(exc, GroundingFailed) else f"{type(exc).__name__}: {exc}"
+            note = f"grounding failed, the SEO was written without search: {reason}"
             log.warning("%s: %s", prod.id, note)
             store.log("grounding_failed", note, prod.id, stage="seo")
         else:
