@@ -145,6 +145,7 @@ def test_the_estimate_has_a_grounding_line_and_a_rewrites_line_the_budget_counts
     assert estimate.rewrites_usd == pytest.approx(rewrites, abs=1e-4)
     assert estimate.usd == pytest.approx(estimate.video_usd + estimate.writers_usd + grounding + rewrites, abs=2e-4)
 
+    assert dict(estimate.model_dump()["lines"])["SEO search grounding"] == estimate.grounding_usd  # the API's too
     with Bars(False) as bars:
         service.approve(settings, estimate, approval_policy(bars, True, None), store, (prod.id,))
     shown = capsys.readouterr().err
@@ -154,6 +155,6 @@ def test_the_estimate_has_a_grounding_line_and_a_rewrites_line_the_budget_counts
         service.approve(settings, estimate, ApprovalPolicy(yes=True, budget_usd=estimate.usd - 0.01), store)
 
     off = load_settings(reelcrew_llm="gemini", scenes=2, clip_seconds=4, veo3_rephrase_attempts=0)
-    assert [name for name, _ in service.estimate(off, [prod], store).lines()] == ["Veo clips", "writers' tokens"]
+    assert [name for name, _ in service.estimate(off, [prod], store).lines] == ["Veo clips", "writers' tokens"]
     store.save_stage(prod.id, "seo", _seo_answer(script), 1)
     assert service.estimate(settings, [prod], store).grounding_usd == 0  # written: the search is behind us

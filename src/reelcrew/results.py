@@ -76,8 +76,10 @@ class Estimate(BaseModel):
         return round(self.video_usd + self.writers_usd + self.qc_regenerations_usd + self.grounding_usd
                      + self.rewrites_usd, 4)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def lines(self) -> list[tuple[str, float]]:
-        """What the total is made of, one line per kind of spend (only the kinds that cost something)."""
+        """What the total is made of, one line per kind of spend that costs something (the CLI, the API, the UI)."""
         named = [("Veo clips", self.video_usd), ("quality-check regenerations (at most)", self.qc_regenerations_usd),
                  ("writers' tokens", self.writers_usd), ("SEO search grounding", self.grounding_usd),
                  ("rewrites of filtered prompts (at most)", self.rewrites_usd)]

@@ -156,7 +156,7 @@ def approval_policy(bars: Bars, yes: bool, budget_usd: float | None) -> Approval
     def announce(estimate: Estimate) -> None:
         err.print(f"[bold]Estimated cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s), "
                   f"{estimate.seconds:.0f} s of video, of which:")
-        for name, usd in estimate.lines():  # every kind of spend on its own line (issue 15: every extra is money)
+        for name, usd in estimate.lines:  # every kind of spend on its own line (issue 15: every extra is money)
             err.print(f"  {name + ':':<42} ${usd:.4f}")
 
     def ask(estimate: Estimate) -> bool:
