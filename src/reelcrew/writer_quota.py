@@ -19,9 +19,9 @@ from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, jitter, next_qu
 
 log = logging.getLogger("reelcrew.writers")
 WRITER_TOKENS_PER_PRODUCTION = (6_000, 3_000)  # input, output: three crews, a repair turn each (an estimate)
-# One Maker rewrite of a filtered prompt (crews/maker rephrase_prompt): the request measured about 2,300 characters
-# plus a 280-character schema (~650 tokens at 4 characters a token), sent up to 3 times (LLM_MAX_REPAIRS 2); the
-# answer ~150 tokens plus Gemini 3's thinking. Priced per rewrite, VEO3_REPHRASE_ATTEMPTS per clip at most.
+# One Maker rewrite of a filtered prompt (crews/maker rephrase_prompt): the request measures about 2,600 characters
+# with its schema (~650 tokens at 4 characters a token; bench/bench_writer_requests.py), sent up to 3 times
+# (LLM_MAX_REPAIRS 2); the answer ~150 tokens plus Gemini 3's thinking. VEO3_REPHRASE_ATTEMPTS per clip at most.
 REWRITE_TOKENS = (2_000, 1_500)
 # The SEO's grounding call (reelcrew.grounding): a short prompt, the search results it reads (tool-use tokens,
 # billed as input) and a thinking answer; searches: the prompt asks for at most 3, Gemini may run more.

@@ -50,7 +50,8 @@ def estimate(settings: Settings, productions: list[Production], store: Store | N
     store = store or open_store(settings)
     unwritten = sum(1 for prod in productions if store.stage(prod.id, "prompts") is None)
     writers = round(writer_estimate_usd(settings, unwritten), 4)
-    unsearched = sum(1 for prod in productions if store.stage(prod.id, "seo") is None)
+    unsearched = sum(1 for prod in productions  # a search made (and paid) before is reused, never made again
+                     if store.stage(prod.id, "seo") is None and store.stage(prod.id, "grounding") is None)
     grounding = round(grounding_estimate_usd(settings, unsearched), 4)
     if settings.veo3_mock_mode:
         return Estimate(writers_usd=writers, grounding_usd=grounding)
