@@ -107,6 +107,16 @@ def test_a_search_that_keeps_failing_leaves_seo_json_without_sources_and_a_warni
     assert not [r for r in store.cost_rows() if r["kind"] == "grounding"]  # nothing answered, nothing paid
 
 
+def test_a_search_sent_and_never_answered_is_not_sent_again(real_env, fake):
+    settings, store = _grounded_settings()
+    pipeline, prod, script = _written_script(settings, store)
+    fake.script.text_answers = deque(["reset", _seo_answer(script)])  # the connection drops after the request
+    pipeline.run([prod], until="seo")
+    assert [bool(r.get("tools")) for r in fake.text_requests] == [True, False]  # Google may have billed it
+    seo = json.loads((pipeline.folder(prod.id) / "seo.json").read_text())
+    assert "may have been charged" in seo["grounding"] and seo["sources"] == []
+
+
 def test_a_per_day_search_quota_gives_up_at_once_and_leaves_the_writers_running(real_env, fake):
     fake.script.text_quota_kind = "PerDay"
     settings, store = _grounded_settings()

@@ -11,8 +11,10 @@ hashtags, in plain text) goes into the agent's task as {search_context}.
 
 Money: the call waits at the writers' rate gate; its tokens (search results read count as input) and its search
 fee (`prices.<model>.search_per_query` per query Google ran on Gemini 3.x, or `search_per_prompt` per grounded
-request on 2.x) are one `grounding` row in the cost ledger. A failure (an error, a per-day search quota, an
-answer with nothing grounded) never fails the production: the SEO is written without it and the reason is kept.
+request on 2.x) are one `grounding` row in the cost ledger. Only what cannot have been charged is tried again (a
+429, a 5xx, a refused connection); a request sent and never answered is not resent. A failure (an error, a
+per-day search quota, an answer with nothing grounded) never fails the production: the SEO is written without
+it and the reason is kept.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from reelcrew.settings import Settings
 from reelcrew.writer_quota import WriterQuota, WritersPaused
 
 log = logging.getLogger("reelcrew.grounding")
-ATTEMPTS = 3  # a per-minute 429, a 5xx or a broken connection is tried again (each time through the rate gate)
+ATTEMPTS = 3  # a per-minute 429, a 5xx or a refused connection is tried again (each time through the rate gate)
 TIMEOUT_MS = 120_000  # one grounded answer (searches and thinking) takes seconds; a hung one must not hold the SEO
 MAX_SOURCES = 10
 
@@ -103,11 +105,14 @@ def search_for_seo(settings: Settings, quota: WriterQuota, topic: str, language_
             if attempt < ATTEMPTS:
                 time.sleep(jitter(min(wait, 60.0)))
             continue
-        except (httpx.TransportError, OSError) as exc:  # the connection itself, or no answer in time
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent: safe to try again
             last = f"Gemini could not be reached: {type(exc).__name__}: {exc}"
             if attempt < ATTEMPTS:
                 time.sleep(jitter(min(settings.veo3_retry_wait_base, 60.0)))
             continue
+        except httpx.TransportError as exc:  # sent, then no answer: Google may have run (and billed) it, never resent
+            raise GroundingFailed(f"no answer ({type(exc).__name__}); the search may have been charged, "
+                                  "so it is not sent again") from None
         return _answered(settings, quota, model, response)
     raise GroundingFailed(f"{ATTEMPTS} attempts failed; the last: {last}")
 

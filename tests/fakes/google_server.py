@@ -129,7 +129,7 @@ class Script:
     poll_faults: deque = field(default_factory=deque)  # "503", "429", "500", "404" (operation unknown)
     download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500", "slow"
     late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
-    text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
+    text_answers: deque = field(default_factory=deque)  # str answers, int status codes for errors, or "reset"
     text_quota_kind: str = "PerMinute"  # the QuotaFailure window of a 429 text answer: PerMinute | PerDay | bare
     # a generateContent with the Google Search tool: the queries "run" and the pages "read" (groundingMetadata)
     search_queries: list = field(default_factory=lambda: ["how tea is made", "tea processing steps 2026"])
@@ -367,6 +367,8 @@ class FakeGoogle:
                 return 404, {"error": {"code": 404, "status": "NOT_FOUND",
                                        "message": f"models/{model} is not found for API version v1beta"}}
             answer = self.script.text_answers.popleft() if self.script.text_answers else "{}"
+        if answer == "reset":  # read, then the connection drops with no answer (was it run? the client cannot know)
+            return -1, {}
         if isinstance(answer, int):
             return answer, (self._quota_body(self.script.text_quota_kind)
                             if answer == 429
@@ -461,6 +463,9 @@ class FakeGoogle:
                     code, payload = fake._operation(body.get("operationName", ""))
                     return self._send(code, payload)
                 code, payload = fake._generate_content(model, body)
+                if code < 0:
+                    self.close_connection = True
+                    return None
                 return self._send(code, payload)
 
             def do_GET(self):
