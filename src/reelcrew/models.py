@@ -66,7 +66,9 @@ class Chapter(BaseModel):
     title: str = Field(min_length=1)
 
 
-class SeoPackage(BaseModel):
+class SeoDraft(BaseModel):
+    """What the SEO agent writes (its answer's schema: the search fields below are never the model's to invent)."""
+
     title: str = Field(min_length=1, max_length=100)
     description: str = Field(min_length=1)
     tags: list[str] = Field(min_length=1)
@@ -77,6 +79,23 @@ class SeoPackage(BaseModel):
     @classmethod
     def _hash_prefixed(cls, tags: list[str]) -> list[str]:
         return [t if t.startswith("#") else f"#{t}" for t in (t.strip().replace(" ", "") for t in tags) if t]
+
+
+class SearchSource(BaseModel):
+    """A web page Google Search grounded the SEO research on (groundingMetadata.groundingChunks[].web)."""
+
+    uri: str
+    title: str = ""
+
+
+class SeoPackage(SeoDraft):
+    """seo.json: the agent's draft, plus what the grounding search found (reelcrew.grounding) when it ran.
+    The search fields are optional, so files written before them (or without grounding) still load."""
+
+    search_queries: list[str] = Field(default_factory=list, description="what Google Search was asked")
+    sources: list[SearchSource] = Field(default_factory=list, description="the pages the research came from")
+    grounding: str = Field(default="", description="why there are no sources when grounding was on (a failure, "
+                           "the mock writers), else empty")
 
 
 class VideoPrompt(BaseModel):

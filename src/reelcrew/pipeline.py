@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelcrew import artifacts, followups, mock_writer
+from reelcrew import artifacts, followups, grounding, mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.files import new_owner, write_json_atomic
 from reelcrew.identity import ProductionMode, identity_fields, production_id  # noqa: F401 (production_id: API)
@@ -31,7 +31,7 @@ from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
 from reelcrew.video.registry import backend_name, backend_spec, model_limits, veo_options
-from reelcrew.writer_quota import WritersPaused
+from reelcrew.writer_quota import WritersPaused, rewrite_estimate_usd
 
 log = logging.getLogger("reelcrew.pipeline")
 STAGES = ["script", "seo", "prompts", "clips", "final"]
@@ -46,8 +46,10 @@ def estimate_clips(settings: Settings, clips: list[tuple[str, float, str]]) -> E
     usd = sum(duration * settings.price_per_second(model, res) for model, duration, res in clips)
     # qc: regenerate may make each clip again (a new paid variant): its worst case is in the estimate
     again = settings.qc_max_regenerations if settings.qc == "regenerate" else 0
+    # a filtered prompt is free, its rewrite by the Maker is not: VEO3_REPHRASE_ATTEMPTS per clip at most
     return Estimate(clips=len(clips), seconds=seconds, video_usd=round(usd, 4),
-                    qc_regenerations_usd=round(usd * again, 4))
+                    qc_regenerations_usd=round(usd * again, 4),
+                    rewrites_usd=round(rewrite_estimate_usd(settings, len(clips)), 4))
 
 
 def resolve_language(topic: str, language: str) -> str:
@@ -178,6 +180,7 @@ class Pipeline:
             value = model.model_validate_json(saved)
         else:
             self.progress.stage(prod.id, stage)
+            self.llm()  # builds the writers' quota now: a stage after a saved one must charge this production too
             quota = getattr(self, "writer_quota", None)
             if quota is not None:
                 quota.production_id = prod.id  # its tokens are this production's cost
@@ -199,8 +202,7 @@ class Pipeline:
                              lambda: crews.write_script(self.llm(), b, s.crews_dir, s.llm_max_repairs))
         if until == "script":
             return script, None, None
-        seo = self._stage(prod, "seo", SeoPackage,
-                          lambda: crews.write_seo(self.llm(), b, script, s.crews_dir, s.llm_max_repairs))
+        seo = self._stage(prod, "seo", SeoPackage, lambda: grounding.write_seo(self, prod, b, script))
         if until == "seo":
             return script, seo, None
         prompts = self._stage(prod, "prompts", PromptList,

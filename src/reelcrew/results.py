@@ -67,11 +67,23 @@ class Estimate(BaseModel):
     video_usd: float = 0.0
     writers_usd: float = 0.0
     qc_regenerations_usd: float = 0.0  # `qc: regenerate`: the most the quality check's new variants can add
+    grounding_usd: float = 0.0  # SEO_GROUNDING: the SEO's Google Search call (tokens and search fee) still to make
+    rewrites_usd: float = 0.0  # the most the Maker's rewrites of filtered prompts can cost (VEO3_REPHRASE_ATTEMPTS)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def usd(self) -> float:
-        return round(self.video_usd + self.writers_usd + self.qc_regenerations_usd, 4)
+        return round(self.video_usd + self.writers_usd + self.qc_regenerations_usd + self.grounding_usd
+                     + self.rewrites_usd, 4)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lines(self) -> list[tuple[str, float]]:
+        """What the total is made of, one line per kind of spend that costs something (the CLI, the API, the UI)."""
+        named = [("Veo clips", self.video_usd), ("quality-check regenerations (at most)", self.qc_regenerations_usd),
+                 ("writers' tokens", self.writers_usd), ("SEO search grounding", self.grounding_usd),
+                 ("rewrites of filtered prompts (at most)", self.rewrites_usd)]
+        return [(name, usd) for name, usd in named if usd]
 
 
 class ApprovalPolicy(BaseModel):

@@ -157,6 +157,9 @@ class Settings(BaseSettings):
                                         "project's credentials; express mode serves generateContent, not Veo")
     llm_max_repairs: int = Field(2, ge=0, le=5)
     gemini_rpm: int = Field(60, ge=1, description="writers' Gemini requests per minute, shared through the ledger")
+    seo_grounding: bool = Field(False, description="the SEO agent first asks Gemini with Google Search for what "
+                                "people search around the topic now; sources go in seo.json (a paid search per "
+                                "query, in the estimate); real writers only: the mock writers never search")
 
     # production defaults
     language: str = "auto"

@@ -109,7 +109,8 @@ costs = Table(
     Column("production_id", String), Column("model", String), Column("resolution", String),
     Column("seconds", Float), Column("usd", Float), Column("operation_name", String),
     Column("day", String), Column("at", Float),
-    # kind: "clip" (Veo) or "llm" (a writers' Gemini call: clip_key is then "llm:<owner>", seconds unused)
+    # kind: "clip" (Veo), "llm" (a writers' Gemini call: clip_key is then "llm:<owner>", seconds unused) or
+    # "grounding" (the SEO's Google Search call: its tokens and search fee, clip_key "grounding:<owner>")
     Column("kind", String, default="clip"), Column("input_tokens", Integer), Column("output_tokens", Integer))
 quota_state = Table(
     "quota_state", meta,
@@ -958,12 +959,13 @@ class Store:
             return self._spent(c, since, day)
 
     def record_llm_cost(self, production_id: str | None, model: str, input_tokens: int, output_tokens: int,
-                        usd: float) -> None:
-        """One writers' Gemini call in the cost ledger (tokens and price); it counts against the budgets."""
+                        usd: float, kind: str = "llm") -> None:
+        """One writers' Gemini call in the cost ledger (tokens and price); it counts against the budgets.
+        `kind` "grounding": the SEO's Google Search call (reelcrew.grounding), its tokens plus the search fee."""
         now = time.time()
         with self._write() as c:
-            c.execute(insert(costs).values(clip_key=f"llm:{new_owner()}", production_id=production_id, model=model,
-                                           kind="llm", input_tokens=input_tokens, output_tokens=output_tokens,
+            c.execute(insert(costs).values(clip_key=f"{kind}:{new_owner()}", production_id=production_id, model=model,
+                                           kind=kind, input_tokens=input_tokens, output_tokens=output_tokens,
                                            usd=usd, seconds=0.0, day=utc_day(now),
                                            at=now))
 

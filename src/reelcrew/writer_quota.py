@@ -19,6 +19,14 @@ from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, jitter, next_qu
 
 log = logging.getLogger("reelcrew.writers")
 WRITER_TOKENS_PER_PRODUCTION = (6_000, 3_000)  # input, output: three crews, a repair turn each (an estimate)
+# One Maker rewrite of a filtered prompt (crews/maker rephrase_prompt): the request measures about 2,600 characters
+# with its schema (~650 tokens at 4 characters a token; bench/bench_writer_requests.py), sent up to 3 times
+# (LLM_MAX_REPAIRS 2); the answer ~150 tokens plus Gemini 3's thinking. VEO3_REPHRASE_ATTEMPTS per clip at most.
+REWRITE_TOKENS = (2_000, 1_500)
+# The SEO's grounding call (reelcrew.grounding): a short prompt, the search results it reads (tool-use tokens,
+# billed as input) and a thinking answer; searches: the prompt asks for at most 3, Gemini may run more.
+GROUNDING_TOKENS = (4_000, 1_500)
+GROUNDING_QUERIES = 5
 
 
 class WritersPaused(ReelcrewError):
@@ -38,6 +46,29 @@ def writer_estimate_usd(settings: Settings, productions: int) -> float:
     per_in, per_out = token_price(settings, settings.gemini_model_id)
     tokens_in, tokens_out = WRITER_TOKENS_PER_PRODUCTION
     return productions * (tokens_in * per_in + tokens_out * per_out) / 1e6
+
+
+def rewrite_estimate_usd(settings: Settings, clips: int) -> float:
+    """The most the Maker's rewrites of filtered prompts can cost for `clips` clips still to make (free with the
+    mock writers). A filtered clip itself is free: only the writer's tokens are money."""
+    if settings.mock_llm or not settings.veo3_rephrase_attempts:
+        return 0.0
+    per_in, per_out = token_price(settings, settings.gemini_model_id)
+    tokens_in, tokens_out = REWRITE_TOKENS
+    return clips * settings.veo3_rephrase_attempts * (tokens_in * per_in + tokens_out * per_out) / 1e6
+
+
+def grounding_estimate_usd(settings: Settings, productions: int) -> float:
+    """The SEO grounding call for `productions` whose SEO is not written yet (SEO_GROUNDING; never on the mock)."""
+    from reelcrew.grounding import search_fee
+
+    if settings.mock_llm or not settings.seo_grounding:
+        return 0.0
+    model = settings.gemini_model_id
+    per_in, per_out = token_price(settings, model)
+    tokens_in, tokens_out = GROUNDING_TOKENS
+    return productions * ((tokens_in * per_in + tokens_out * per_out) / 1e6
+                          + search_fee(settings, model, GROUNDING_QUERIES))
 
 
 class WriterQuota:
@@ -83,3 +114,11 @@ class WriterQuota:
         per_in, per_out = token_price(self.settings, model)
         usd = (input_tokens * per_in + output_tokens * per_out) / 1e6
         self.store.record_llm_cost(self.production_id, model, input_tokens, output_tokens, usd)
+
+    def searched(self, model: str, input_tokens: int, output_tokens: int, search_usd: float) -> float:
+        """The SEO's grounding call answered: its tokens and search fee, one `grounding` row; returns the USD."""
+        self.breaker.success()
+        per_in, per_out = token_price(self.settings, model)
+        usd = (input_tokens * per_in + output_tokens * per_out) / 1e6 + search_usd
+        self.store.record_llm_cost(self.production_id, model, input_tokens, output_tokens, usd, kind="grounding")
+        return usd

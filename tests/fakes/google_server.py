@@ -129,8 +129,13 @@ class Script:
     poll_faults: deque = field(default_factory=deque)  # "503", "429", "500", "404" (operation unknown)
     download_faults: deque = field(default_factory=deque)  # "truncate", "redirect", "expired", "500", "slow"
     late_seconds: float = 3.0  # how late a "late" submit and a "slow" download answer
-    text_answers: deque = field(default_factory=deque)  # str answers, or int status codes for errors
+    text_answers: deque = field(default_factory=deque)  # str answers, int status codes for errors, or "reset"
     text_quota_kind: str = "PerMinute"  # the QuotaFailure window of a 429 text answer: PerMinute | PerDay | bare
+    # a generateContent with the Google Search tool: the queries "run" and the pages "read" (groundingMetadata)
+    search_queries: list = field(default_factory=lambda: ["how tea is made", "tea processing steps 2026"])
+    search_sources: list = field(default_factory=lambda: [
+        ("https://vertexaisearch.cloud.google.com/grounding-api-redirect/tea-1", "tea.example.org"),
+        ("https://vertexaisearch.cloud.google.com/grounding-api-redirect/tea-2", "Tea processing - Wikipedia")])
     # a prompt containing a key comes back as a bad video of that kind ("black" or "frozen"; "black-once" and
     # "frozen-once": only its first accepted submit, as a retake by Veo can come out right): quality checks
     bad_videos: dict = field(default_factory=dict)
@@ -362,16 +367,33 @@ class FakeGoogle:
                 return 404, {"error": {"code": 404, "status": "NOT_FOUND",
                                        "message": f"models/{model} is not found for API version v1beta"}}
             answer = self.script.text_answers.popleft() if self.script.text_answers else "{}"
+        if answer == "reset":  # read, then the connection drops with no answer (was it run? the client cannot know)
+            return -1, {}
         if isinstance(answer, int):
             return answer, (self._quota_body(self.script.text_quota_kind)
                             if answer == 429
                             else {"error": {"code": answer, "status": "UNAVAILABLE", "message": "overloaded"}})
         parts = [{"text": "Weighing the brief before answering.", "thought": True},
                  {"text": answer, "thoughtSignature": THOUGHT_SIGNATURE}]
-        return 200, {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
-                                     "index": 0}],
-                     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
-                     "modelVersion": model}
+        candidate: dict = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+        usage = {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8}
+        if any("googleSearch" in tool for tool in body.get("tools") or []):
+            candidate["groundingMetadata"] = self._grounding_metadata(answer)
+            usage.update(toolUsePromptTokenCount=40, totalTokenCount=48)  # the search results the model read
+        return 200, {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+    def _grounding_metadata(self, answer: str) -> dict:
+        """A Google Search grounding as Gemini 3 reports it (types.GroundingMetadata's wire names): the queries it
+        ran (an empty one included, as Google sends them), the pages, and which part of the answer each supports."""
+        queries = self.script.search_queries
+        chunks = [{"web": {"uri": uri, "title": title}} for uri, title in self.script.search_sources]
+        return {"webSearchQueries": [queries[0], "", *queries[1:]] if queries else [],
+                "groundingChunks": chunks,
+                "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": min(len(answer), 40),
+                                                   "text": answer[:40]},
+                                       "groundingChunkIndices": list(range(len(chunks))),
+                                       "confidenceScores": [0.9] * len(chunks)}] if chunks else [],
+                "searchEntryPoint": {"renderedContent": "<div>search suggestions</div>"}}
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _handler(self):
@@ -441,6 +463,9 @@ class FakeGoogle:
                     code, payload = fake._operation(body.get("operationName", ""))
                     return self._send(code, payload)
                 code, payload = fake._generate_content(model, body)
+                if code < 0:
+                    self.close_connection = True
+                    return None
                 return self._send(code, payload)
 
             def do_GET(self):

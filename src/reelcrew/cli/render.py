@@ -154,10 +154,10 @@ def approval_policy(bars: Bars, yes: bool, budget_usd: float | None) -> Approval
     """The CLI's approval step: the estimate on stderr, then --yes or a question on the terminal."""
 
     def announce(estimate: Estimate) -> None:
-        again = (f" (of which up to ${estimate.qc_regenerations_usd:.2f} for clips the quality check makes again)"
-                 if estimate.qc_regenerations_usd else "")
-        err.print(f"[bold]Estimated Veo cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s), "
-                  f"{estimate.seconds:.0f} s of video{again}.")
+        err.print(f"[bold]Estimated cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s), "
+                  f"{estimate.seconds:.0f} s of video, of which:")
+        for name, usd in estimate.lines:  # every kind of spend on its own line (issue 15: every extra is money)
+            err.print(f"  {name + ':':<42} ${usd:.4f}")
 
     def ask(estimate: Estimate) -> bool:
         if not sys.stdin or not sys.stdin.isatty():

@@ -42,14 +42,19 @@ def plan(settings: Settings, topics: list[str], store: Store | None = None) -> l
 def estimate(settings: Settings, productions: list[Production], store: Store | None = None) -> Estimate:
     """What running these productions to the end would still pay: clips from their prompts when written,
     otherwise `scenes` clips of `clip_seconds` each, plus the writers' tokens for productions not yet written
-    (a typical production's tokens, priced from config/pipeline.yaml). Mock mode is free."""
-    from reelcrew.writer_quota import writer_estimate_usd
+    (a typical production's tokens, priced from config/pipeline.yaml), the SEO's search grounding where its SEO is
+    not written yet (SEO_GROUNDING), and the worst case of the Maker's rewrites of filtered prompts. Mock mode is
+    free."""
+    from reelcrew.writer_quota import grounding_estimate_usd, writer_estimate_usd
 
     store = store or open_store(settings)
     unwritten = sum(1 for prod in productions if store.stage(prod.id, "prompts") is None)
     writers = round(writer_estimate_usd(settings, unwritten), 4)
+    unsearched = sum(1 for prod in productions  # a search made (and paid) before is reused, never made again
+                     if store.stage(prod.id, "seo") is None and store.stage(prod.id, "grounding") is None)
+    grounding = round(grounding_estimate_usd(settings, unsearched), 4)
     if settings.veo3_mock_mode:
-        return Estimate(writers_usd=writers)
+        return Estimate(writers_usd=writers, grounding_usd=grounding)
     todo: list[tuple[str, float, str]] = []
     for prod in productions:
         own = settings_for(settings, prod)  # its recorded model, resolution, clip length and mode
@@ -62,7 +67,7 @@ def estimate(settings: Settings, productions: list[Production], store: Store | N
         done = {c.index for c in store.production_clips(prod.id) if c.status == ClipStatus.done}
         todo += [(own.veo3_model, p.duration, p.resolution)
                  for p in PromptList.model_validate_json(saved).prompts if p.index not in done]
-    return estimate_clips(settings, todo).model_copy(update={"writers_usd": writers})
+    return estimate_clips(settings, todo).model_copy(update={"writers_usd": writers, "grounding_usd": grounding})
 
 
 def approve(settings: Settings, estimate: Estimate, policy: ApprovalPolicy, store: Store | None = None,

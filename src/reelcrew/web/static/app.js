@@ -153,7 +153,9 @@ const reelcrew = (() => {
         script.scenes.map((s) => `<li>${esc(s.narration)}</li>`).join("")}</ol>` : '<p class="hint">not written yet</p>';
       const seo = p.seo;
       $("#seo").innerHTML = seo ? `<h3>${esc(seo.title)}</h3><p>${esc(seo.description)}</p><p class="hint">${
-        esc(seo.tags.join(", "))}</p><p>${esc(seo.hashtags.join(" "))}</p>` : '<p class="hint">not written yet</p>';
+        esc(seo.tags.join(", "))}</p><p>${esc(seo.hashtags.join(" "))}</p>${(seo.sources || []).length
+        ? `<p class="hint">Searched: ${esc(seo.sources.map((s) => s.title || s.uri).join("; "))}</p>` : ""}`
+        : '<p class="hint">not written yet</p>';
     }
 
     async function refresh() {
@@ -169,7 +171,8 @@ const reelcrew = (() => {
       $("#approval").hidden = !waiting;
       if (waiting) {
         const e = p.estimate;
-        $("#estimate").textContent = `Estimate: $${e.usd.toFixed(2)} for ${e.clips} clip(s), ${e.seconds} s of video.`;
+        $("#estimate").textContent = `Estimate: $${e.usd.toFixed(2)} for ${e.clips} clip(s), ${e.seconds} s of video.` +
+          (e.lines || []).map(([name, usd]) => ` ${name}: $${usd.toFixed(4)}.`).join("");
       }
       renderText(p); renderPrompts(p); renderClips(p); renderFinal(p);
     }
