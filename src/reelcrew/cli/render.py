@@ -156,8 +156,10 @@ def approval_policy(bars: Bars, yes: bool, budget_usd: float | None) -> Approval
     def announce(estimate: Estimate) -> None:
         again = (f" (of which up to ${estimate.qc_regenerations_usd:.2f} for clips the quality check makes again)"
                  if estimate.qc_regenerations_usd else "")
-        err.print(f"[bold]Estimated Veo cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s), "
-                  f"{estimate.seconds:.0f} s of video{again}.")
+        samples = f" × {estimate.samples_per_clip} samples" if estimate.samples_per_clip > 1 else ""
+        column = " at the video-only price" if estimate.price_column == "video_only" else ""
+        err.print(f"[bold]Estimated Veo cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s){samples}, "
+                  f"{estimate.seconds:.0f} s of video{column}{again}.")
 
     def ask(estimate: Estimate) -> bool:
         if not sys.stdin or not sys.stdin.isatty():
