@@ -153,10 +153,10 @@ class GenaiBackend(VeoBackend):
                 return Outcome(done=True, filtered="; ".join(reasons) or "filtered by Veo's safety filters")
             return Outcome(done=True, error="Veo finished the operation but returned no video")
         video = videos[0].video
-        withheld = int(response.rai_media_filtered_count or 0)
-        reasons = "; ".join(response.rai_media_filtered_reasons or []) or None
+        withheld = int(response.rai_media_filtered_count or 0)  # some samples filtered (not billed), some made
+        why = "; ".join(response.rai_media_filtered_reasons or []) or "filtered by Veo's safety filters"
         return Outcome(done=True, video=video, uri=video.uri, samples=[v.video for v in videos],
-                       samples_filtered=withheld, withheld=reasons if withheld else None)
+                       samples_filtered=withheld, withheld=why if withheld else None)
 
     def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
         """One attempt, bounded by DOWNLOAD_TIMEOUT (the client's own timeout is SUBMIT_TIMEOUT)."""
