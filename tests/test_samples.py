@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 
 import pytest
 
@@ -192,3 +193,19 @@ def test_mock_mode_makes_distinct_samples_and_keeps_the_others_beside_the_clip(t
     other = out / "clips" / "clip-01.sample-2.mp4"
     assert _digest(other) != _digest(out / "clips" / "clip-01.mp4")  # two different videos, as Vertex makes
     assert done.cost_usd == 0.0
+
+
+def test_the_estimate_before_approval_names_the_samples_and_the_price_column(real_env, vertex_project, fake):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "VEO3_SAMPLE_COUNT": "2", "VEO3_GENERATE_AUDIO": "false", "CLIP_SECONDS": "4"}
+    result = subprocess.run([sys.executable, str(ROOT / "run_integrated_pipeline.py"), "--topic", "tea", "--scenes",
+                             "2"], capture_output=True, text=True, timeout=300, env=env,
+                            stdin=subprocess.DEVNULL)  # no terminal to say yes on: nothing is submitted
+    assert result.returncode == 1, result.stderr
+    # 2 clips x 2 samples x 4 s x $0.08 (Vertex, silent)
+    assert "$1.28 for 2 clip(s) × 2 samples, 16 s of video at the video-only price" in " ".join(result.stderr.split())
+    assert fake.submit_attempts == 0
