@@ -209,3 +209,25 @@ def test_the_estimate_before_approval_names_the_samples_and_the_price_column(rea
     # 2 clips x 2 samples x 4 s x $0.08 (Vertex, silent)
     assert "$1.28 for 2 clip(s) × 2 samples, 16 s of video at the video-only price" in " ".join(result.stderr.split())
     assert fake.submit_attempts == 0
+
+
+def test_a_mock_production_with_samples_cuts_the_chosen_ones_and_prune_removes_the_others_with_them():
+    from reelcrew.pipeline import Pipeline
+    from reelcrew.service.backup import prune
+    from reelcrew.store import open_ledger
+
+    settings = load_settings(scenes=2, clip_seconds=4, reelcrew_llm="mock", veo3_mock_mode=True, veo3_sample_count=2)
+    store = open_ledger(settings)
+    pipeline = Pipeline(settings, store)
+    [prod] = pipeline.plan(["how tea is made"])
+    pipeline.run([prod])
+    assert store.production(prod.id).status.value == "done"
+    clips = pipeline.folder(prod.id) / "clips"
+    assert sorted(p.name for p in clips.glob("*.mp4")) == ["clip-01.mp4", "clip-01.sample-2.mp4", "clip-02.mp4",
+                                                           "clip-02.sample-2.mp4"]
+    from reelcrew.media import probe
+
+    assert probe(pipeline.folder(prod.id) / "final.mp4").duration == pytest.approx(8, abs=0.2)  # 2 clips, not 4
+    report = prune(settings, store, older_than=0)
+    assert {p.name for p in report.removed} >= {"clip-01.sample-2.mp4", "clip-02.sample-2.mp4"}
+    assert not list(clips.glob("*.mp4")) and (pipeline.folder(prod.id) / "final.mp4").exists()

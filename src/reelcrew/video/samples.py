@@ -59,7 +59,8 @@ class Sample:
             out["problems"] = [self.invalid]
         elif self.report is not None:
             out.update(problems=self.report.problems, black_seconds=self.report.black_seconds,
-                       frozen_seconds=self.report.frozen_seconds, silent_seconds=self.report.silent_seconds)
+                       frozen_seconds=self.report.frozen_seconds, silent_seconds=self.report.silent_seconds,
+                       cpu_seconds=self.report.cpu_seconds)
         return out
 
 
