@@ -539,7 +539,9 @@ class ClipGenerator:
                 assert clip.operation_name is not None  # downloads follow a committed receipt
                 outcome = self.backend.poll(clip.operation_name)
             self._current.choice = None
-            if sample_count(self.s) > 1:  # every sample fetched and checked; the best one left at tmp
+            # several samples asked for (or made: a request re-attached under other settings): all fetched and
+            # checked, the best one left at tmp, and every one billed
+            if sample_count(self.s) > 1 or len(outcome.samples) > 1:
                 return self._fetch_samples(clip, outcome, tmp)
             with true_causes(tmp, f"clip {clip.index} of {clip.production_id}"):
                 self.backend.download(outcome, tmp, clip.prompt)
