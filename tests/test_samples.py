@@ -231,3 +231,25 @@ def test_a_mock_production_with_samples_cuts_the_chosen_ones_and_prune_removes_t
     report = prune(settings, store, older_than=0)
     assert {p.name for p in report.removed} >= {"clip-01.sample-2.mp4", "clip-02.sample-2.mp4"}
     assert not list(clips.glob("*.mp4")) and (pipeline.folder(prod.id) / "final.mp4").exists()
+
+
+def test_a_request_of_two_samples_reattached_after_a_crash_is_fetched_and_billed_for_both(real_env, vertex_project,
+                                                                                        fake, tmp_path):
+    from reelcrew.video.backends import make_backend
+    from reelcrew.video.generator import ClipJob
+    from reelcrew.video.registry import veo_options
+    from tests.video_helpers import stack
+
+    out = tmp_path / "out"
+    two, store, _ = stack(out, veo3_sample_count=2)
+    prompt = VideoPrompt(index=1, scene_index=1, prompt="a kettle on a stove, steam rising", duration=4)
+    clip = store.ensure_clip("p1", prompt, two.veo3_model, options=veo_options(two))
+    name = make_backend(two).submit(clip.prompt, clip.model)  # the paid request; then the process died
+    store.record_submit(clip.key, "host:1:dead", name, 1, False, 60)
+    store.release_clip(clip.key, "host:1:dead", ClipStatus.submitted)
+    one, store, gen = stack(out)  # the next run's settings say one sample: the operation made two all the same
+    [done] = gen.run([ClipJob(clip.key, out / "clips" / "clip-01.mp4")])
+    assert done.status == ClipStatus.done and fake.accepted == 1  # re-attached, never submitted again
+    assert len(done.qc["samples"]) == 2 and (out / "clips" / "clip-01.sample-2.mp4").exists()
+    [charge] = [row for row in store.cost_rows() if row["kind"] == "clip"]
+    assert charge["usd"] == pytest.approx(2 * 4 * FAST_720P)
