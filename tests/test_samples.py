@@ -253,3 +253,27 @@ def test_a_request_of_two_samples_reattached_after_a_crash_is_fetched_and_billed
     assert len(done.qc["samples"]) == 2 and (out / "clips" / "clip-01.sample-2.mp4").exists()
     [charge] = [row for row in store.cost_rows() if row["kind"] == "clip"]
     assert charge["usd"] == pytest.approx(2 * 4 * FAST_720P)
+
+
+def test_the_choice_prefers_clean_then_unchecked_then_the_least_bad_and_never_an_invalid_sample(tmp_path):
+    from reelcrew.media import MediaError
+    from reelcrew.video.qc import QualityReport
+    from reelcrew.video.samples import Sample, choose
+
+    def flagged(black: float) -> QualityReport:
+        return QualityReport(ok=False, problems=[f"black for {black} of 8.0 s"], black_seconds=black, duration=8)
+
+    clean = QualityReport(ok=True, duration=8)
+    part = tmp_path / "x"
+    assert choose([Sample(1, part, report=flagged(6)), Sample(2, part, report=flagged(4)),
+                   Sample(3, part, report=flagged(5))]).chosen.number == 2
+    assert choose([Sample(1, part, report=flagged(4)), Sample(2, part), Sample(3, part, report=clean),
+                   Sample(4, part, report=clean)]).chosen.number == 3  # the first clean one
+    unchecked = choose([Sample(1, part, report=flagged(4)), Sample(2, part)])
+    assert unchecked.chosen.number == 2 and "could not run" in unchecked.why
+    least_bad = choose([Sample(1, part, invalid="invalid: duration 3.00s, asked for 8s"),
+                        Sample(2, part, report=flagged(7))], filtered=1)
+    assert least_bad.chosen.number == 2 and "no sample is clean" in least_bad.why
+    assert "1 more withheld by Veo's safety filter (not billed)" in least_bad.why
+    with pytest.raises(MediaError, match="no sample is valid"):
+        choose([Sample(1, part, invalid="invalid: does not decode")])
