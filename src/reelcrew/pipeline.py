@@ -30,14 +30,7 @@ from reelcrew.results import Estimate
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
-from reelcrew.video.registry import (
-    backend_name,
-    backend_spec,
-    model_limits,
-    price_column,
-    sample_count,
-    veo_options,
-)
+from reelcrew.video.registry import backend_name, backend_spec, model_limits, price_column, sample_count, veo_options
 from reelcrew.writer_quota import WritersPaused
 
 log = logging.getLogger("reelcrew.pipeline")
