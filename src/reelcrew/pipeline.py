@@ -30,7 +30,7 @@ from reelcrew.results import Estimate
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
-from reelcrew.video.registry import backend_name, backend_spec, model_limits, veo_options
+from reelcrew.video.registry import backend_name, backend_spec, model_limits, price_column, sample_count, veo_options
 from reelcrew.writer_quota import WritersPaused, rewrite_estimate_usd
 
 log = logging.getLogger("reelcrew.pipeline")
@@ -41,15 +41,19 @@ PRODUCTION_LEASE = 120.0  # seconds; renewed every 40 s while this process works
 
 
 def estimate_clips(settings: Settings, clips: list[tuple[str, float, str]]) -> Estimate:
-    """The price of clips to make, each given as (model, seconds, resolution)."""
-    seconds = sum(duration for _, duration, _ in clips)
-    usd = sum(duration * settings.price_per_second(model, res) for model, duration, res in clips)
+    """The price of clips to make, each given as (model, seconds, resolution): every sample of a clip is billed
+    (VEO3_SAMPLE_COUNT), at the price column that applies (silent clips on Vertex AI: video-only)."""
+    samples = sample_count(settings)
+    seconds = samples * sum(duration for _, duration, _ in clips)
+    usd = samples * sum(duration * settings.price_per_second(model, res) for model, duration, res in clips)
     # qc: regenerate may make each clip again (a new paid variant): its worst case is in the estimate
     again = settings.qc_max_regenerations if settings.qc == "regenerate" else 0
     # a filtered prompt is free, its rewrite by the Maker is not: VEO3_REPHRASE_ATTEMPTS per clip at most
+    column = price_column(settings, clips[0][0]) if clips else "audio"
     return Estimate(clips=len(clips), seconds=seconds, video_usd=round(usd, 4),
                     qc_regenerations_usd=round(usd * again, 4),
-                    rewrites_usd=round(rewrite_estimate_usd(settings, len(clips)), 4))
+                    rewrites_usd=round(rewrite_estimate_usd(settings, len(clips)), 4),
+                    samples_per_clip=samples, price_column=column)
 
 
 def resolve_language(topic: str, language: str) -> str:

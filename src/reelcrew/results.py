@@ -63,12 +63,14 @@ class Estimate(BaseModel):
     """What a run would pay for: the clips still to make and the writers' tokens still to spend."""
 
     clips: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # seconds of video Veo will make and bill: every sample of every clip
     video_usd: float = 0.0
     writers_usd: float = 0.0
     qc_regenerations_usd: float = 0.0  # `qc: regenerate`: the most the quality check's new variants can add
     grounding_usd: float = 0.0  # SEO_GROUNDING: the SEO's Google Search call (tokens and search fee) still to make
     rewrites_usd: float = 0.0  # the most the Maker's rewrites of filtered prompts can cost (VEO3_REPHRASE_ATTEMPTS)
+    samples_per_clip: int = 1  # VEO3_SAMPLE_COUNT: videos per clip, each billed
+    price_column: str = "audio"  # the price used: `audio`, or `video_only` (silent clips on Vertex AI)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

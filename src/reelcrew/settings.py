@@ -178,6 +178,10 @@ class Settings(BaseSettings):
                                              "default")
     veo3_person_generation: Literal["allow_all", "allow_adult", "dont_allow"] | None = Field(
         None, description="which people Veo may draw; unset = the service's default")
+    veo3_sample_count: int = Field(1, ge=1, le=4, description="videos Veo makes per clip (Vertex AI: up to 4; the "
+                                   "Gemini API: 1); each is billed, the quality check picks the clip")
+    veo3_keep_samples: bool = Field(True, description="with VEO3_SAMPLE_COUNT > 1, keep the samples not chosen "
+                                    "beside the clip (clips/clip-01.sample-2.mp4); false deletes them")
     veo3_mock_mode: bool = False
     veo3_mock_latency: float = Field(0.0, ge=0)
     veo3_mock_failure_rate: float = Field(0.0, ge=0, le=1)
@@ -265,7 +269,8 @@ class Settings(BaseSettings):
     render: RenderStyle = RenderStyle()
     cards: CardStyle = CardStyle()
     prices: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="Veo: USD per second by model and resolution; "
+        default_factory=dict, description="Veo: USD per second by model and resolution (`<res>_video_only`: Vertex "
+                                          "AI's price for silent clips); "
                                           "writers: input_per_mtok/output_per_mtok USD per million tokens")
     subtitle_missing_glyphs: Literal["drop", "refuse"] = Field(
         "drop", description="characters no installed font can draw (emoji ...) in burned-in captions and titles: "

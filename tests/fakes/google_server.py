@@ -138,7 +138,9 @@ class Script:
         ("https://vertexaisearch.cloud.google.com/grounding-api-redirect/tea-2", "Tea processing - Wikipedia")])
     # a prompt containing a key comes back as a bad video of that kind ("black" or "frozen"; "black-once" and
     # "frozen-once": only its first accepted submit, as a retake by Veo can come out right): quality checks
-    bad_videos: dict = field(default_factory=dict)
+    bad_videos: dict = field(default_factory=dict)  # "black-first"/"frozen-first": only sample 1 of each request
+    # Vertex `sampleCount` > 1: a prompt containing a key gets that many of its samples withheld by the safety filter
+    filtered_samples: dict = field(default_factory=dict)
 
 
 class FakeGoogle:
@@ -189,7 +191,7 @@ class FakeGoogle:
         """Done once its latency has passed and its video (if it makes one) is rendered."""
         if op["never"] or now < op["done_at"]:
             return False
-        return op["render"] is None or op["render"].done()
+        return all(render.done() for render in op.get("renders") or ([op["render"]] if op["render"] else []))
 
     @staticmethod
     def video_bytes(op: dict) -> bytes:
@@ -217,6 +219,10 @@ class FakeGoogle:
                                        f"personGeneration {person} is not supported for text-to-video here"}}, 0
             if "enhancePrompt" in params and not isinstance(params["enhancePrompt"], bool):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "enhancePrompt: bool"}}, 0
+            samples = int(params.get("sampleCount", 1))
+            if not 1 <= samples <= (4 if vertex else 1):  # Veo 3.x on the Gemini API makes one video a request
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                       f"sampleCount {samples} is out of range for this model"}}, 0
             if int(params.get("durationSeconds", 8)) not in (4, 6, 8):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
                                        "The number value for `durationSeconds` is out of bound. Please provide a value "
@@ -242,19 +248,24 @@ class FakeGoogle:
             name = (f"{scope}publishers/google/models/{model}/operations/{op_id}" if vertex
                     else f"models/{model}/operations/{op_id}")
             makes_video = not any(marker in prompt for marker in NO_VIDEO_MARKERS)
+            withheld = min(samples, next((n for word, n in s.filtered_samples.items() if word in prompt), 0))
+            renders = [RENDERS.start(video_shape(prompt if n == 1 else f"{prompt} (sample {n})", params)
+                                     + (self._bad(prompt, n),)) for n in range(1, samples - withheld + 1)]
             self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
                               "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id,
-                              "vertex": vertex, "scope": scope,
-                              "render": RENDERS.start(video_shape(prompt, params) + (self._bad(prompt),))
-                              if makes_video else None}
+                              "vertex": vertex, "scope": scope, "withheld": withheld,
+                              "render": renders[0] if makes_video and renders else None,
+                              "renders": renders if makes_video else []}
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
             delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else HELD if fault == "held" else 0
         return 200, {"name": name}, delay
 
-    def _bad(self, prompt: str) -> str:
+    def _bad(self, prompt: str, sample: int = 1) -> str:
         """The kind of bad video this submit of the prompt is scripted to get ("" for a good one); called after
         the submit is counted in `accepted_by_prompt`."""
         kind = next((kind for word, kind in self.script.bad_videos.items() if word in prompt), "")
+        if kind.endswith("-first"):
+            return kind.removesuffix("-first") if sample == 1 else ""
         if kind.endswith("-once"):
             return kind.removesuffix("-once") if self.accepted_by_prompt[prompt] == 1 else ""
         return kind
@@ -322,18 +333,22 @@ class FakeGoogle:
             if op["render"] is not None and op["render"].exception() is not None:
                 return 200, {"name": name, "done": True,
                              "error": {"code": 13, "message": f"fake render failed: {op['render'].exception()}"}}
-            if "UNSAFE" in op["prompt"]:
-                payload = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [FILTER_REASON]}
+            if "UNSAFE" in op["prompt"] or (op.get("withheld") and not op.get("renders")):
+                count = op.get("withheld") or 1
+                payload = {"raiMediaFilteredCount": count, "raiMediaFilteredReasons": [FILTER_REASON]}
                 return 200, {"name": name, "done": True, "response": (payload if op["vertex"] else {
                     "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
                     "generateVideoResponse": payload})}
             if "FAILOP" in op["prompt"]:
                 return 200, {"name": name, "done": True, "error": {"code": 13, "message": "internal"}}
             if op["vertex"]:
-                video = {"bytesBase64Encoded": base64.b64encode(self.video_bytes(op)).decode(), "mimeType": "video/mp4"}
-                return 200, {"name": name, "done": True, "response": {
-                    "@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse",
-                    "videos": [video]}}
+                videos = [{"bytesBase64Encoded": base64.b64encode(render.result(timeout=0)).decode(),
+                           "mimeType": "video/mp4"} for render in op.get("renders") or [op["render"]]]
+                response = {"@type": "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse",
+                            "videos": videos}
+                if op.get("withheld"):  # some samples withheld by the safety filter (not billed), as Vertex says it
+                    response.update(raiMediaFilteredCount=op["withheld"], raiMediaFilteredReasons=[FILTER_REASON])
+                return 200, {"name": name, "done": True, "response": response}
             uri = f"https://generativelanguage.googleapis.com/v1beta/files/{op['file']}:download?alt=media"
             return 200, {"name": name, "done": True, "response": {
                 "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",

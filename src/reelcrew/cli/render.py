@@ -154,8 +154,10 @@ def approval_policy(bars: Bars, yes: bool, budget_usd: float | None) -> Approval
     """The CLI's approval step: the estimate on stderr, then --yes or a question on the terminal."""
 
     def announce(estimate: Estimate) -> None:
-        err.print(f"[bold]Estimated cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s), "
-                  f"{estimate.seconds:.0f} s of video, of which:")
+        samples = f" × {estimate.samples_per_clip} samples" if estimate.samples_per_clip > 1 else ""
+        column = " at the video-only price" if estimate.price_column == "video_only" else ""
+        err.print(f"[bold]Estimated cost:[/] ${estimate.usd:.2f} for {estimate.clips} clip(s){samples}, "
+                  f"{estimate.seconds:.0f} s of video{column}, of which:")
         for name, usd in estimate.lines:  # every kind of spend on its own line (issue 15: every extra is money)
             err.print(f"  {name + ':':<42} ${usd:.4f}")
 

@@ -417,6 +417,8 @@ def prune(settings: Settings, store: Store, older_than: float, dry_run: bool = F
             report.kept.append(f"{path}: its clip is used by an unfinished production")
             continue
         remove(path)
+        for sample in sorted(path.parent.glob(f"{path.stem}.sample-*{path.suffix}")):  # VEO3_SAMPLE_COUNT's others
+            remove(sample)
         if not dry_run and link["path"] and Path(link["path"]).resolve() == path.resolve():
             store.mark_pruned(link["clip_key"], f"{PRUNED} on {datetime.now(UTC).date().isoformat()}")
     cache = artifacts.clean_cache(settings, dry_run, max_age=older_than)  # copies fetched from the artifact store

@@ -15,8 +15,9 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from reelcrew.google_auth import genai_client
@@ -32,20 +33,31 @@ from reelcrew.video.errors import (
     Unavailable,
     VideoGone,
 )
-from reelcrew.video.registry import backend_spec
+from reelcrew.video.registry import backend_spec, sample_count
 
 log = logging.getLogger("reelcrew.video")
 
 
 @dataclass
 class Outcome:
-    """What a poll found. `video` is the backend's handle for download (kept in memory only)."""
+    """What a poll found. `video` is the backend's handle for download (kept in memory only).
+
+    With VEO3_SAMPLE_COUNT > 1, `samples` holds every video Veo made (the first is `video`) and `samples_filtered`
+    how many its safety filter withheld (not billed), with `withheld` naming the reason."""
 
     done: bool
     error: str | None = None
     filtered: str | None = None
     video: Any = None
     uri: str | None = None
+    samples: list[Any] = field(default_factory=list)
+    samples_filtered: int = 0
+    withheld: str | None = None
+
+    def sample(self, number: int) -> Outcome:
+        """The outcome as if Veo had made only sample `number` (1-based): what `download` fetches."""
+        video = self.samples[number - 1] if self.samples else self.video
+        return Outcome(done=True, video=video, uri=getattr(video, "uri", None) or self.uri)
 
 
 class VeoBackend(ABC):
@@ -93,7 +105,7 @@ class GenaiBackend(VeoBackend):
     def _submit(self, prompt: VideoPrompt, model: str) -> str:
         t = self.types
         accepts = backend_spec(self.settings).models[model].accepts
-        config: dict[str, Any] = dict(number_of_videos=1, duration_seconds=prompt.duration,
+        config: dict[str, Any] = dict(number_of_videos=sample_count(self.settings), duration_seconds=prompt.duration,
                                       aspect_ratio=prompt.aspect_ratio, resolution=prompt.resolution,
                                       http_options=t.HttpOptions(timeout=int(self.settings.submit_timeout * 1000)))
         if prompt.negative_prompt:
@@ -141,7 +153,10 @@ class GenaiBackend(VeoBackend):
                 return Outcome(done=True, filtered="; ".join(reasons) or "filtered by Veo's safety filters")
             return Outcome(done=True, error="Veo finished the operation but returned no video")
         video = videos[0].video
-        return Outcome(done=True, video=video, uri=video.uri)
+        withheld = int(response.rai_media_filtered_count or 0)  # some samples filtered (not billed), some made
+        why = "; ".join(response.rai_media_filtered_reasons or []) or "filtered by Veo's safety filters"
+        return Outcome(done=True, video=video, uri=video.uri, samples=[v.video for v in videos],
+                       samples_filtered=withheld, withheld=why if withheld else None)
 
     def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
         """One attempt, bounded by DOWNLOAD_TIMEOUT (the client's own timeout is SUBMIT_TIMEOUT)."""
@@ -273,12 +288,20 @@ class MockBackend(VeoBackend):
             return Outcome(done=True, filtered="mock safety filter (VEO3_MOCK_FILTER_RATE); you will not be charged")
         if self._roll("fail", key_attempt) < self.settings.veo3_mock_failure_rate:
             return Outcome(done=True, error="Veo operation error 13: mock failure (VEO3_MOCK_FAILURE_RATE)")
-        return Outcome(done=True, uri=f"mock://{key_attempt}")
+        count = sample_count(self.settings)  # VEO3_SAMPLE_COUNT: that many distinct clips, as Vertex makes them
+        samples = [SimpleNamespace(uri=f"mock://{key_attempt}/{n}") for n in range(1, count + 1)] if count > 1 else []
+        return Outcome(done=True, uri=f"mock://{key_attempt}", samples=samples)
 
     def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
         from reelcrew.video.mockclip import render_mock_clip
 
-        render_mock_clip(prompt, dest, audio=self.settings.veo3_generate_audio)
+        render_mock_clip(_mock_sample(prompt, outcome.uri), dest, audio=self.settings.veo3_generate_audio)
+
+
+def _mock_sample(prompt: VideoPrompt, uri: str | None) -> VideoPrompt:
+    """Sample 2, 3 ... of a mock request is another clip (its own colour and motion); sample 1 is the usual one."""
+    number = int(uri.rpartition("/")[2]) if uri and uri.count("/") > 2 else 1
+    return prompt if number == 1 else prompt.model_copy(update={"prompt": f"{prompt.prompt} (sample {number})"})
 
 
 class LazyBackend(VeoBackend):

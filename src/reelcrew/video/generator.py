@@ -39,7 +39,7 @@ from reelcrew.models import ClipStatus, VideoClip, frame_size
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, true_causes
 from reelcrew.store import Spend, Store
-from reelcrew.video import qc
+from reelcrew.video import qc, samples
 from reelcrew.video.backends import Outcome, VeoBackend
 from reelcrew.video.errors import (
     CredentialsRefused,
@@ -51,7 +51,7 @@ from reelcrew.video.errors import (
     VideoGone,
 )
 from reelcrew.video.quota import Breaker, QuotaPaused, RateGate, jitter, next_quota_reset
-from reelcrew.video.registry import model_limits
+from reelcrew.video.registry import model_limits, sample_count
 from reelcrew.video.retention import gone_message, on_gemini_api, past_retention
 
 log = logging.getLogger("reelcrew.video")
@@ -240,9 +240,11 @@ class ClipGenerator:
                                            lambda spend: self.budget.refusal(spend, price), self.budget.run_started)
         return mode, (self.tick if wait < 0 else wait)
 
-    def _price(self, clip: VideoClip) -> float:
-        """What Veo charges for this clip when it succeeds (the registry's price: 0 on the mock)."""
-        return clip.prompt.duration * self.s.price_per_second(clip.model, clip.prompt.resolution)
+    def _price(self, clip: VideoClip, samples: int | None = None) -> float:
+        """What Veo charges for this clip when it succeeds (the registry's price: 0 on the mock): each sample is
+        billed, so the budgets count VEO3_SAMPLE_COUNT of them until Veo says how many it made."""
+        count = sample_count(self.s) if samples is None else samples
+        return count * clip.prompt.duration * self.s.price_per_second(clip.model, clip.prompt.resolution)
 
     def _submit(self, job: ClipJob) -> bool:
         """One paid request. True when a receipt was committed; False to go round again."""
@@ -503,17 +505,25 @@ class ClipGenerator:
             return
         digest = sha256_file(tmp)
         os.replace(tmp, dest)
+        choice = getattr(self._current, "choice", None)  # several samples: the others beside the clip
+        if choice is not None:
+            samples.place(choice, dest, self.s.veo3_keep_samples)
         try:  # done only once stored too: the receipt stays, so a store that refuses costs a download, not a clip
             stored = artifacts.put_clip(self.s, clip.key, dest, digest)
         except StorageError:
             with suppress(StorageError):
                 self._release(clip, ClipStatus.submitted, error="not stored: the artifact store refused it")
             raise
-        self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip), stored)
+        made = choice.generated if choice is not None else 1  # Veo bills every sample it made, none it withheld
+        self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip, made), stored,
+                               samples=made)
         self.store.processing(clip.operation_name, "ok")
         self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
-        qc.record(self.s, self.store, clip.key, dest)  # black, frozen, silent: flagged (followups may regenerate)
+        if choice is not None:  # the samples were checked already: the choice is the clip's quality record
+            samples.record(self.store, clip, choice)
+        else:
+            qc.record(self.s, self.store, clip.key, dest)  # black, frozen, silent: flagged (followups may regenerate)
 
     def _download_failed(self, clip: VideoClip, state) -> None:
         """Between attempts: say what failed (the heartbeat keeps the claim through the back-off)."""
@@ -528,12 +538,29 @@ class ClipGenerator:
                     raise InterruptedError("stopping: the download resumes on the next run")
                 assert clip.operation_name is not None  # downloads follow a committed receipt
                 outcome = self.backend.poll(clip.operation_name)
+            self._current.choice = None
+            # several samples asked for (or made: a request re-attached under other settings): all fetched and
+            # checked, the best one left at tmp, and every one billed
+            if sample_count(self.s) > 1 or len(outcome.samples) > 1:
+                return self._fetch_samples(clip, outcome, tmp)
             with true_causes(tmp, f"clip {clip.index} of {clip.production_id}"):
                 self.backend.download(outcome, tmp, clip.prompt)
             return self._validate(tmp, clip)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def _fetch_samples(self, clip: VideoClip, outcome: Outcome, tmp: Path):
+        """Several videos of one request (reelcrew.video.samples): the chosen one at `tmp`, its probe returned."""
+        def download(one: Outcome, part: Path) -> None:
+            with true_causes(part, f"clip {clip.index} of {clip.production_id}"):
+                self.backend.download(one, part, clip.prompt)
+
+        expect_sound = model_limits(clip.model).has_audio and self.s.veo3_generate_audio
+        choice = samples.fetch(outcome, tmp, download, lambda part: self._validate(part, clip), expect_sound)
+        self._current.choice = choice
+        assert choice.chosen is not None
+        return choice.chosen.info
 
     def _validate(self, path: Path, clip: VideoClip):
         info = probe(path)

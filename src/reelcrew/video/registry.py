@@ -9,9 +9,12 @@ This module imports nothing of ours, so settings.py and models.py can both read 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("reelcrew.video")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class ModelLimits:
     has_audio: bool = True
     accepts: frozenset[str] = frozenset()  # optional request fields this backend sends (seed, generate_audio ...)
     price_per_second: Mapping[str, float] = field(default_factory=dict)  # by resolution; {} = free
+    # videos one request may ask for (`number_of_videos`, wire `sampleCount`): each one is billed
+    max_samples: int = 1
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,13 @@ class BackendSpec:
     paid: bool = True  # False: rehearsals (no rate gate, no confirmation, no cost)
 
 
-_PRICES = {  # USD per second, by resolution (veo-api.md section 6: Google's pricing pages, Nov 2026)
-    "veo-3.1-generate": {"720p": 0.40, "1080p": 0.40},
-    "veo-3.1-fast-generate": {"720p": 0.10, "1080p": 0.12},
-    "veo-3.1-lite-generate": {"720p": 0.05, "1080p": 0.08},
+# USD per second, by resolution (veo-api.md section 5.5: Google's pricing pages, Nov 2026). `<res>_video_only`:
+# Vertex AI's lower price for silent clips (generate_audio false); standard's is unverified and Lite's inferred.
+VIDEO_ONLY = "_video_only"
+_PRICES = {
+    "veo-3.1-generate": {"720p": 0.40, "1080p": 0.40, "720p_video_only": 0.20, "1080p_video_only": 0.20},
+    "veo-3.1-fast-generate": {"720p": 0.10, "1080p": 0.12, "720p_video_only": 0.08, "1080p_video_only": 0.10},
+    "veo-3.1-lite-generate": {"720p": 0.05, "1080p": 0.08, "720p_video_only": 0.03, "1080p_video_only": 0.05},
 }
 # Optional request fields each backend sends. The Gemini API (google-genai 1.65) refuses seed, generate_audio
 # and output_gcs_uri before sending; it takes enhance_prompt and person_generation (allow_all for text-to-video).
@@ -47,16 +55,18 @@ _VERTEX_FIELDS = frozenset({"seed", "generate_audio", "output_gcs_uri", "enhance
 _MOCK_FIELDS = frozenset({"seed", "generate_audio", "enhance_prompt", "person_generation"})
 
 
-def _family(accepts: frozenset[str], priced: bool = True) -> dict[str, ModelLimits]:
-    return {f"{base}-{suffix}": ModelLimits(accepts=accepts, price_per_second=prices if priced else {})
+def _family(accepts: frozenset[str], priced: bool = True, max_samples: int = 1) -> dict[str, ModelLimits]:
+    return {f"{base}-{suffix}": ModelLimits(accepts=accepts, price_per_second=prices if priced else {},
+                                            max_samples=max_samples)
             for base, prices in _PRICES.items() for suffix in ("001", "preview")}
 
 
+# Samples per request (veo-api.md 1.2, 5.2): the Gemini API takes 1 for Veo 3.x, Vertex AI up to 4.
 BACKENDS: dict[str, BackendSpec] = {
     "gemini": BackendSpec("gemini", "Gemini API (API key)", _family(_GEMINI_FIELDS)),
-    "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS)),
-    "mock": BackendSpec("mock", "offline rehearsal: real clips, free", _family(_MOCK_FIELDS, priced=False),
-                        paid=False),
+    "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS, max_samples=4)),
+    "mock": BackendSpec("mock", "offline rehearsal: real clips, free",
+                        _family(_MOCK_FIELDS, priced=False, max_samples=4), paid=False),
 }
 
 
@@ -91,19 +101,51 @@ def model_limits(model: str, backend: str | None = None) -> ModelLimits:
     raise UnknownModel(f"unknown Veo model {model!r}{where}; use one of: {', '.join(known_models(backend))}")
 
 
+def price_column(settings: Any, model: str) -> str:
+    """Which price applies: `video_only` for silent clips where the backend bills them less (Vertex AI with
+    generate_audio false), else `audio` (Veo 3 on the Gemini API always makes sound, and is billed so)."""
+    silent = not getattr(settings, "veo3_generate_audio", True)
+    accepts = model_limits(model, backend_name(settings)).accepts
+    return "video_only" if silent and "generate_audio" in accepts else "audio"
+
+
+_warned_fallbacks: set[str] = set()
+
+
 def price_per_second(settings: Any, model: str, resolution: str) -> float:
-    """USD per second: 0 on a free backend, else `prices:` from config/pipeline.yaml, else the registry default."""
+    """USD per second: 0 on a free backend, else `prices:` from config/pipeline.yaml, else the registry default.
+
+    Silent clips on Vertex AI use the `<res>_video_only` column. A price list without it (a config written before
+    it existed) falls back to the price with audio, the higher one, so estimates and budgets never count low; a
+    warning names the key to add."""
     spec = backend_spec(settings)
     if not spec.paid:
         return 0.0
     configured = (getattr(settings, "prices", None) or {}).get(model)
     by_res = configured or dict(model_limits(model, spec.name).price_per_second)
-    if not by_res:
+    with_audio = {k: v for k, v in by_res.items() if not k.endswith(VIDEO_ONLY)}
+    if not with_audio:
         from reelcrew.errors import ConfigError
 
         raise ConfigError(f"no price for {model}", f"add prices.{model}.{resolution} (USD per second) to "
                                                    "config/pipeline.yaml")
-    return by_res.get(resolution, max(by_res.values()))
+    audio_price = with_audio.get(resolution, max(with_audio.values()))
+    if price_column(settings, model) == "audio":
+        return audio_price
+    column = f"{resolution}{VIDEO_ONLY}"
+    if column in by_res:
+        return by_res[column]
+    if f"{model}.{column}" not in _warned_fallbacks:
+        _warned_fallbacks.add(f"{model}.{column}")
+        log.warning(
+            "no video-only price for %s at %s: silent clips are priced with audio (%.2f USD/s); add "
+            "prices.%s.%s to config/pipeline.yaml", model, resolution, audio_price, model, column)
+    return audio_price
+
+
+def sample_count(settings: Any) -> int:
+    """Videos asked for per clip (VEO3_SAMPLE_COUNT): Veo bills each one, the quality check picks the clip."""
+    return int(getattr(settings, "veo3_sample_count", 1) or 1)
 
 
 # person_generation values a backend takes for text-to-video (Google's "Veo API parameters", November 2026)
@@ -115,13 +157,15 @@ def veo_options(settings: Any) -> dict[str, Any]:
     """The request parameters these settings add to every clip; they change the video, so they enter its key."""
     return {"audio": getattr(settings, "veo3_generate_audio", True),
             "enhance_prompt": getattr(settings, "veo3_enhance_prompt", None),
-            "person_generation": getattr(settings, "veo3_person_generation", None)}
+            "person_generation": getattr(settings, "veo3_person_generation", None),
+            "sample_count": sample_count(settings)}
 
 
 def option_problems(settings: Any) -> list[tuple[str, str, str]]:
     """Request parameters the chosen backend and model would refuse: (setting, problem, advice) each."""
     backend = backend_name(settings)
-    accepts = model_limits(settings.veo3_model, backend).accepts
+    limits = model_limits(settings.veo3_model, backend)
+    accepts = limits.accepts
     options = veo_options(settings)
     problems = []
     if not options["audio"] and "generate_audio" not in accepts:
@@ -131,6 +175,11 @@ def option_problems(settings: Any) -> list[tuple[str, str, str]]:
     if options["enhance_prompt"] is not None and "enhance_prompt" not in accepts:
         problems.append(("veo3_enhance_prompt", f"enhance_prompt is not sent on the {backend} backend",
                          "leave it unset"))
+    if options["sample_count"] > limits.max_samples:
+        problems.append(("veo3_sample_count", f"sample_count={options['sample_count']} is refused on the {backend} "
+                         f"backend for {settings.veo3_model} (at most {limits.max_samples} video per request)",
+                         f"{limits.max_samples}, or use Vertex AI (GOOGLE_GENAI_USE_VERTEXAI=true) for up to 4 "
+                         "samples per clip"))
     person = options["person_generation"]
     if person is not None:
         allowed = PERSON_GENERATION.get(backend, ()) if "person_generation" in accepts else ()
