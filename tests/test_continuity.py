@@ -160,7 +160,13 @@ def test_a_run_killed_in_the_middle_resumes_in_order_and_pays_nothing_twice(real
             "--json"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=env, text=True)
-    wait_until(lambda: fake.accepted >= 2, "clip 2's submit", proc=proc)
+    store = service.open_store(load_settings())  # the run's ledger (this test's HOME)
+
+    def clip_2_at_veo() -> bool:  # its receipt committed: killed before that, the submit would be ambiguous
+        return any(c.index == 2 and c.operation_name for p in store.all_productions()
+                   for c in store.production_clips(p.id))
+
+    wait_until(clip_2_at_veo, "clip 2's receipt", proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert fake.accepted == 2 and fake.video_requests[1]["image"] is not None
