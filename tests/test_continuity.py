@@ -234,3 +234,22 @@ def test_a_mock_clip_given_a_first_frame_starts_with_that_picture(tmp_path):
     assert difference(pixels(tmp_path / "two.mp4")[0], end) < 3  # starts where the first ended
     assert difference(pixels(tmp_path / "plain.mp4")[0], end) > 20  # without it, a picture of its own
     assert probe(tmp_path / "two.mp4").duration == pytest.approx(4, abs=0.05)
+
+
+@pytest.mark.slow
+def test_the_api_creates_a_last_frame_production_and_refuses_a_mode_not_built(tmp_path):
+    from tests.web_helpers import LiveServer
+
+    with LiveServer(tmp_path / "out") as live:
+        client = live.client(live.token("olivia", "operator"))
+        create = {"topics": ["how tea is made"], "mock": True, "scenes": 2}
+        answer = client.post("/api/productions", json={**create, "continuity": "last_frame"})
+        assert answer.status_code == 202, answer.text
+        [prod] = answer.json()["productions"]
+        done = live.wait_status(client, prod["id"], "done")
+        assert done["continuity"] == "last_frame" and [c["starts_from"] for c in done["clips"]] == [None, 1]
+        unknown = client.post("/api/productions", json={**create, "continuity": "sideways"})
+        assert unknown.status_code == 422 and "continuity" in unknown.text
+        later = client.post("/api/productions", json={**create, "topics": ["rice"], "continuity": "extend"})
+        assert later.status_code == 422 and "continuity extend" in later.text
+        assert [p["topic"] for p in client.get("/api/productions").json()["productions"]] == ["how tea is made"]
