@@ -212,6 +212,12 @@ def _films(conn: Connection) -> None:
     meta.create_all(conn, tables=[clip_followups])
 
 
+def _continuity(conn: Connection) -> None:
+    """v16: each production's continuity mode; every production before it was made with none."""
+    _add_columns(conn, "productions", {"continuity": "VARCHAR"})
+    conn.execute(update(productions).where(productions.c.continuity.is_(None)).values(continuity="none"))
+
+
 def _rename_production_status(conn: Connection, old: str, new: str) -> None:
     conn.execute(update(productions).where(productions.c.status == old).values(status=new))
 
@@ -291,7 +297,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     14: ("observability: submit attempts and operation ends",
          lambda c: meta.create_all(c, tables=[submit_attempts, operations, alerts_sent])),
     15: ("films: clip quality checks, filtered prompts rewritten", lambda c: _films(c)),
-    16: ("continuity mode per production", lambda c: _add_columns(c, "productions", {"continuity": "VARCHAR"})),
+    16: ("continuity mode per production", lambda c: _continuity(c)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend", "continuity")

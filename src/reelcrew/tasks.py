@@ -356,7 +356,6 @@ class Tasks:
         clip = self.store.clip(job.key)
         if not clip.operation_name:  # released for a new attempt (a failed generation is not charged)
             return [step.again(0.0, task="submit_clip", owner=None)]
-        continuity.restore_frame(self.settings(step.production_id), self.store, clip.prompt)  # the mock draws it
         mode, wait = generator._claim(clip, job.owner)
         if mode == "wait":  # another claim follows it: look again later (it will be settled)
             return [step.again(wait)]
