@@ -107,6 +107,14 @@ def frame_bytes(frame: Any) -> bytes:
     return data
 
 
+def _intact(frame: Any) -> bool:
+    try:
+        frame_bytes(frame)
+    except ValueError:
+        return False
+    return True
+
+
 def restore_frame(settings: Any, store: Any, prompt: Any) -> None:
     """The prompt's first frame back on this machine when it is missing (another worker, a cleaned folder): taken
     again from the clip it came from. A frame that no longer matches is left as it is (the submit refuses it)."""
@@ -136,6 +144,10 @@ def chain(settings: Any, store: Any, folder: Path, pid: str, key: str, index: in
     if clip.status not in (ClipStatus.pending, ClipStatus.paused) or clip.operation_name:
         return key  # claimed, at Veo or settled: never re-keyed (its request may be paid for)
     before = [c for c in store.production_clips(pid) if c.index < index and c.status == ClipStatus.done]
+    current = clip.prompt.first_frame
+    if (not before and current is None) or (before and current is not None and current.from_key == before[-1].key
+                                            and _intact(current)):
+        return key  # already the request it should be (a step that waited for a slot comes back here often)
     frame = None
     if before:
         source = before[-1]
@@ -147,7 +159,6 @@ def chain(settings: Any, store: Any, folder: Path, pid: str, key: str, index: in
         else:
             log.warning("clip %d of %s: the file of clip %d is gone; it starts from its words alone", index, pid,
                         source.index)
-    current = clip.prompt.first_frame
     if (frame is None and current is None) or (frame is not None and current is not None
                                                and frame.sha256 == current.sha256):
         return key
