@@ -373,14 +373,14 @@ class Pipeline:
         from reelcrew.video.generator import Budget, ClipGenerator
         from reelcrew.video.quota import RateGate
 
-        s = self.settings
-        if s.continuity != "none":  # its clips depend on each other: only the task runner makes them (in order)
-            raise ConfigError(f"continuity {s.continuity} needs the task runner, not Pipeline.run",
+        if self.settings.continuity == "last_frame":  # a clip's key is known once the one before it rests
+            raise ConfigError("continuity last_frame needs the task runner, not Pipeline.run",
                               "run it through reelcrew.service.run (`reelcrew run`)")
         jobs = self._clip_jobs(prods, written, retry_clips)
         if not jobs:
             return
         self.progress.plan("clips", len(jobs))
+        s = self.settings
         # the backend first: a missing key is an error (exit 2) before anyone is asked to approve a spend
         if any(clip.status not in SETTLED_CLIPS or job.retry_final for _, job, clip in jobs):
             backend = make_backend(s)
