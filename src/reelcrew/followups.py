@@ -55,8 +55,11 @@ def follow_ups(pipeline: Pipeline, jobs: list[tuple[Production, ClipJob, VideoCl
         if prompts is None:
             continue
         options = veo_options(s)
+        # the scene's planned request: a clip made from a first frame (continuity last_frame) is its prompt's too
+        planned = (job.key if clip.prompt.first_frame is None else clip.prompt.model_copy(update={"first_frame": None})
+                   .clip_key(clip.model, rehearsal=rehearsal, **options))
         index = next((p.index for p in prompts.prompts
-                      if p.clip_key(clip.model, rehearsal=rehearsal, **options) == job.key), None)
+                      if p.clip_key(clip.model, rehearsal=rehearsal, **options) == planned), None)
         if index is None or (prod.id, index) in retry_clips:
             continue
         new_job = None

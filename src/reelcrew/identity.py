@@ -80,7 +80,14 @@ def identity_fields(settings: Any) -> dict[str, Any]:
     """What a production made with these settings records besides topic, language, scenes, aspect and style."""
     mode = ProductionMode.of(settings)
     return {"resolution": settings.resolution, "clip_seconds": settings.clip_seconds, "model": settings.veo3_model,
-            "writers": mode.writers, "backend": mode.backend}
+            "writers": mode.writers, "backend": mode.backend, "continuity": getattr(settings, "continuity", "none")}
+
+
+def continuity_in_id(settings: Any) -> str | None:
+    """The continuity mode as it enters the production id: `none` (every production before the mode existed) is
+    LEGACY's None, so those ids do not move."""
+    mode = getattr(settings, "continuity", "none")
+    return None if mode == "none" else mode
 
 
 def recorded_mode(prod: Any) -> ProductionMode | None:
@@ -100,6 +107,13 @@ def settings_for(settings: Any, prod: Any) -> Any:
     mode = recorded_mode(prod)
     if mode is not None:
         update.update(mode.apply(settings))
+    continuity = getattr(prod, "continuity", None)
+    if continuity is not None:
+        from reelcrew.continuity import IN_ORDER
+
+        update["continuity"] = continuity
+        if continuity in IN_ORDER:  # its clips one after another (each waits for the previous clip's end)
+            update["reelcrew_clips_in_order"] = True
     return settings.model_copy(update=update)
 
 

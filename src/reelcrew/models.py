@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 Aspect = Literal["16:9", "9:16"]
 Resolution = Literal["720p", "1080p"]
@@ -98,6 +99,17 @@ class SeoPackage(SeoDraft):
                            "the mock writers), else empty")
 
 
+class FirstFrame(BaseModel):
+    """The picture a clip starts from (continuity `last_frame`: the last frame of the production's previous good
+    clip). Its content hash is part of the request, so of the clip key; the path is where this machine keeps it."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    path: str  # a PNG beside the clips (clips/clip-NN.first.png), re-made from `from_key`'s file when missing
+    from_key: str  # the clip whose last frame it is
+    from_index: int = Field(ge=1)
+    mime_type: str = "image/png"
+
+
 class VideoPrompt(BaseModel):
     index: int = Field(ge=1)
     scene_index: int = Field(ge=1)
@@ -109,6 +121,8 @@ class VideoPrompt(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=4294967295)
     subtitle: str = ""
     variant: int = Field(default=0, ge=0, description="another take of the same request: a new key, a new clip")
+    # set by the pipeline, never by the writers (hidden from the Maker's JSON schema): image-to-video's first frame
+    first_frame: SkipJsonSchema[FirstFrame | None] = None
 
     def check_against(self, model: str, backend: str | None = None) -> VideoPrompt:
         """Refuse what the Veo model would refuse (limits from the backend registry), naming the field."""
@@ -153,7 +167,8 @@ class VideoPrompt(BaseModel):
         }
         added = {"variant": (self.variant, 0), "audio": (audio, True), "enhance_prompt": (enhance_prompt, None),
                  "sample_count": (sample_count, 1), "rehearsal": (rehearsal, False),
-                 "person_generation": (person_generation, None)}
+                 "person_generation": (person_generation, None),
+                 "first_frame": (self.first_frame.sha256 if self.first_frame else None, None)}
         payload.update({name: value for name, (value, default) in added.items() if value != default})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
@@ -245,3 +260,4 @@ class Production(BaseModel):
     model: str | None = None  # the Veo model
     writers: Literal["mock", "gemini"] | None = None
     backend: Literal["mock", "gemini", "vertex"] | None = None
+    continuity: Literal["none", "last_frame", "references", "extend"] | None = None  # how its clips hold together

@@ -20,10 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelcrew import artifacts, followups, grounding, mock_writer
+from reelcrew import artifacts, continuity, followups, grounding, mock_writer
 from reelcrew.errors import BudgetError, ConfigError, InputError, ReelcrewError
 from reelcrew.files import new_owner, write_json_atomic
-from reelcrew.identity import ProductionMode, identity_fields, production_id  # noqa: F401 (production_id: API)
+from reelcrew.identity import (  # noqa: F401 (production_id: API)
+    ProductionMode,
+    continuity_in_id,
+    identity_fields,
+    production_id,
+)
 from reelcrew.leases import Heartbeat
 from reelcrew.models import ClipStatus, Production, ProductionStatus, PromptList, Script, SeoPackage, frame_size
 from reelcrew.results import Estimate
@@ -155,13 +160,14 @@ class Pipeline:
                               f"set clip_seconds to one of {durations}")
         if s.resolution == "1080p" and s.clip_seconds != 8:
             raise ConfigError("1080p clips must be 8 s long", "set clip_seconds: 8 or resolution: 720p")
+        continuity.check(s)  # a mode not built yet, or one the backend and model refuse: before anything is written
         prods = []
         recorded = identity_fields(s)  # resolution, clip length, model and mode: part of what a production is
         for topic in topics:
             language = resolve_language(topic, s.language)
             pid = production_id(topic, language, s.scenes, s.aspect_ratio, s.style, resolution=s.resolution,
                                 clip_seconds=s.clip_seconds, model=s.veo3_model,
-                                rehearsal=ProductionMode.of(s).rehearsal)
+                                rehearsal=ProductionMode.of(s).rehearsal, continuity=continuity_in_id(s))
             prod = Production(id=pid, topic=topic, language=language, scenes=s.scenes, aspect_ratio=s.aspect_ratio,
                               style=s.style, **recorded)
             self.store.upsert_production(prod)
@@ -373,6 +379,9 @@ class Pipeline:
         from reelcrew.video.generator import Budget, ClipGenerator
         from reelcrew.video.quota import RateGate
 
+        if self.settings.continuity == "last_frame":  # a clip's key is known once the one before it rests
+            raise ConfigError("continuity last_frame needs the task runner, not Pipeline.run",
+                              "run it through reelcrew.service.run (`reelcrew run`)")
         jobs = self._clip_jobs(prods, written, retry_clips)
         if not jobs:
             return

@@ -34,6 +34,7 @@ class ProductionSummary(BaseModel):
     scenes_missing: list[int] = Field(default_factory=list)
     retry_commands: list[str] = Field(default_factory=list)
     stopped_after: str | None = None  # `paused` by `--until STAGE`: the stage it stopped after
+    continuity: str = "none"  # how its clips hold together (none, last_frame, ...), recorded when it was planned
 
     def as_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -49,6 +50,7 @@ class ClipReport(BaseModel):
     artifact: str | None = None  # where its bytes live: `s3://…` or the local path
     sha256: str | None = None
     qc: dict | None = None  # the quality check of its file (reelcrew.video.qc); None until checked
+    starts_from: int | None = None  # continuity last_frame: the clip whose last frame it starts from
 
 
 class ProductionReport(ProductionSummary):

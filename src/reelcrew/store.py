@@ -67,7 +67,8 @@ productions = Table(
     Column("lease_until", Float, default=0.0), Column("folder", Text),
     # the rest of its identity and its mode (reelcrew.identity), recorded when it is planned
     Column("resolution", String), Column("clip_seconds", Integer), Column("model", String), Column("writers", String),
-    Column("backend", String))
+    Column("backend", String),
+    Column("continuity", String))  # schema 16: how its clips hold together (none, last_frame, ...)
 stage_outputs = Table(
     "stage_outputs", meta,
     Column("production_id", String, primary_key=True), Column("stage", String, primary_key=True),
@@ -212,6 +213,12 @@ def _films(conn: Connection) -> None:
     meta.create_all(conn, tables=[clip_followups])
 
 
+def _continuity(conn: Connection) -> None:
+    """v16: each production's continuity mode; every production before it was made with none."""
+    _add_columns(conn, "productions", {"continuity": "VARCHAR"})
+    conn.execute(update(productions).where(productions.c.continuity.is_(None)).values(continuity="none"))
+
+
 def _rename_production_status(conn: Connection, old: str, new: str) -> None:
     conn.execute(update(productions).where(productions.c.status == old).values(status=new))
 
@@ -225,7 +232,8 @@ def _production_identity(conn: Connection) -> None:
 
     _add_columns(conn, "productions", {"resolution": "VARCHAR", "clip_seconds": "INTEGER", "model": "VARCHAR",
                                        "writers": "VARCHAR", "backend": "VARCHAR"})
-    for row in conn.execute(select(productions)).mappings().all():
+    asked_columns = [productions.c[name] for name in ("id", "topic", "language", "scenes", "aspect_ratio", "style")]
+    for row in conn.execute(select(*asked_columns)).mappings().all():  # columns of later schemas are not there yet
         known = _known_identity(conn, row["id"])
         if known:
             conn.execute(update(productions).where(productions.c.id == row["id"]).values(**known))
@@ -290,9 +298,10 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     14: ("observability: submit attempts and operation ends",
          lambda c: meta.create_all(c, tables=[submit_attempts, operations, alerts_sent])),
     15: ("films: clip quality checks, filtered prompts rewritten", lambda c: _films(c)),
+    16: ("continuity mode per production", lambda c: _continuity(c)),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
+IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend", "continuity")
 # an imported production: a claim from another ledger means nothing here; `pending` is the pre-6 `queued`
 OLD_PRODUCTION_STATUS = {"running": "queued", "pending": "queued"}
 LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transaction takes first

@@ -38,6 +38,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from reelcrew import continuity
 from reelcrew.errors import ConfigError, ReelcrewError
 from reelcrew.files import new_owner
 from reelcrew.identity import identity_fields, settings_for
@@ -249,9 +250,11 @@ class Tasks:
         if saved is None:
             return []
         steps = []
+        continuity.check(own)  # a mode not built, or refused by the backend and model: before any spend
         for prompt in PromptList.model_validate_json(saved).prompts:
             prompt.check_against(own.veo3_model, backend_name(own))
-            clip = self.store.ensure_clip(pid, prompt, own.veo3_model, rehearsal=not backend_spec(own).paid)
+            clip = ((own.continuity in continuity.IN_ORDER and continuity.kept_link(self.store, pid, prompt))
+                    or self.store.ensure_clip(pid, prompt, own.veo3_model, rehearsal=not backend_spec(own).paid))
             if prompt.index in (retry or set()):
                 self.store.reset_clip(clip.key)  # a failed, filtered or ambiguous clip goes again (a done one stays)
             if clip.status == ClipStatus.paused and not clip.operation_name:
@@ -276,6 +279,7 @@ class Tasks:
         return ClipJob(step.clip_key, dest, owner=owner or new_owner())
 
     def submit_clip(self, step: Step) -> list[Step]:
+        step = self._continued(step)
         generator = self.generator(step.production_id)
         job = self._job(step, None)
         generator.begin(job)
@@ -315,6 +319,19 @@ class Tasks:
             generator._changed(job.key)
             return self._after_clip(step)
         return [step.again(generator.waited())]
+
+    def _continued(self, step: Step) -> Step:
+        """The step for the clip its scene is made with in its production's continuity mode (`last_frame`: the
+        request with the previous good clip's last frame, reelcrew.continuity); the same step otherwise."""
+        pid = step.production_id
+        if step.clip_key is None or step.clip_index is None or self.settings(pid).continuity == "none":
+            return step
+        key = continuity.chain(self.settings(pid), self.store, self.pipeline(pid).folder(pid), pid, step.clip_key,
+                               step.clip_index)
+        if key != step.clip_key:
+            self._leave_line(step.clip_key)
+            self.pipeline(pid).write_manifest(self._production(pid))  # the scene's new key on disk before its submit
+        return step if key == step.clip_key else step.model_copy(update={"clip_key": key})
 
     def _my_turn(self, key: str, slots: int) -> bool:
         """First come, first served within this process: only the `slots` clips longest in line ask the ledger

@@ -156,6 +156,8 @@ class FakeGoogle:
         self.downloads = 0
         self.max_in_flight = 0
         self.accept_times: list[float] = []
+        # every accepted video request: when, its prompt, its first frame (decoded image bytes, or None), parameters
+        self.video_requests: list[dict] = []
         self.text_requests: list[dict] = []
         self.text_models: list[str] = []  # the model named in each generateContent URL
         self.requests: list[dict] = []  # method, path, token (bearer), api_key (x-goog-api-key sent)
@@ -212,11 +214,16 @@ class FakeGoogle:
             if not vertex and any(k in params for k in ("seed", "generateAudio", "storageUri", "fps")):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
                                        "message": "Gemini API does not take seed/generateAudio/storageUri/fps"}}, 0
+            image, refused = self._first_frame(instance, vertex)
+            if refused:
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": refused}}, 0
             person = params.get("personGeneration")
-            if person is not None and person not in (("allow_all", "allow_adult", "dont_allow") if vertex
-                                                     else ("allow_all",)):
+            allowed = ("allow_all", "allow_adult", "dont_allow") if vertex else (
+                ("allow_adult",) if image else ("allow_all",))  # the Gemini API: image-to-video is allow_adult only
+            if person is not None and person not in allowed:
+                kind = "image-to-video" if image else "text-to-video"
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
-                                       f"personGeneration {person} is not supported for text-to-video here"}}, 0
+                                       f"personGeneration {person} is not supported for {kind} here"}}, 0
             if "enhancePrompt" in params and not isinstance(params["enhancePrompt"], bool):
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "enhancePrompt: bool"}}, 0
             samples = int(params.get("sampleCount", 1))
@@ -243,6 +250,8 @@ class FakeGoogle:
                     return 429, self._quota_body(s.quota_kind), 0
             self.accepted += 1
             self.accepted_by_prompt[prompt] += 1
+            self.video_requests.append({"at": now, "prompt": prompt, "image": image, "params": params,
+                                        "vertex": vertex})
             self.accept_times.append(now)
             op_id = uuid.uuid4().hex[:12]
             name = (f"{scope}publishers/google/models/{model}/operations/{op_id}" if vertex
@@ -259,6 +268,28 @@ class FakeGoogle:
             self.max_in_flight = max(self.max_in_flight, self.in_flight(now))
             delay = s.late_seconds if fault == "late" else -1 if fault == "reset" else HELD if fault == "held" else 0
         return 200, {"name": name}, delay
+
+    @staticmethod
+    def _first_frame(instance: dict, vertex: bool) -> tuple[bytes | None, str | None]:
+        """The request's first frame (`instances[0].image`: `bytesBase64Encoded` + `mimeType`, as the SDK sends it on
+        both backends) decoded, or the INVALID_ARGUMENT message for a malformed one."""
+        image = instance.get("image")
+        if image is None:
+            return None, None
+        if not isinstance(image, dict) or set(image) - {"bytesBase64Encoded", "mimeType", "gcsUri"}:
+            return None, f"image: unknown fields {sorted(image) if isinstance(image, dict) else image!r}"
+        if "gcsUri" in image and not vertex:
+            return None, "image.gcsUri is not supported by the Gemini API"
+        if image.get("mimeType") not in ("image/png", "image/jpeg"):
+            return None, f"image.mimeType {image.get('mimeType')!r}: use image/png or image/jpeg"
+        try:
+            data = base64.b64decode(image.get("bytesBase64Encoded") or "", validate=True)
+        except ValueError:
+            return None, "image.bytesBase64Encoded is not base64"
+        magic = b"\x89PNG\r\n\x1a\n" if image["mimeType"] == "image/png" else b"\xff\xd8\xff"
+        if not data.startswith(magic):
+            return None, f"image: the bytes are not a {image['mimeType']} picture"
+        return data, None
 
     def _bad(self, prompt: str, sample: int = 1) -> str:
         """The kind of bad video this submit of the prompt is scripted to get ("" for a good one); called after

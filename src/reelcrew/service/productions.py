@@ -258,7 +258,8 @@ def summarize(settings: Settings, store: Store, pid: str, note: str | None = Non
         scenes_missing=[c.prompt.scene_index for c in missing] if incomplete else [],
         retry_commands=[retry_command(pid, c.index, c.status == ClipStatus.filtered, mock)
                         for c in missing] if incomplete else [],
-        stopped_after=stopped_by_until(prod.status, prod.failed_stage, prod.error))
+        stopped_after=stopped_by_until(prod.status, prod.failed_stage, prod.error),
+        continuity=prod.continuity or "none")
 
 
 def _final_note(pid: str, final: Path, cut: str | None, status: str) -> str | None:
@@ -281,7 +282,8 @@ def status(settings: Settings, production_id: str | None = None, store: Store | 
     for pid in ids:
         clips = [ClipReport(index=c.index, status=c.status.value, operation=c.operation_name, error=c.error,
                             retries=c.retries, possible_duplicate=c.possible_duplicate,
-                            artifact=c.artifact if c.status == ClipStatus.done else None, sha256=c.sha256, qc=c.qc)
+                            artifact=c.artifact if c.status == ClipStatus.done else None, sha256=c.sha256, qc=c.qc,
+                            starts_from=c.prompt.first_frame.from_index if c.prompt.first_frame else None)
                  for c in store.production_clips(pid)]
         reports.append(ProductionReport(**summarize(settings, store, pid).model_dump(), clips=clips))
     return StatusReport(productions=reports)

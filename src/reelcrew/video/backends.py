@@ -122,11 +122,31 @@ class GenaiBackend(VeoBackend):
         if "output_gcs_uri" in accepts and self.settings.gcs_output_bucket:
             bucket = self.settings.gcs_output_bucket.removeprefix("gs://").rstrip("/")
             config["output_gcs_uri"] = f"gs://{bucket}/reelcrew/"
-        op = self.client.models.generate_videos(model=model, source=t.GenerateVideosSource(prompt=prompt.prompt),
+        config.update(self._first_frame_config(prompt))
+        op = self.client.models.generate_videos(model=model, source=self._source(prompt),
                                                 config=t.GenerateVideosConfig(**config))
         if not op.name:
             raise OutcomeUnknown("Veo accepted the request but returned no operation name")
         return op.name
+
+    def _source(self, prompt: VideoPrompt) -> Any:
+        """The prompt, and its first frame when it has one (image-to-video: continuity last_frame)."""
+        t = self.types
+        if prompt.first_frame is None:
+            return t.GenerateVideosSource(prompt=prompt.prompt)
+        from reelcrew.continuity import frame_bytes
+
+        try:
+            image = t.Image(image_bytes=frame_bytes(prompt.first_frame), mime_type=prompt.first_frame.mime_type)
+        except ValueError as exc:  # before anything is sent: the next step makes the frame again
+            raise Unavailable(f"{exc}; nothing was sent") from None
+        return t.GenerateVideosSource(prompt=prompt.prompt, image=image)
+
+    def _first_frame_config(self, prompt: VideoPrompt) -> dict[str, Any]:
+        """The Gemini API takes image-to-video with personGeneration allow_adult only (veo-api.md 5.2)."""
+        if prompt.first_frame is not None and not self.vertex:
+            return {"person_generation": "allow_adult"}
+        return {}
 
     def poll(self, operation_name: str) -> Outcome:
         from google.genai import errors

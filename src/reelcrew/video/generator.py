@@ -31,7 +31,7 @@ from tenacity import (
     wait_random,
 )
 
-from reelcrew import artifacts
+from reelcrew import artifacts, continuity
 from reelcrew.files import new_owner, part_path, sha256_file
 from reelcrew.leases import Heartbeat
 from reelcrew.media import MediaError, decodes, probe
@@ -538,6 +538,7 @@ class ClipGenerator:
                     raise InterruptedError("stopping: the download resumes on the next run")
                 assert clip.operation_name is not None  # downloads follow a committed receipt
                 outcome = self.backend.poll(clip.operation_name)
+            continuity.restore_frame(self.s, self.store, clip.prompt)  # a mock clip draws its first frame
             self._current.choice = None
             # several samples asked for (or made: a request re-attached under other settings): all fetched and
             # checked, the best one left at tmp, and every one billed

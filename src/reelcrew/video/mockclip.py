@@ -1,7 +1,8 @@
 """Renders the mock backend's clips: real, playable MP4s of the requested shape with sound.
 
 Each prompt gets its own colour, motion and tone (from a hash of the prompt) and its words
-drawn on screen, so a rehearsal's final cut shows which clip is which.
+drawn on screen, so a rehearsal's final cut shows which clip is which. A prompt with a first frame (continuity
+last_frame) shows that picture alone for its first FIRST_FRAME_SECONDS, as Veo's image-to-video starts from it.
 
 A clip is a pure function of its inputs, so each one rendered is kept in the user's cache folder under a
 hash of those inputs: rehearsing the same topic again (or resuming, or retrying) copies it instead of
@@ -23,6 +24,7 @@ from reelcrew.models import VideoPrompt, frame_size
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 MOCK_CACHE_CLIPS = 200
+FIRST_FRAME_SECONDS = 0.5  # a clip given a first frame shows it alone this long, then its own moving picture
 RENDER_VERSION = 2  # bump when the ffmpeg recipe below changes, so old cached clips are not reused
 log = logging.getLogger("reelcrew.video")
 
@@ -57,8 +59,10 @@ def _cache_dir() -> Path:
 
 def _cache_key(prompt: VideoPrompt, fps: int, audio: bool) -> str:
     """Everything the rendered bytes depend on."""
-    parts = (RENDER_VERSION, prompt.prompt, _label(prompt), frame_size(prompt.aspect_ratio, prompt.resolution),
-             prompt.duration, fps, audio, DEJAVU.exists())
+    parts: tuple = (RENDER_VERSION, prompt.prompt, _label(prompt), frame_size(prompt.aspect_ratio, prompt.resolution),
+                    prompt.duration, fps, audio, DEJAVU.exists())
+    if prompt.first_frame is not None:  # continuity last_frame: the picture it starts from
+        parts += (prompt.first_frame.sha256, FIRST_FRAME_SECONDS)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
@@ -92,10 +96,15 @@ def _render(prompt: VideoPrompt, dest: Path, fps: int, audio: bool) -> None:
     if DEJAVU.exists():
         graph += (f",drawtext=fontfile={DEJAVU}:text='{label}':fontsize={max(18, height // 24)}:fontcolor=white:"
                   f"borderw=2:x=(w-tw)/2:y=h/6")
+    first: list[str] = []
+    if prompt.first_frame is not None:  # like Veo's image-to-video: the clip starts where the previous one ended
+        first = ["-loop", "1", "-framerate", str(fps), "-t", str(prompt.duration), "-i", prompt.first_frame.path]
+        graph += (f"[body];[3:v]scale={width}:{height},format=yuv420p[still];"
+                  f"[body][still]overlay=0:0:enable='lt(t,{FIRST_FRAME_SECONDS})'")
     run_ffmpeg([
         "-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={fps}:d={prompt.duration}",
         "-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000:duration={prompt.duration}",
-        "-f", "lavfi", "-i", f"color=c={box}:s={size}x{size}:r={fps}:d={prompt.duration}",
+        "-f", "lavfi", "-i", f"color=c={box}:s={size}x{size}:r={fps}:d={prompt.duration}", *first,
         "-filter_complex", graph + "[v]", "-map", "[v]", *(["-map", "1:a"] if audio else []),
         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ac", "2", "-shortest", "-movflags", "+faststart",

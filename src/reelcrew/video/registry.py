@@ -27,6 +27,10 @@ class ModelLimits:
     full_hd_requires: int = 8  # 1080p is only generated at this duration
     has_audio: bool = True
     accepts: frozenset[str] = frozenset()  # optional request fields this backend sends (seed, generate_audio ...)
+    # image-to-video (a first frame, continuity last_frame): the clip lengths it takes; () = no first frame.
+    # Veo 3.1 (standard, fast, lite) takes a first frame at 4, 6 and 8 s on both backends (veo-api.md 5.2: only a
+    # last frame, reference images, extension and 1080p need 8 s)
+    first_frame_durations: tuple[int, ...] = (4, 6, 8)
     price_per_second: Mapping[str, float] = field(default_factory=dict)  # by resolution; {} = free
     # videos one request may ask for (`number_of_videos`, wire `sampleCount`): each one is billed
     max_samples: int = 1

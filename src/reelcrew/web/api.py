@@ -85,6 +85,7 @@ def detail_json(studio: Studio, pid: str) -> dict:
                       "fix": CLIP_FIXES.get(c.status.value) if c.status != ClipStatus.done else None,
                       "cost_usd": c.cost_usd, "operation": c.operation_name, "retries": c.retries,
                       "possible_duplicate": c.possible_duplicate, "prompt": c.prompt.prompt, "qc": c.qc,
+                      "starts_from": c.prompt.first_frame.from_index if c.prompt.first_frame else None,
                       "file": f"clips/clip-{c.index:02d}.mp4" if c.status == ClipStatus.done else None,
                       "artifact": c.artifact if (c.artifact or "").startswith("s3://") else None,
                       "sha256": c.sha256 if c.status == ClipStatus.done else None}

@@ -25,6 +25,7 @@ class CreateRequest(BaseModel):
     scenes: int | None = Field(None, ge=1, le=30)
     aspect_ratio: Literal["16:9", "9:16"] | None = None
     language: str | None = Field(None, pattern=r"^(auto|[a-z]{2,3}(-[A-Za-z]{2,4})?)$")
+    continuity: Literal["none", "last_frame", "references", "extend"] | None = None  # `--continuity`
     mock: bool = False
     until: Stage = "final"
     budget_usd: float | None = Field(None, ge=0)

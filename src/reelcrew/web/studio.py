@@ -53,9 +53,9 @@ class Studio:
 
     # -- settings per production -------------------------------------------------------------
     def settings_for(self, options: dict[str, Any]) -> Settings:
-        """The base settings with the request's options (mock, scenes, aspect, language) on top; built once per
-        set of options (reading the environment and the YAML on every poll would cost more than the poll)."""
-        key = json.dumps([options.get(k) for k in ("mock", "scenes", "aspect_ratio", "language")])
+        """The base settings with the request's options (mock, scenes, aspect, language, continuity) on top; built
+        once per set of options (reading the environment and the YAML on every poll would cost more than the poll)."""
+        key = json.dumps([options.get(k) for k in ("mock", "scenes", "aspect_ratio", "language", "continuity")])
         with self._lock:
             cached = self._settings.get(key)
         if cached is None:
@@ -67,7 +67,7 @@ class Studio:
     def _load_settings(self, options: dict[str, Any]) -> Settings:
         overrides: dict[str, Any] = {"reelcrew_output_dir": self.base.reelcrew_output_dir,
                                      "scenes": options.get("scenes"), "aspect_ratio": options.get("aspect_ratio"),
-                                     "language": options.get("language")}
+                                     "language": options.get("language"), "continuity": options.get("continuity")}
         if options.get("mock"):
             overrides.update(reelcrew_llm="mock", veo3_mock_mode=True)
         return load_settings(self.config, **overrides)
