@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from reelcrew.errors import ReelcrewError
 from reelcrew.files import write_json_atomic
 from reelcrew.models import ClipStatus, Production, PromptList, VideoClip, VideoPrompt
-from reelcrew.video.registry import backend_spec, veo_options
+from reelcrew.video.continuity_refs import clip_options
+from reelcrew.video.registry import backend_spec
 
 if TYPE_CHECKING:
     from reelcrew.pipeline import Pipeline
@@ -54,9 +55,9 @@ def follow_ups(pipeline: Pipeline, jobs: list[tuple[Production, ClipJob, VideoCl
         prompts: PromptList | None = written.get(prod.id, (None, None, None))[2]
         if prompts is None:
             continue
-        options = veo_options(s)
+        options = clip_options(s, store, prod.id, prompts.prompts, clip.model, rehearsal)  # continuity inputs too
         index = next((p.index for p in prompts.prompts
-                      if p.clip_key(clip.model, rehearsal=rehearsal, **options) == job.key), None)
+                      if p.clip_key(clip.model, rehearsal=rehearsal, **options[p.index]) == job.key), None)
         if index is None or (prod.id, index) in retry_clips:
             continue
         new_job = None
@@ -125,5 +126,6 @@ def _adopt(pipeline: Pipeline, prod: Production, prompts: PromptList, position: 
     folder = pipeline.folder(prod.id)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "prompts.json", prompts.model_dump(mode="json"))
-    return pipeline.store.ensure_clip(prod.id, new, clip.model, rehearsal=not backend_spec(pipeline.settings).paid,
-                                      options=veo_options(pipeline.settings))
+    rehearsal = not backend_spec(pipeline.settings).paid
+    options = clip_options(pipeline.settings, pipeline.store, prod.id, prompts.prompts, clip.model, rehearsal)
+    return pipeline.store.ensure_clip(prod.id, new, clip.model, rehearsal=rehearsal, options=options[new.index])

@@ -131,6 +131,12 @@ clip_followups = Table(
     Column("attempt", Integer, nullable=False),
     Column("from_key", String, nullable=False), Column("to_key", String, nullable=False), Column("reason", Text),
     Column("prompt", Text), Column("at", Float))
+# continuity references (schema 17, reelcrew.video.continuity_refs): the images a production sends with every clip,
+# by content hash, in order; the files are copies in the production's folder (`references/`)
+production_references = Table(
+    "production_references", meta,
+    Column("production_id", String, primary_key=True), Column("position", Integer, primary_key=True),
+    Column("sha256", String, nullable=False), Column("name", Text, nullable=False), Column("mime", String))
 # reelcrew serve (schema 9): API tokens (only a hash is kept), the options a production was created with through
 # the API (so a restarted server resumes it the same way), and the answers remembered for Idempotency-Key.
 api_tokens = Table(
@@ -289,6 +295,8 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     14: ("observability: submit attempts and operation ends",
          lambda c: meta.create_all(c, tables=[submit_attempts, operations, alerts_sent])),
     15: ("films: clip quality checks, filtered prompts rewritten", lambda c: _films(c)),
+    17: ("continuity references: each production's reference images",
+         lambda c: meta.create_all(c, tables=[production_references])),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend")
@@ -685,6 +693,24 @@ class Store:
                                                       & (production_clips.c.idx == prompt.index)))
             c.execute(insert(production_clips).values(production_id=pid, idx=prompt.index, clip_key=key))
         return self.clip(key)
+
+    def record_references(self, pid: str, images: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The production's reference images (sha256, name, mime each), recorded once: a production keeps the
+        images it was planned with (its id covers their hashes), so resume and retry send the same ones."""
+        with self._write() as c:
+            if not c.execute(select(production_references.c.position)
+                             .where(production_references.c.production_id == pid)).first():
+                for position, image in enumerate(images, 1):
+                    c.execute(insert(production_references).values(production_id=pid, position=position,
+                                                                   sha256=image["sha256"], name=image["name"],
+                                                                   mime=image.get("mime")))
+        return self.production_references(pid)
+
+    def production_references(self, pid: str) -> list[dict[str, Any]]:
+        with self._read() as c:
+            return [dict(r) for r in c.execute(select(production_references)
+                                               .where(production_references.c.production_id == pid)
+                                               .order_by(production_references.c.position)).mappings().all()]
 
     def clip(self, key: str) -> VideoClip:
         with self._read() as c:

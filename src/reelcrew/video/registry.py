@@ -25,6 +25,7 @@ class ModelLimits:
     has_audio: bool = True
     accepts: frozenset[str] = frozenset()  # optional request fields this backend sends (seed, generate_audio ...)
     price_per_second: Mapping[str, float] = field(default_factory=dict)  # by resolution; {} = free
+    continuity: frozenset[str] = frozenset({"none", "last_frame", "references", "extend"})  # modes it takes
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class BackendSpec:
     description: str
     models: Mapping[str, ModelLimits]
     paid: bool = True  # False: rehearsals (no rate gate, no confirmation, no cost)
+    extend_input_seconds: float = 141.0  # continuity extend: the longest video the backend extends (Gemini API 141 s)
 
 
 _PRICES = {  # USD per second, by resolution (veo-api.md section 6: Google's pricing pages, Nov 2026)
@@ -47,14 +49,22 @@ _VERTEX_FIELDS = frozenset({"seed", "generate_audio", "output_gcs_uri", "enhance
 _MOCK_FIELDS = frozenset({"seed", "generate_audio", "enhance_prompt", "person_generation"})
 
 
+# Continuity modes per model (Gemini API "Veo model features", Vertex model cards, November 2026): Veo 3.1 Lite
+# makes neither reference-image videos nor extensions.
+_LITE_CONTINUITY = frozenset({"none", "last_frame"})
+
+
 def _family(accepts: frozenset[str], priced: bool = True) -> dict[str, ModelLimits]:
-    return {f"{base}-{suffix}": ModelLimits(accepts=accepts, price_per_second=prices if priced else {})
+    return {f"{base}-{suffix}": ModelLimits(accepts=accepts, price_per_second=prices if priced else {},
+                                            **({"continuity": _LITE_CONTINUITY} if "lite" in base else {}))
             for base, prices in _PRICES.items() for suffix in ("001", "preview")}
 
 
 BACKENDS: dict[str, BackendSpec] = {
     "gemini": BackendSpec("gemini", "Gemini API (API key)", _family(_GEMINI_FIELDS)),
-    "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS)),
+    # Vertex extends Veo videos of 1 to 30 s ("Extend Veo on Vertex AI-generated videos")
+    "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS),
+                          extend_input_seconds=30.0),
     "mock": BackendSpec("mock", "offline rehearsal: real clips, free", _family(_MOCK_FIELDS, priced=False),
                         paid=False),
 }
