@@ -34,6 +34,7 @@ from reelcrew.video.continuity_refs import (
     billed_seconds,
     check_prompt,
     clip_options,
+    in_order,
     plan_references,
     record_references,
 )
@@ -407,7 +408,11 @@ class Pipeline:
             self.store.log("stage", "clips", prod.id, stage="clips")
             self.write_manifest(prod)  # keys and prompts on disk before the first submit: `restore` replays it
         generator = ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip)
-        generator.run([job for _, job, _ in jobs])
+        if in_order(s):  # continuity: each clip after the one before it (its last frame, the video it extends)
+            for _, job, _ in jobs:
+                generator.run([job])
+        else:
+            generator.run([job for _, job, _ in jobs])
         settled = jobs
         while settled := followups.follow_ups(self, settled, written, retry_clips):  # rewrites, QC regenerations
             generator.run([job for _, job, _ in settled])

@@ -937,9 +937,9 @@ class Store:
             self.reserve.unlink(missing_ok=True)
 
     def finish_clip(self, key: str, path: Path, sha256: str, duration: float, usd: float,
-                    artifact: str | None = None) -> None:
+                    artifact: str | None = None, billed_seconds: float | None = None) -> None:
         """Done: the validated (and, with a store, stored) file, its reference and its one charge, in one
-        transaction."""
+        transaction. `billed_seconds`: what Veo bills when it differs from the file's length (an extension)."""
         now = time.time()
         with self._write() as c:
             clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
@@ -948,7 +948,8 @@ class Store:
                               artifact=artifact or str(path))
             if not c.execute(select(costs.c.id).where(costs.c.clip_key == key)).first():  # one charge per clip
                 c.execute(insert(costs).values(clip_key=key, production_id=clip.production_id, model=clip.model,
-                                               resolution=clip.prompt.resolution, seconds=duration, usd=usd,
+                                               resolution=clip.prompt.resolution,
+                                               seconds=duration if billed_seconds is None else billed_seconds, usd=usd,
                                                operation_name=clip.operation_name, at=now, day=utc_day(now),
                                                kind="clip"))
 

@@ -524,7 +524,9 @@ class ClipGenerator:
             with suppress(StorageError):
                 self._release(clip, ClipStatus.submitted, error="not stored: the artifact store refused it")
             raise
-        self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip), stored)
+        billed = billed_seconds(self.s, clip.index, clip.prompt.duration)  # an extension may bill more than it keeps
+        self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip), stored,
+                               billed if abs(billed - info.duration) > 0.5 else None)
         self.store.processing(clip.operation_name, "ok")
         self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
