@@ -55,8 +55,9 @@ _LITE_CONTINUITY = frozenset({"none", "last_frame"})
 
 
 def _family(accepts: frozenset[str], priced: bool = True) -> dict[str, ModelLimits]:
+    every = ModelLimits().continuity
     return {f"{base}-{suffix}": ModelLimits(accepts=accepts, price_per_second=prices if priced else {},
-                                            **({"continuity": _LITE_CONTINUITY} if "lite" in base else {}))
+                                            continuity=_LITE_CONTINUITY if "lite" in base else every)
             for base, prices in _PRICES.items() for suffix in ("001", "preview")}
 
 
