@@ -251,7 +251,8 @@ def clip_options(settings: Any, store: Any, pid: str, prompts: list[Any], model:
     base = veo_options(settings)
     mode = getattr(settings, "continuity", "none")
     out: dict[int, dict[str, Any]] = {}
-    hashes = tuple(row["sha256"] for row in store.production_references(pid)) if mode == "references" else ()
+    # a production planned with images keeps sending them (resume and retry, whatever today's settings say)
+    hashes = tuple(row["sha256"] for row in store.production_references(pid))
     previous: str | None = None
     for prompt in sorted(prompts, key=lambda p: p.index):
         options = dict(base)
@@ -269,11 +270,11 @@ def inputs_for(settings: Any, store: Any, clip: Any, folder: Path | None = None)
     """The continuity inputs of this clip (None in the other modes). An extension grows the last done clip before
     it; with none done (the first clip, or every earlier one failed) the clip starts the shot from text alone."""
     mode = getattr(settings, "continuity", "none")
-    if mode not in ("references", "extend"):
-        return None
-    folder = folder or _production_folder(settings, store, clip.production_id)
-    if mode == "references":
+    if store.production_references(clip.production_id):  # planned with images: they go with every clip
+        folder = folder or _production_folder(settings, store, clip.production_id)
         return ClipInputs(reference_images=production_images(store, clip.production_id, folder))
+    if mode != "extend":
+        return None
     scenes = [c for c in store.production_clips(clip.production_id)]
     mine = next((c for c in scenes if c.key == clip.key), clip)
     earlier = [c for c in scenes if c.index < mine.index and c.status.value == "done"]
@@ -302,7 +303,8 @@ def _source(settings: Any, clip: Any, now: float) -> SourceVideo:
     if clip.path:
         whole = full_path(Path(clip.path))
         local = whole if whole.is_file() else Path(clip.path) if Path(clip.path).is_file() else None
-    seconds = probe(local).duration if local is not None else float(clip.duration or 8)
+    # its length: measured here, else what an unbroken chain makes it (clip 1: 8 s, each extension 7 s more)
+    seconds = probe(local).duration if local is not None else float(8 + EXTEND_STEP_SECONDS * (clip.index - 1))
     backend = backend_name(settings)
     if backend == "gemini":
         if not clip.video_uri or not on_gemini_api(clip.operation_name):
