@@ -198,3 +198,16 @@ def test_mock_extend_continues_the_picture_and_the_estimate_prices_extensions(tm
     assert service.estimate(paid, [plan], store).video_usd == pytest.approx((8 + 15 + 22) * 0.10)
     cheaper = paid.model_copy(update={"extend_billing": "added"})
     assert service.estimate(cheaper, [plan], store).video_usd == pytest.approx((8 + 7 + 7) * 0.10)
+
+
+def test_ledger_import_brings_the_reference_images_along(tmp_path):
+    from reelcrew.store import Store
+
+    cat = image(tmp_path / "cat.png", (200, 40, 40))
+    settings = load_settings(scenes=1, reelcrew_llm="mock", veo3_mock_mode=True, continuity="references",
+                             reference_images=[cat])
+    store = open_ledger(settings)
+    [prod] = service.plan(settings, [TOPIC], store)
+    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    assert other.import_ledger(store.url)["reference images"] == 1
+    assert other.production_references(prod.id) == store.production_references(prod.id)

@@ -1351,6 +1351,7 @@ class Store:
             counts["events"] = _copy_missing(src, dst, events, ("at", "kind", "message"), skip=("id",))
             counts["follow-ups"] = _copy_missing(src, dst, clip_followups, ("production_id", "idx", "kind", "attempt"),
                                                  skip=("id",))
+            counts["reference images"] = _copy_missing(src, dst, production_references, ("production_id", "position"))
         old.close()
         if old.journal is not None and old.journal.exists():
             counts["journal receipts"] = sum(1 for line in self.replay_journal(old.journal) if "receipt" in line)
