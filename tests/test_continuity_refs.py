@@ -211,3 +211,16 @@ def test_ledger_import_brings_the_reference_images_along(tmp_path):
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     assert other.import_ledger(store.url)["reference images"] == 1
     assert other.production_references(prod.id) == store.production_references(prod.id)
+
+
+def test_a_resume_without_the_flags_still_sends_the_recorded_images(tmp_path):
+    cat = image(tmp_path / "cat.png", (250, 10, 10))
+    settings = load_settings(scenes=1, reelcrew_llm="mock", veo3_mock_mode=True, continuity="references",
+                             reference_images=[cat])
+    store, prod = run(settings, until="prompts")
+    cat.unlink()  # the original is gone: the production's copy is what is sent
+    plain = load_settings(scenes=1, reelcrew_llm="mock", veo3_mock_mode=True)  # `reelcrew resume`: no flags
+    service.run(plain, [store.production(prod.id)], "clips", policy=YES, store=store)
+    [clip] = store.production_clips(prod.id)
+    red, green, _ = frame(clip.path, "1").getpixel((frame(clip.path, "1").width - 100, 60))
+    assert clip.status.value == "done" and red > 200 and green < 50
