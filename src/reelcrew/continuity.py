@@ -24,8 +24,8 @@ from reelcrew.errors import ConfigError
 
 log = logging.getLogger("reelcrew.continuity")
 MODES = ("none", "last_frame", "references", "extend")
-IN_ORDER = frozenset({"last_frame"})  # modes whose clips go one after another (each needs the previous one's end)
-BUILT = frozenset({"none", "last_frame"})  # the others refuse before any spend until they are built
+IN_ORDER = frozenset({"last_frame", "extend"})  # clips one after another (each needs the previous one's end)
+BUILT = frozenset(MODES)  # a mode named here but not built would refuse before any spend
 FRAME_SECONDS_FROM_END = 0.25  # ffmpeg reads the clip's last quarter second and keeps its last decoded frame
 
 
@@ -65,6 +65,10 @@ def check(settings: Any) -> None:
     """Refuse (ConfigError, nothing spent) a mode that is not built or that the backend and model would refuse."""
     mode = getattr(settings, "continuity", "none")
     refuse_unbuilt(mode)
+    if mode in ("references", "extend"):
+        from reelcrew.video.continuity_refs import check_settings
+
+        check_settings(settings)
     found = problems(settings)
     if found:
         raise ConfigError(f"continuity {mode}: " + "; ".join(found),

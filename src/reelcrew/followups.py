@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from reelcrew.errors import ReelcrewError
 from reelcrew.files import write_json_atomic
 from reelcrew.models import ClipStatus, Production, PromptList, VideoClip, VideoPrompt
-from reelcrew.video.registry import backend_spec, veo_options
+from reelcrew.video.continuity_refs import clip_options
+from reelcrew.video.registry import backend_spec
 
 if TYPE_CHECKING:
     from reelcrew.pipeline import Pipeline
@@ -54,12 +55,12 @@ def follow_ups(pipeline: Pipeline, jobs: list[tuple[Production, ClipJob, VideoCl
         prompts: PromptList | None = written.get(prod.id, (None, None, None))[2]
         if prompts is None:
             continue
-        options = veo_options(s)
+        options = clip_options(s, store, prod.id, prompts.prompts, clip.model, rehearsal)  # continuity inputs too
         # the scene's planned request: a clip made from a first frame (continuity last_frame) is its prompt's too
-        planned = (job.key if clip.prompt.first_frame is None else clip.prompt.model_copy(update={"first_frame": None})
-                   .clip_key(clip.model, rehearsal=rehearsal, **options))
+        bare = clip.prompt.model_copy(update={"first_frame": None})
         index = next((p.index for p in prompts.prompts
-                      if p.clip_key(clip.model, rehearsal=rehearsal, **options) == planned), None)
+                      if p.clip_key(clip.model, rehearsal=rehearsal, **options[p.index])
+                      in (job.key, bare.clip_key(clip.model, rehearsal=rehearsal, **options[p.index]))), None)
         if index is None or (prod.id, index) in retry_clips:
             continue
         new_job = None
@@ -128,5 +129,6 @@ def _adopt(pipeline: Pipeline, prod: Production, prompts: PromptList, position: 
     folder = pipeline.folder(prod.id)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "prompts.json", prompts.model_dump(mode="json"))
-    return pipeline.store.ensure_clip(prod.id, new, clip.model, rehearsal=not backend_spec(pipeline.settings).paid,
-                                      options=veo_options(pipeline.settings))
+    rehearsal = not backend_spec(pipeline.settings).paid
+    options = clip_options(pipeline.settings, pipeline.store, prod.id, prompts.prompts, clip.model, rehearsal)
+    return pipeline.store.ensure_clip(prod.id, new, clip.model, rehearsal=rehearsal, options=options[new.index])

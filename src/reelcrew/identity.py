@@ -26,14 +26,15 @@ from reelcrew.errors import InputError
 
 # The values every production id had before the field entered the hash; never change them (ids would move).
 LEGACY: dict[str, Any] = {"resolution": "720p", "clip_seconds": 8, "model": "veo-3.1-fast-generate-001",
-                          "rehearsal": None, "continuity": None}
+                          "rehearsal": None, "continuity": None, "references": None}
 BACKEND_NAMES = {"mock": "the mock (offline rehearsal)", "gemini": "the Gemini API", "vertex": "Vertex AI"}
 
 
 def production_id(topic: str, language: str, scenes: int, aspect: str, style: str, **more: Any) -> str:
     """Stable for the same request, so running the same command again resumes it. From user input, never LLM text.
 
-    `more`: resolution, clip_seconds, model, rehearsal, continuity (the fields of LEGACY); each enters the hash
+    `more`: resolution, clip_seconds, model, rehearsal, continuity, references (the hash of a production's
+    continuity reference images, video.continuity_refs) (the fields of LEGACY); each enters the hash
     only when it differs from its LEGACY value."""
     unknown = set(more) - set(LEGACY)
     if unknown:

@@ -148,7 +148,7 @@ class VideoPrompt(BaseModel):
 
     def clip_key(self, model: str, reference_images: tuple[str, ...] = (), *, audio: bool = True,
                  enhance_prompt: bool | None = None, sample_count: int = 1, rehearsal: bool = False,
-                 person_generation: str | None = None) -> str:
+                 person_generation: str | None = None, source_video: str | None = None) -> str:
         """The natural key of the clip this prompt pays for: same key, same clip, paid once.
 
         It covers everything that changes the output. Fields added after ledgers existed (variant, audio,
@@ -168,7 +168,8 @@ class VideoPrompt(BaseModel):
         added = {"variant": (self.variant, 0), "audio": (audio, True), "enhance_prompt": (enhance_prompt, None),
                  "sample_count": (sample_count, 1), "rehearsal": (rehearsal, False),
                  "person_generation": (person_generation, None),
-                 "first_frame": (self.first_frame.sha256 if self.first_frame else None, None)}
+                 "first_frame": (self.first_frame.sha256 if self.first_frame else None, None),
+                 "source_video": (source_video, None)}  # continuity extend: `extend:<the extended clip's key>`
         payload.update({name: value for name, (value, default) in added.items() if value != default})
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 

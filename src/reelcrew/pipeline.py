@@ -35,7 +35,15 @@ from reelcrew.results import Estimate
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError, as_storage_error
 from reelcrew.store import Store
-from reelcrew.video.registry import backend_name, backend_spec, model_limits, price_column, sample_count, veo_options
+from reelcrew.video.continuity_refs import (
+    billed_seconds,
+    check_prompt,
+    clip_options,
+    in_order,
+    plan_references,
+    record_references,
+)
+from reelcrew.video.registry import backend_name, backend_spec, model_limits, price_column, sample_count
 from reelcrew.writer_quota import WritersPaused, rewrite_estimate_usd
 
 log = logging.getLogger("reelcrew.pipeline")
@@ -165,12 +173,15 @@ class Pipeline:
         recorded = identity_fields(s)  # resolution, clip length, model and mode: part of what a production is
         for topic in topics:
             language = resolve_language(topic, s.language)
+            references = plan_references(s, topic)  # continuity references: checked, hashed into the id
             pid = production_id(topic, language, s.scenes, s.aspect_ratio, s.style, resolution=s.resolution,
                                 clip_seconds=s.clip_seconds, model=s.veo3_model,
-                                rehearsal=ProductionMode.of(s).rehearsal, continuity=continuity_in_id(s))
+                                rehearsal=ProductionMode.of(s).rehearsal, continuity=continuity_in_id(s),
+                                references=references.identity)
             prod = Production(id=pid, topic=topic, language=language, scenes=s.scenes, aspect_ratio=s.aspect_ratio,
                               style=s.style, **recorded)
             self.store.upsert_production(prod)
+            record_references(self.store, pid, self.folder(pid), references)
             prods.append(self.store.production(pid) or prod)
         return prods
 
@@ -361,18 +372,22 @@ class Pipeline:
         for prod in prods:
             if prod.id not in written or written[prod.id][2] is None:
                 continue
+            rehearsal = not backend_spec(self.settings).paid
+            options = clip_options(self.settings, self.store, prod.id, written[prod.id][2].prompts,
+                                   self.settings.veo3_model, rehearsal)  # continuity inputs enter the keys
             for prompt in written[prod.id][2].prompts:
                 prompt.check_against(self.settings.veo3_model, backend_name(self.settings))
-                clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model,
-                                              rehearsal=not backend_spec(self.settings).paid,
-                                              options=veo_options(self.settings))
+                check_prompt(self.settings, prompt)
+                clip = self.store.ensure_clip(prod.id, prompt, self.settings.veo3_model, rehearsal=rehearsal,
+                                              options=options[prompt.index])
                 dest = self.folder(prod.id) / "clips" / f"clip-{prompt.index:02d}.mp4"
                 jobs.append((prod, ClipJob(clip.key, dest, (prod.id, prompt.index) in retry_clips), clip))
         return jobs
 
     def estimate(self, jobs) -> Estimate:
         todo = [clip for _, job, clip in jobs if clip.status != ClipStatus.done or job.retry_final]
-        return estimate_clips(self.settings, [(c.model, c.prompt.duration, c.prompt.resolution) for c in todo])
+        return estimate_clips(self.settings, [(c.model, billed_seconds(self.settings, c.index, c.prompt.duration),
+                                               c.prompt.resolution) for c in todo])
 
     def _clips(self, prods, written, retry_clips) -> None:
         from reelcrew.video.backends import LazyBackend, make_backend
@@ -409,7 +424,11 @@ class Pipeline:
             self.store.log("stage", "clips", prod.id, stage="clips")
             self.write_manifest(prod)  # keys and prompts on disk before the first submit: `restore` replays it
         generator = ClipGenerator(s, self.store, backend, gate, budget, on_change=self.progress.clip)
-        generator.run([job for _, job, _ in jobs])
+        if in_order(s):  # continuity: each clip after the one before it (its last frame, the video it extends)
+            for _, job, _ in jobs:
+                generator.run([job])
+        else:
+            generator.run([job for _, job, _ in jobs])
         settled = jobs
         while settled := followups.follow_ups(self, settled, written, retry_clips):  # rewrites, QC regenerations
             generator.run([job for _, job, _ in settled])

@@ -96,6 +96,18 @@ def _veo_options(plan: RunPlan) -> None:
         raise _problem(plan.settings, name, problem, advice)
 
 
+@start_check
+def _continuity(plan: RunPlan) -> None:
+    """Continuity references and extend against the backend, model, clip length and resolution, before any spend
+    (video.continuity_refs)."""
+    from reelcrew.video.continuity_refs import problems
+
+    if plan.until not in ("clips", "final"):
+        return
+    for name, problem, advice in problems(plan.settings)[:1]:
+        raise _problem(plan.settings, name, problem, advice)
+
+
 COLOURS = (("subtitles.color", False), ("subtitles.stroke_color", False), ("subtitles.box_color", True),
            ("subtitles.highlight_color", False), ("cards.background", False), ("cards.color", False))
 

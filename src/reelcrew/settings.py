@@ -201,6 +201,17 @@ class Settings(BaseSettings):
         "none", description="how a production's clips hold together: none (each clip from its prompt alone); "
         "last_frame (clip N+1 starts from clip N's last frame, clips in order); references (up to 3 asset images "
         "sent with every clip); extend (one continuous shot grown by Veo's extension)")
+    # continuity: references and extend (reelcrew.video.continuity_refs)
+    reference_images: list[Path] = Field(default_factory=list, description="continuity references: up to 3 images "
+                                         "(people or objects) sent with every clip as asset references; "
+                                         "`reelcrew run --reference-image PATH` (repeatable)")
+    reference_images_dir: Path | None = Field(None, description="continuity references per production: a folder "
+                                              "with one sub-folder per topic slug (as in the production id, e.g. "
+                                              "`a-day-of-a-cat/`) holding that production's images")
+    extend_billing: Literal["output", "added"] = Field(
+        "output", description="continuity extend: what an extension is priced at in the estimate, budgets and cost "
+        "ledger: `output` (the whole grown video, the safe upper bound) or `added` (the 7 s it adds); Google's "
+        "pages do not say which (docs/continuity-references-extend.md)")
     veo3_max_retries: int = Field(3, ge=0)
     qc: Literal["flag", "regenerate", "off"] = Field(
         "flag", description="clip quality checks after download (black, frozen, silent): flag them in the manifest, "

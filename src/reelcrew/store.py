@@ -133,6 +133,12 @@ clip_followups = Table(
     Column("attempt", Integer, nullable=False),
     Column("from_key", String, nullable=False), Column("to_key", String, nullable=False), Column("reason", Text),
     Column("prompt", Text), Column("at", Float))
+# continuity references (schema 17, reelcrew.video.continuity_refs): the images a production sends with every clip,
+# by content hash, in order; the files are copies in the production's folder (`references/`)
+production_references = Table(
+    "production_references", meta,
+    Column("production_id", String, primary_key=True), Column("position", Integer, primary_key=True),
+    Column("sha256", String, nullable=False), Column("name", Text, nullable=False), Column("mime", String))
 # reelcrew serve (schema 9): API tokens (only a hash is kept), the options a production was created with through
 # the API (so a restarted server resumes it the same way), and the answers remembered for Idempotency-Key.
 api_tokens = Table(
@@ -299,6 +305,8 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
          lambda c: meta.create_all(c, tables=[submit_attempts, operations, alerts_sent])),
     15: ("films: clip quality checks, filtered prompts rewritten", lambda c: _films(c)),
     16: ("continuity mode per production", lambda c: _continuity(c)),
+    17: ("continuity references: each production's reference images",
+         lambda c: meta.create_all(c, tables=[production_references])),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend", "continuity")
@@ -696,6 +704,24 @@ class Store:
             c.execute(insert(production_clips).values(production_id=pid, idx=prompt.index, clip_key=key))
         return self.clip(key)
 
+    def record_references(self, pid: str, images: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The production's reference images (sha256, name, mime each), recorded once: a production keeps the
+        images it was planned with (its id covers their hashes), so resume and retry send the same ones."""
+        with self._write() as c:
+            if not c.execute(select(production_references.c.position)
+                             .where(production_references.c.production_id == pid)).first():
+                for position, image in enumerate(images, 1):
+                    c.execute(insert(production_references).values(production_id=pid, position=position,
+                                                                   sha256=image["sha256"], name=image["name"],
+                                                                   mime=image.get("mime")))
+        return self.production_references(pid)
+
+    def production_references(self, pid: str) -> list[dict[str, Any]]:
+        with self._read() as c:
+            return [dict(r) for r in c.execute(select(production_references)
+                                               .where(production_references.c.production_id == pid)
+                                               .order_by(production_references.c.position)).mappings().all()]
+
     def clip(self, key: str) -> VideoClip:
         with self._read() as c:
             return _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
@@ -921,9 +947,10 @@ class Store:
             self.reserve.unlink(missing_ok=True)
 
     def finish_clip(self, key: str, path: Path, sha256: str, duration: float, usd: float,
-                    artifact: str | None = None, samples: int = 1) -> None:
+                    artifact: str | None = None, samples: int = 1, billed_seconds: float | None = None) -> None:
         """Done: the validated (and, with a store, stored) file, its reference and its one charge, in one
-        transaction. `samples`: the videos Veo made for it (VEO3_SAMPLE_COUNT), all billed: the charge's seconds."""
+        transaction. `samples`: the videos Veo made for it (VEO3_SAMPLE_COUNT), all billed: the charge's seconds.
+        `billed_seconds`: what Veo bills for one of them when it differs from the file's length (an extension)."""
         now = time.time()
         with self._write() as c:
             clip = _clip_from_row(c.execute(select(clips).where(clips.c.key == key)).mappings().one())
@@ -932,7 +959,8 @@ class Store:
                               artifact=artifact or str(path))
             if not c.execute(select(costs.c.id).where(costs.c.clip_key == key)).first():  # one charge per clip
                 c.execute(insert(costs).values(clip_key=key, production_id=clip.production_id, model=clip.model,
-                                               resolution=clip.prompt.resolution, seconds=duration * samples,
+                                               resolution=clip.prompt.resolution,
+                                               seconds=(billed_seconds or duration) * samples,
                                                usd=usd,
                                                operation_name=clip.operation_name, at=now, day=utc_day(now),
                                                kind="clip"))
@@ -1336,6 +1364,7 @@ class Store:
             counts["events"] = _copy_missing(src, dst, events, ("at", "kind", "message"), skip=("id",))
             counts["follow-ups"] = _copy_missing(src, dst, clip_followups, ("production_id", "idx", "kind", "attempt"),
                                                  skip=("id",))
+            counts["reference images"] = _copy_missing(src, dst, production_references, ("production_id", "position"))
         old.close()
         if old.journal is not None and old.journal.exists():
             counts["journal receipts"] = sum(1 for line in self.replay_journal(old.journal) if "receipt" in line)

@@ -48,6 +48,7 @@ from reelcrew.pipeline import PRODUCTION_LEASE, SETTLED_CLIPS, STAGES, Pipeline,
 from reelcrew.settings import Settings
 from reelcrew.storage import StorageError
 from reelcrew.store import Store
+from reelcrew.video.continuity_refs import check_prompt, clip_options, in_order
 from reelcrew.video.generator import Budget, ClipGenerator, ClipJob
 from reelcrew.writer_quota import WritersPaused
 
@@ -251,10 +252,15 @@ class Tasks:
             return []
         steps = []
         continuity.check(own)  # a mode not built, or refused by the backend and model: before any spend
-        for prompt in PromptList.model_validate_json(saved).prompts:
+        prompts = PromptList.model_validate_json(saved).prompts
+        rehearsal = not backend_spec(own).paid
+        options = clip_options(own, self.store, pid, prompts, own.veo3_model, rehearsal)  # continuity inputs too
+        for prompt in prompts:
             prompt.check_against(own.veo3_model, backend_name(own))
+            check_prompt(own, prompt)  # e.g. a 4 s clip with reference images: refused before any submit
             clip = ((own.continuity in continuity.IN_ORDER and continuity.kept_link(self.store, pid, prompt))
-                    or self.store.ensure_clip(pid, prompt, own.veo3_model, rehearsal=not backend_spec(own).paid))
+                    or self.store.ensure_clip(pid, prompt, own.veo3_model, rehearsal=rehearsal,
+                                              options=options[prompt.index]))
             if prompt.index in (retry or set()):
                 self.store.reset_clip(clip.key)  # a failed, filtered or ambiguous clip goes again (a done one stays)
             if clip.status == ClipStatus.paused and not clip.operation_name:
@@ -269,7 +275,7 @@ class Tasks:
         pipeline.write_manifest(prod)  # keys and prompts on disk before the first submit: `restore` replays it
         if not steps:
             return [Step(task="render", production_id=pid, until=until, recut=recut)]
-        return steps[:1] if own.reelcrew_clips_in_order else steps
+        return steps[:1] if in_order(own) else steps
 
     # -- clips ----------------------------------------------------------------------------------------
     def _job(self, step: Step, owner: str | None) -> ClipJob:
@@ -426,7 +432,7 @@ class Tasks:
             return [again]
         clips = self.store.production_clips(pid)
         waiting = [c for c in clips if c.status not in RESTING]
-        if self.settings(pid).reelcrew_clips_in_order and waiting:
+        if in_order(self.settings(pid)) and waiting:
             nxt = waiting[0]
             if nxt.key == step.clip_key:
                 return []

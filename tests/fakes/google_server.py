@@ -19,6 +19,7 @@ and can never make a download time out.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import tempfile
@@ -159,6 +160,8 @@ class FakeGoogle:
         # every accepted video request: when, its prompt, its first frame (decoded image bytes, or None), parameters
         self.video_requests: list[dict] = []
         self.text_requests: list[dict] = []
+        # continuity references and extend: what each accepted submit carried (reference images, source video)
+        self.continuity: list[dict] = []
         self.text_models: list[str] = []  # the model named in each generateContent URL
         self.requests: list[dict] = []  # method, path, token (bearer), api_key (x-goog-api-key sent)
         self.tokens_issued: list[str] = []
@@ -234,6 +237,9 @@ class FakeGoogle:
                 return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
                                        "The number value for `durationSeconds` is out of bound. Please provide a value "
                                        "between 4 and 8, inclusive."}}, 0
+            refused, carried, grows = self._continuity_fields(instance, params, vertex)
+            if refused:
+                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": refused}}, 0
             fault = s.submit_faults.popleft() if s.submit_faults else None
             if fault == "503":
                 return 503, {"error": {"code": 503, "status": "UNAVAILABLE",
@@ -257,10 +263,18 @@ class FakeGoogle:
             name = (f"{scope}publishers/google/models/{model}/operations/{op_id}" if vertex
                     else f"models/{model}/operations/{op_id}")
             makes_video = not any(marker in prompt for marker in NO_VIDEO_MARKERS)
+
+            def shape_of(sample: int) -> tuple:
+                shape = video_shape(prompt if sample == 1 else f"{prompt} (sample {sample})", params)
+                if grows is not None:  # an extension answers with the whole grown video: the source + 7 s
+                    shape = (shape[0], grows + 7, *shape[2:])
+                return shape
+
+            self.continuity.append({"prompt": prompt, **carried})
             withheld = min(samples, next((n for word, n in s.filtered_samples.items() if word in prompt), 0))
-            renders = [RENDERS.start(video_shape(prompt if n == 1 else f"{prompt} (sample {n})", params)
-                                     + (self._bad(prompt, n),)) for n in range(1, samples - withheld + 1)]
+            renders = [RENDERS.start(shape_of(n) + (self._bad(prompt, n),)) for n in range(1, samples - withheld + 1)]
             self.ops[name] = {"model": model, "prompt": prompt, "params": params, "created": now,
+                              "seconds": shape_of(1)[1],
                               "done_at": now + s.latency, "never": "NEVERDONE" in prompt, "file": op_id,
                               "vertex": vertex, "scope": scope, "withheld": withheld,
                               "render": renders[0] if makes_video and renders else None,
@@ -290,6 +304,59 @@ class FakeGoogle:
         if not data.startswith(magic):
             return None, f"image: the bytes are not a {image['mimeType']} picture"
         return data, None
+
+    def _continuity_fields(self, instance: dict, params: dict, vertex: bool) -> tuple[str | None, dict, int | None]:
+        """Checks `referenceImages` and an extension's `video` as Veo 3.1 does: (refusal, what was carried, the
+        seconds of the video an extension grows). Reference images: at most 3, each `{image: {bytesBase64Encoded,
+        mimeType}, referenceType}`, `asset` only on the Gemini API, 8 s clips. Extension: 720p; on the Gemini API
+        `video.uri` of a video this fake generated (kept 2 days), on Vertex `video.bytesBase64Encoded` or
+        `gcsUri`."""
+        carried: dict = {}
+        refs = instance.get("referenceImages")
+        if refs is not None:
+            if not isinstance(refs, list) or not 1 <= len(refs) <= 3:
+                return "referenceImages takes 1 to 3 images", carried, None
+            seen = []
+            for ref in refs:
+                image = ref.get("image") or {}
+                kind = str(ref.get("referenceType", "")).lower()
+                if kind != "asset" and not (vertex and kind == "style"):
+                    return f"referenceType {ref.get('referenceType')!r} is not supported", carried, None
+                if image.get("mimeType") not in ("image/png", "image/jpeg") or not image.get("bytesBase64Encoded"):
+                    return "a reference image needs bytesBase64Encoded and a png or jpeg mimeType", carried, None
+                data = base64.b64decode(image["bytesBase64Encoded"])
+                seen.append({"sha256": hashlib.sha256(data).hexdigest(), "mime": image["mimeType"], "type": kind})
+            if int(params.get("durationSeconds", 8)) != 8:
+                return "referenceImages requires durationSeconds 8", carried, None
+            carried["reference_images"] = seen
+        video = instance.get("video")
+        if video is None:
+            return None, carried, None
+        if params.get("resolution", "720p") != "720p":
+            return "video extension supports 720p only", carried, None
+        if vertex:
+            if video.get("gcsUri"):
+                carried["video"] = {"gcsUri": video["gcsUri"]}
+                return None, carried, 8
+            if not video.get("bytesBase64Encoded"):
+                return "video needs bytesBase64Encoded or gcsUri", carried, None
+            data = base64.b64decode(video["bytesBase64Encoded"])
+            source = next((op for op in self.ops.values() if op["render"] is not None and op["render"].done()
+                           and not op["render"].exception() and op["render"].result() == data), None)
+            if source is None:
+                return "the video to extend must be a Veo video", carried, None
+            carried["video"] = {"sha256": hashlib.sha256(data).hexdigest(), "from": source["file"]}
+            return None, carried, source["seconds"]
+        uri = video.get("uri") or ""
+        match = re.fullmatch(r"https://generativelanguage\.googleapis\.com/v1beta/files/([a-z0-9]+):download\?alt=media",
+                             uri)
+        source = next((op for op in self.ops.values() if match and op["file"] == match.group(1)), None)
+        if source is None:
+            return f"video.uri {uri!r} is not a video generated by Veo", carried, None
+        if time.time() - source["created"] > 2 * 24 * 3600:
+            return "the video to extend has expired", carried, None
+        carried["video"] = {"uri": uri, "from": source["file"]}
+        return None, carried, source["seconds"]
 
     def _bad(self, prompt: str, sample: int = 1) -> str:
         """The kind of bad video this submit of the prompt is scripted to get ("" for a good one); called after

@@ -56,6 +56,9 @@ def run(
     language: str | None = typer.Option(None, "--language", help="auto, en, zh, ..."),
     continuity: Continuity | None = typer.Option(None, "--continuity",
                                                  help="How clips hold together (setting `continuity`)."),
+    reference_image: list[Path] = typer.Option(
+        [], "--reference-image", help="With --continuity references: an image of a person or object sent with "
+        "every clip (repeatable, up to 3; PNG or JPEG)."),
     output_dir: OutputDirOpt = None,
     until: Until = typer.Option(Until.final, "--until", help="Stop after this stage."),
     as_json: JsonOpt = False,
@@ -72,7 +75,8 @@ def run(
         topics = read_topics(topic, topics_file)
         settings = settings_for(output_dir, config, mock, scenes=scenes, aspect_ratio=aspect.value if aspect else None,
                                 language=language, crews_dir=crews_dir,
-                                continuity=continuity.value if continuity else None)
+                                continuity=continuity.value if continuity else None,
+                                reference_images=reference_image or None)
         if crews_dir is not None and not crews_dir.is_dir():
             raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
         store = open_store(settings)

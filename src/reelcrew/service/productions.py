@@ -27,6 +27,7 @@ from reelcrew.results import (
 from reelcrew.service.ledger import open_store, production_folder, require_production
 from reelcrew.settings import Settings
 from reelcrew.store import Store
+from reelcrew.video.continuity_refs import billed_seconds
 
 log = logging.getLogger("reelcrew.service")
 WAITING = (ClipStatus.paused, ClipStatus.pending, ClipStatus.submitting, ClipStatus.submitted, ClipStatus.downloading)
@@ -62,10 +63,11 @@ def estimate(settings: Settings, productions: list[Production], store: Store | N
             continue
         saved = store.stage(prod.id, "prompts")
         if saved is None:
-            todo += [(own.veo3_model, own.clip_seconds, own.resolution)] * prod.scenes
+            todo += [(own.veo3_model, billed_seconds(own, index, own.clip_seconds), own.resolution)
+                     for index in range(1, prod.scenes + 1)]  # an extension may bill its whole output
             continue
         done = {c.index for c in store.production_clips(prod.id) if c.status == ClipStatus.done}
-        todo += [(own.veo3_model, p.duration, p.resolution)
+        todo += [(own.veo3_model, billed_seconds(own, p.index, p.duration), p.resolution)
                  for p in PromptList.model_validate_json(saved).prompts if p.index not in done]
     return estimate_clips(settings, todo).model_copy(update={"writers_usd": writers, "grounding_usd": grounding})
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reelcrew.google_auth import genai_client
 from reelcrew.models import VideoPrompt
@@ -34,6 +34,9 @@ from reelcrew.video.errors import (
     VideoGone,
 )
 from reelcrew.video.registry import backend_spec, sample_count
+
+if TYPE_CHECKING:
+    from reelcrew.video.continuity_refs import ClipInputs
 
 log = logging.getLogger("reelcrew.video")
 
@@ -66,8 +69,9 @@ class VeoBackend(ABC):
     name: str = "veo"
 
     @abstractmethod
-    def submit(self, prompt: VideoPrompt, model: str) -> str:
-        """Send one paid request; return the operation name (the receipt).
+    def submit(self, prompt: VideoPrompt, model: str, inputs: ClipInputs | None = None) -> str:
+        """Send one paid request; return the operation name (the receipt). `inputs`: what a continuity mode
+        sends besides the prompt (reference images, the video an extension grows).
 
         Raises QuotaExceeded, Rejected, Unavailable, CredentialsRefused or OutcomeUnknown."""
 
@@ -75,7 +79,8 @@ class VeoBackend(ABC):
     def poll(self, operation_name: str) -> Outcome: ...
 
     @abstractmethod
-    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None: ...
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt, inputs: ClipInputs | None = None
+                 ) -> None: ...
 
 
 class GenaiBackend(VeoBackend):
@@ -94,15 +99,15 @@ class GenaiBackend(VeoBackend):
             log.warning("GOOGLE_VERTEX_EXPRESS=true: Veo goes to Vertex express mode (API key), whose reference "
                         "lists generateContent methods only, not predictLongRunning; unset it to use the project")
 
-    def submit(self, prompt: VideoPrompt, model: str) -> str:
+    def submit(self, prompt: VideoPrompt, model: str, inputs: ClipInputs | None = None) -> str:
         try:
-            return self._submit(prompt, model)
+            return self._submit(prompt, model, inputs)
         except BackendError:
             raise
         except Exception as exc:
             raise translate_submit_error(exc) from exc
 
-    def _submit(self, prompt: VideoPrompt, model: str) -> str:
+    def _submit(self, prompt: VideoPrompt, model: str, inputs: ClipInputs | None = None) -> str:
         t = self.types
         accepts = backend_spec(self.settings).models[model].accepts
         config: dict[str, Any] = dict(number_of_videos=sample_count(self.settings), duration_seconds=prompt.duration,
@@ -123,30 +128,50 @@ class GenaiBackend(VeoBackend):
             bucket = self.settings.gcs_output_bucket.removeprefix("gs://").rstrip("/")
             config["output_gcs_uri"] = f"gs://{bucket}/reelcrew/"
         config.update(self._first_frame_config(prompt))
-        op = self.client.models.generate_videos(model=model, source=self._source(prompt),
+        source: dict[str, Any] = {"prompt": prompt.prompt, **self._first_frame(prompt)}
+        if inputs:
+            source.update(self._continuity(inputs, config))
+        op = self.client.models.generate_videos(model=model, source=t.GenerateVideosSource(**source),
                                                 config=t.GenerateVideosConfig(**config))
         if not op.name:
             raise OutcomeUnknown("Veo accepted the request but returned no operation name")
         return op.name
 
-    def _source(self, prompt: VideoPrompt) -> Any:
-        """The prompt, and its first frame when it has one (image-to-video: continuity last_frame)."""
+    def _first_frame(self, prompt: VideoPrompt) -> dict[str, Any]:
+        """The source's first frame when the prompt has one (image-to-video: continuity last_frame)."""
         t = self.types
         if prompt.first_frame is None:
-            return t.GenerateVideosSource(prompt=prompt.prompt)
+            return {}
         from reelcrew.continuity import frame_bytes
 
         try:
             image = t.Image(image_bytes=frame_bytes(prompt.first_frame), mime_type=prompt.first_frame.mime_type)
         except ValueError as exc:  # before anything is sent: the next step makes the frame again
             raise Unavailable(f"{exc}; nothing was sent") from None
-        return t.GenerateVideosSource(prompt=prompt.prompt, image=image)
+        return {"image": image}
 
     def _first_frame_config(self, prompt: VideoPrompt) -> dict[str, Any]:
         """The Gemini API takes image-to-video with personGeneration allow_adult only (veo-api.md 5.2)."""
         if prompt.first_frame is not None and not self.vertex:
             return {"person_generation": "allow_adult"}
         return {}
+
+    def _continuity(self, inputs: ClipInputs, config: dict[str, Any]) -> dict[str, Any]:
+        """The SDK fields of continuity references and extend: asset reference images in the config; the video an
+        extension grows as the source (its Gemini API uri, or a gs:// uri or its bytes on Vertex AI)."""
+        t = self.types
+        if inputs.reference_images:
+            config["reference_images"] = [
+                t.VideoGenerationReferenceImage(image=t.Image(image_bytes=image.path.read_bytes(),
+                                                              mime_type=image.mime), reference_type="asset")
+                for image in inputs.reference_images]
+        video = inputs.source_video
+        if video is None:
+            return {}
+        if video.uri:
+            return {"video": t.Video(uri=video.uri, mime_type="video/mp4")}
+        assert video.path is not None  # continuity_refs gives a uri or a local copy
+        return {"video": t.Video(video_bytes=video.path.read_bytes(), mime_type="video/mp4")}
 
     def poll(self, operation_name: str) -> Outcome:
         from google.genai import errors
@@ -178,7 +203,8 @@ class GenaiBackend(VeoBackend):
         return Outcome(done=True, video=video, uri=video.uri, samples=[v.video for v in videos],
                        samples_filtered=withheld, withheld=why if withheld else None)
 
-    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt, inputs: ClipInputs | None = None
+                 ) -> None:
         """One attempt, bounded by DOWNLOAD_TIMEOUT (the client's own timeout is SUBMIT_TIMEOUT)."""
         from google.genai import errors
 
@@ -284,7 +310,7 @@ class MockBackend(VeoBackend):
     def _roll(self, *parts: object) -> float:
         return random.Random("|".join(map(str, (self.settings.veo3_mock_seed, *parts)))).random()
 
-    def submit(self, prompt: VideoPrompt, model: str) -> str:
+    def submit(self, prompt: VideoPrompt, model: str, inputs: ClipInputs | None = None) -> str:
         key = prompt.clip_key(model)
         attempt = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempt
@@ -312,10 +338,18 @@ class MockBackend(VeoBackend):
         samples = [SimpleNamespace(uri=f"mock://{key_attempt}/{n}") for n in range(1, count + 1)] if count > 1 else []
         return Outcome(done=True, uri=f"mock://{key_attempt}", samples=samples)
 
-    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt, inputs: ClipInputs | None = None
+                 ) -> None:
         from reelcrew.video.mockclip import render_mock_clip
 
-        render_mock_clip(_mock_sample(prompt, outcome.uri), dest, audio=self.settings.veo3_generate_audio)
+        if inputs and inputs.source_video is not None:  # a mock extension: the source, grown by 7 s
+            from reelcrew.video.mockclip import render_mock_extension
+
+            render_mock_extension(prompt, inputs.source_video, dest, audio=self.settings.veo3_generate_audio)
+            return
+        overlays = [image.path for image in inputs.reference_images] if inputs else []
+        render_mock_clip(_mock_sample(prompt, outcome.uri), dest, audio=self.settings.veo3_generate_audio,
+                         overlays=overlays)
 
 
 def _mock_sample(prompt: VideoPrompt, uri: str | None) -> VideoPrompt:
@@ -336,14 +370,15 @@ class LazyBackend(VeoBackend):
             self._backend = self._build()
         return self._backend
 
-    def submit(self, prompt: VideoPrompt, model: str) -> str:
-        return self._real().submit(prompt, model)
+    def submit(self, prompt: VideoPrompt, model: str, inputs: ClipInputs | None = None) -> str:
+        return self._real().submit(prompt, model, inputs)
 
     def poll(self, operation_name: str) -> Outcome:
         return self._real().poll(operation_name)
 
-    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt) -> None:
-        self._real().download(outcome, dest, prompt)
+    def download(self, outcome: Outcome, dest: Path, prompt: VideoPrompt, inputs: ClipInputs | None = None
+                 ) -> None:
+        self._real().download(outcome, dest, prompt, inputs)
 
 
 _CLASSES: dict[str, Callable[[Settings], VeoBackend]] = {

@@ -32,6 +32,7 @@ from tenacity import (
 )
 
 from reelcrew import artifacts, continuity
+from reelcrew.errors import ConfigError
 from reelcrew.files import new_owner, part_path, sha256_file
 from reelcrew.leases import Heartbeat
 from reelcrew.media import MediaError, decodes, probe
@@ -41,6 +42,7 @@ from reelcrew.storage import StorageError, true_causes
 from reelcrew.store import Spend, Store
 from reelcrew.video import qc, samples
 from reelcrew.video.backends import Outcome, VeoBackend
+from reelcrew.video.continuity_refs import ClipInputs, billed_seconds, inputs_for, keep_new_part
 from reelcrew.video.errors import (
     CredentialsRefused,
     OperationNotFound,
@@ -242,9 +244,16 @@ class ClipGenerator:
 
     def _price(self, clip: VideoClip, samples: int | None = None) -> float:
         """What Veo charges for this clip when it succeeds (the registry's price: 0 on the mock): each sample is
-        billed, so the budgets count VEO3_SAMPLE_COUNT of them until Veo says how many it made."""
+        billed, so the budgets count VEO3_SAMPLE_COUNT of them until Veo says how many it made; an extension is
+        priced at the seconds `extend_billing` says (continuity_refs.billed_seconds)."""
         count = sample_count(self.s) if samples is None else samples
-        return count * clip.prompt.duration * self.s.price_per_second(clip.model, clip.prompt.resolution)
+        seconds = billed_seconds(self.s, clip.index, clip.prompt.duration)
+        return count * seconds * self.s.price_per_second(clip.model, clip.prompt.resolution)
+
+    def _inputs(self, clip: VideoClip) -> ClipInputs | None:
+        """The clip's continuity inputs (reference images, the video an extension grows); ConfigError when they
+        cannot be sent (a reference copy gone, a video the Gemini API deleted), raised before any submit."""
+        return inputs_for(self.s, self.store, clip)
 
     def _submit(self, job: ClipJob) -> bool:
         """One paid request. True when a receipt was committed; False to go round again."""
@@ -255,7 +264,13 @@ class ClipGenerator:
             self._release(clip, ClipStatus.pending)
             return False
         try:
-            name = self.backend.submit(clip.prompt, clip.model)
+            inputs = self._inputs(clip)
+        except ConfigError as exc:  # nothing was sent: the clip fails with what to do
+            self._release(clip, ClipStatus.failed, error=f"{exc.problem}; fix: {exc.fix}")
+            return False
+        try:
+            name = self.backend.submit(clip.prompt, clip.model, inputs) if inputs else \
+                self.backend.submit(clip.prompt, clip.model)
         except QuotaExceeded as exc:
             self._attempt(clip, {"minute": "quota_minute", "day": "quota_day"}.get(exc.window, "quota_other"))
             return self._quota(clip, exc)
@@ -478,7 +493,7 @@ class ClipGenerator:
             for attempt in retrying:
                 with attempt:
                     tries = attempt.retry_state.attempt_number
-                    info = self._fetch_once(clip, outcome, tmp, fresh=tries > 1)
+                    info = self._fetch_once(clip, outcome, tmp, fresh=tries > 1, dest=dest)
         except VideoGone as exc:
             self.store.processing(clip.operation_name, "failed")
             self._release(clip, ClipStatus.failed, error=gone_message(clip.production_id, clip.index, str(exc)))
@@ -515,8 +530,9 @@ class ClipGenerator:
                 self._release(clip, ClipStatus.submitted, error="not stored: the artifact store refused it")
             raise
         made = choice.generated if choice is not None else 1  # Veo bills every sample it made, none it withheld
+        billed = billed_seconds(self.s, clip.index, clip.prompt.duration)  # an extension may bill more than it keeps
         self.store.finish_clip(clip.key, dest.resolve(), digest, info.duration, self._price(clip, made), stored,
-                               samples=made)
+                               samples=made, billed_seconds=billed if abs(billed - info.duration) > 0.5 else None)
         self.store.processing(clip.operation_name, "ok")
         self.heartbeat.drop(self._owner())
         self.store.log("done", f"{dest.name} {info.duration:.2f}s", clip.production_id, clip.index, "clips")
@@ -530,8 +546,9 @@ class ClipGenerator:
         log.warning("download %d of clip %s failed: %s; next try in %.1fs", state.attempt_number, clip.key,
                     state.outcome.exception(), state.upcoming_sleep)
 
-    def _fetch_once(self, clip: VideoClip, outcome: Outcome, tmp: Path, fresh: bool):
-        """One download attempt into `tmp`, validated; on any failure `tmp` is removed."""
+    def _fetch_once(self, clip: VideoClip, outcome: Outcome, tmp: Path, fresh: bool, dest: Path | None = None):
+        """One download attempt into `tmp`, validated; on any failure `tmp` is removed. An extension's whole
+        video is kept beside `dest`, and `tmp` keeps its new part (continuity_refs.keep_new_part)."""
         try:
             if fresh:
                 if self._stop.is_set():
@@ -539,23 +556,31 @@ class ClipGenerator:
                 assert clip.operation_name is not None  # downloads follow a committed receipt
                 outcome = self.backend.poll(clip.operation_name)
             continuity.restore_frame(self.s, self.store, clip.prompt)  # a mock clip draws its first frame
+            inputs = self._inputs(clip)
             self._current.choice = None
             # several samples asked for (or made: a request re-attached under other settings): all fetched and
             # checked, the best one left at tmp, and every one billed
             if sample_count(self.s) > 1 or len(outcome.samples) > 1:
-                return self._fetch_samples(clip, outcome, tmp)
+                return self._fetch_samples(clip, outcome, tmp, inputs)
             with true_causes(tmp, f"clip {clip.index} of {clip.production_id}"):
-                self.backend.download(outcome, tmp, clip.prompt)
-            return self._validate(tmp, clip)
+                if inputs:
+                    self.backend.download(outcome, tmp, clip.prompt, inputs)
+                else:
+                    self.backend.download(outcome, tmp, clip.prompt)
+            seconds = keep_new_part(tmp, dest or tmp, inputs) if inputs else None
+            return self._validate(tmp, clip, seconds)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _fetch_samples(self, clip: VideoClip, outcome: Outcome, tmp: Path):
+    def _fetch_samples(self, clip: VideoClip, outcome: Outcome, tmp: Path, inputs: ClipInputs | None):
         """Several videos of one request (reelcrew.video.samples): the chosen one at `tmp`, its probe returned."""
         def download(one: Outcome, part: Path) -> None:
             with true_causes(part, f"clip {clip.index} of {clip.production_id}"):
-                self.backend.download(one, part, clip.prompt)
+                if inputs:  # reference images (an extension has one sample: continuity_refs refuses more)
+                    self.backend.download(one, part, clip.prompt, inputs)
+                else:
+                    self.backend.download(one, part, clip.prompt)
 
         expect_sound = model_limits(clip.model).has_audio and self.s.veo3_generate_audio
         choice = samples.fetch(outcome, tmp, download, lambda part: self._validate(part, clip), expect_sound)
@@ -563,12 +588,14 @@ class ClipGenerator:
         assert choice.chosen is not None
         return choice.chosen.info
 
-    def _validate(self, path: Path, clip: VideoClip):
+    def _validate(self, path: Path, clip: VideoClip, seconds: float | None = None):
+        """The file against the request; `seconds`: an extension's new part, kept as the scene (continuity_refs)."""
         info = probe(path)
         want_w, want_h = frame_size(clip.prompt.aspect_ratio, clip.prompt.resolution)
         frame = 1 / (info.fps or 24)
-        if abs(info.duration - clip.prompt.duration) > frame + 0.05:
-            raise MediaError(f"duration {info.duration:.2f}s, asked for {clip.prompt.duration}s")
+        expected = clip.prompt.duration if seconds is None else seconds
+        if abs(info.duration - expected) > frame + 0.05:
+            raise MediaError(f"duration {info.duration:.2f}s, asked for {expected}s")
         if abs(info.aspect - want_w / want_h) > 0.02:
             raise MediaError(f"shape {info.width}x{info.height}, asked for {clip.prompt.aspect_ratio}")
         if model_limits(clip.model).has_audio and self.s.veo3_generate_audio and not info.has_audio:

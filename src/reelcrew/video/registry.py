@@ -34,6 +34,7 @@ class ModelLimits:
     price_per_second: Mapping[str, float] = field(default_factory=dict)  # by resolution; {} = free
     # videos one request may ask for (`number_of_videos`, wire `sampleCount`): each one is billed
     max_samples: int = 1
+    continuity: frozenset[str] = frozenset({"none", "last_frame", "references", "extend"})  # modes it takes
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class BackendSpec:
     description: str
     models: Mapping[str, ModelLimits]
     paid: bool = True  # False: rehearsals (no rate gate, no confirmation, no cost)
+    extend_input_seconds: float = 141.0  # continuity extend: the longest video the backend extends (Gemini API 141 s)
 
 
 # USD per second, by resolution (veo-api.md section 5.5: Google's pricing pages, Nov 2026). `<res>_video_only`:
@@ -59,16 +61,25 @@ _VERTEX_FIELDS = frozenset({"seed", "generate_audio", "output_gcs_uri", "enhance
 _MOCK_FIELDS = frozenset({"seed", "generate_audio", "enhance_prompt", "person_generation"})
 
 
+# Continuity modes per model (Gemini API "Veo model features", Vertex model cards, November 2026): Veo 3.1 Lite
+# makes neither reference-image videos nor extensions.
+_LITE_CONTINUITY = frozenset({"none", "last_frame"})
+
+
 def _family(accepts: frozenset[str], priced: bool = True, max_samples: int = 1) -> dict[str, ModelLimits]:
+    every = ModelLimits().continuity
     return {f"{base}-{suffix}": ModelLimits(accepts=accepts, price_per_second=prices if priced else {},
-                                            max_samples=max_samples)
+                                            max_samples=max_samples,
+                                            continuity=_LITE_CONTINUITY if "lite" in base else every)
             for base, prices in _PRICES.items() for suffix in ("001", "preview")}
 
 
 # Samples per request (veo-api.md 1.2, 5.2): the Gemini API takes 1 for Veo 3.x, Vertex AI up to 4.
 BACKENDS: dict[str, BackendSpec] = {
     "gemini": BackendSpec("gemini", "Gemini API (API key)", _family(_GEMINI_FIELDS)),
-    "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS, max_samples=4)),
+    # Vertex extends Veo videos of 1 to 30 s ("Extend Veo on Vertex AI-generated videos")
+    "vertex": BackendSpec("vertex", "Vertex AI (project credentials)", _family(_VERTEX_FIELDS, max_samples=4),
+                          extend_input_seconds=30.0),
     "mock": BackendSpec("mock", "offline rehearsal: real clips, free",
                         _family(_MOCK_FIELDS, priced=False, max_samples=4), paid=False),
 }
