@@ -201,11 +201,15 @@ def test_the_mode_is_part_of_the_production_and_none_keeps_every_older_id(tmp_pa
     assert not settings_for(chained, old).reelcrew_clips_in_order
 
 
-@pytest.mark.parametrize("mode", ["references", "extend"])
-def test_a_mode_not_built_yet_is_refused_before_anything_is_written_or_paid(real_env, fake, mode):
+@pytest.mark.parametrize(("mode", "env", "said"), [("references", {}, "needs reference images"),
+                                                   ("extend", {"RESOLUTION": "1080p"}, "720p videos only")])
+def test_a_mode_the_settings_cannot_serve_is_refused_before_anything_is_written_or_paid(real_env, fake, monkeypatch,
+                                                                                       mode, env, said):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     result = subprocess.run([*RUN, "run", "--topic", "tea", "--continuity", mode, "--yes"], capture_output=True,
                             text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert result.returncode == 2 and f"continuity {mode}" in result.stderr and "--continuity" in result.stderr
+    assert result.returncode == 2 and said in result.stderr and "fix:" in result.stderr
     assert fake.submit_attempts == 0 and not fake.text_requests
 
 
@@ -237,7 +241,7 @@ def test_a_mock_clip_given_a_first_frame_starts_with_that_picture(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_api_creates_a_last_frame_production_and_refuses_a_mode_not_built(tmp_path):
+def test_the_api_creates_a_last_frame_production_and_refuses_a_mode_it_cannot_serve(tmp_path):
     from tests.web_helpers import LiveServer
 
     with LiveServer(tmp_path / "out") as live:
@@ -250,6 +254,6 @@ def test_the_api_creates_a_last_frame_production_and_refuses_a_mode_not_built(tm
         assert done["continuity"] == "last_frame" and [c["starts_from"] for c in done["clips"]] == [None, 1]
         unknown = client.post("/api/productions", json={**create, "continuity": "sideways"})
         assert unknown.status_code == 422 and "continuity" in unknown.text
-        later = client.post("/api/productions", json={**create, "topics": ["rice"], "continuity": "extend"})
-        assert later.status_code == 422 and "continuity extend" in later.text
+        later = client.post("/api/productions", json={**create, "topics": ["rice"], "continuity": "references"})
+        assert later.status_code == 422 and "needs reference images" in later.text
         assert [p["topic"] for p in client.get("/api/productions").json()["productions"]] == ["how tea is made"]
