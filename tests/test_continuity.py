@@ -201,7 +201,7 @@ def test_the_mode_is_part_of_the_production_and_none_keeps_every_older_id(tmp_pa
     assert not settings_for(chained, old).reelcrew_clips_in_order
 
 
-@pytest.mark.parametrize(("mode", "env", "said"), [("references", {}, "needs reference images"),
+@pytest.mark.parametrize(("mode", "env", "said"), [("references", {}, "has no images"),
                                                    ("extend", {"RESOLUTION": "1080p"}, "720p videos only")])
 def test_a_mode_the_settings_cannot_serve_is_refused_before_anything_is_written_or_paid(real_env, fake, monkeypatch,
                                                                                        mode, env, said):
@@ -255,5 +255,5 @@ def test_the_api_creates_a_last_frame_production_and_refuses_a_mode_it_cannot_se
         unknown = client.post("/api/productions", json={**create, "continuity": "sideways"})
         assert unknown.status_code == 422 and "continuity" in unknown.text
         later = client.post("/api/productions", json={**create, "topics": ["rice"], "continuity": "references"})
-        assert later.status_code == 422 and "needs reference images" in later.text
+        assert later.status_code == 422 and "has no images" in later.text
         assert [p["topic"] for p in client.get("/api/productions").json()["productions"]] == ["how tea is made"]

@@ -93,10 +93,7 @@ def problems(settings: Any) -> list[tuple[str, str, str]]:
         if len(settings.reference_images) > REFERENCE_LIMIT:
             found.append(("reference_images", f"{len(settings.reference_images)} reference images given; Veo takes "
                           f"at most {REFERENCE_LIMIT}", f"pass at most {REFERENCE_LIMIT} --reference-image"))
-        if not settings.reference_images and not settings.reference_images_dir:
-            found.append(("reference_images", "continuity references needs reference images",
-                          "pass --reference-image PATH (up to 3), or set reference_images_dir to a folder with one "
-                          "sub-folder per topic"))
+        # no images at all: `plan_references` refuses a new production; a planned one sends its recorded copies
     if mode == "extend":
         if getattr(settings, "veo3_sample_count", 1) > 1:  # which sample would the next extension grow?
             found.append(("veo3_sample_count", "an extended shot is one video: extensions take one sample, "
