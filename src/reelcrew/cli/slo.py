@@ -9,9 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, fail, open_reader, settings_for
+from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, open_reader, reports_errors, settings_for
 from reelcrew.cli.render import print_json
-from reelcrew.errors import ReelcrewError
 
 
 def _number(value: float | None, name: str) -> str:
@@ -21,6 +20,7 @@ def _number(value: float | None, name: str) -> str:
 
 
 @app.command()
+@reports_errors
 def slo(
     window: Annotated[str, typer.Option("--window", help="How far back: 24h, 30m, 7d or seconds.")] = "24h",
     output_dir: OutputDirOpt = None,
@@ -31,11 +31,8 @@ def slo(
     from reelcrew import alerts
     from reelcrew.slo import compute, parse_window
 
-    try:
-        settings = settings_for(output_dir, config)
-        report = compute(open_reader(settings), settings.slo, parse_window(window))
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config)
+    report = compute(open_reader(settings), settings.slo, parse_window(window))
     broken = report.broken
     if broken:
         sender = alerts.install(settings)
