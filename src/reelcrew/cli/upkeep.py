@@ -71,7 +71,8 @@ def ledger_import(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Copy an older ledger (productions, stages, clips, receipts, costs, events) into the one in use.
+    """Copy an older ledger (productions, clips, receipts, costs, events, tokens, ...: every table but the quota
+    breakers') into the one in use.
 
     Nothing here is overwritten; a clip that lacks a receipt or a file the older ledger has takes it.
     Works from SQLite into PostgreSQL (set REELCREW_DB to the target)."""
@@ -83,7 +84,7 @@ def ledger_import(
     if as_json:
         print_json({"ledger": safe_url(store.url), "imported": counts})
         return
-    moved = ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing"
+    moved = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing"
     err.print(f"imported into {safe_url(store.url)}: {moved}")
     err.print("run `reelcrew resume` to finish what it had in flight (receipts are re-attached, never re-paid)")
 
