@@ -6,7 +6,9 @@ starting Python and importing the app again (about 1.5 s a call on two busy core
 
 from __future__ import annotations
 
+import functools
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -33,16 +35,27 @@ def start(*args: str, env: Mapping[str, str] | None = None, **popen) -> subproce
     return subprocess.Popen([*RUN, *args], text=True, env={**os.environ, **(env or {})}, **options)
 
 
-def cli_in_process(*args: str, env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess:
-    """`reelcrew ARGS` through `reelcrew.cli.main` in this process, with stdin empty, stdout and stderr captured
-    and `env` set for the call (None unsets a variable); returns what `cli` returns."""
+@functools.cache
+def script_commands() -> frozenset[str]:
+    """The first arguments run_integrated_pipeline.py passes on as they are (any other gets `run` before it)."""
+    return frozenset(runpy.run_path(str(RUN[1]), run_name="cli_helpers")["COMMANDS"])
+
+
+def cli_in_process(*args: str, env: Mapping[str, str] | None = None, timeout: float | None = None,
+                   drop: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """`reelcrew ARGS` through `reelcrew.cli.main` in this process, with stdin empty, stdout and stderr captured,
+    `env` set and `drop` unset for the call; takes and returns what `cli` does (`timeout` is the caller's guard
+    for a process: pytest-timeout guards this one)."""
     from typer.testing import CliRunner
 
     from reelcrew.cli import main
 
     argv, handler = sys.argv, signal.getsignal(signal.SIGTERM)  # main() installs its SIGTERM handler
     code: int | str | None = 0
-    with CliRunner().isolation(env=env) as (stdout, stderr, _):
+    changes: dict[str, str | None] = {**dict(env or {}), **dict.fromkeys(drop)}
+    if not args or args[0] not in script_commands():  # as run_integrated_pipeline.py reads its arguments
+        args = ("run", *args)
+    with CliRunner().isolation(env=changes) as (stdout, stderr, _):
         sys.argv = ["reelcrew", *args]
         try:
             main()
