@@ -21,21 +21,10 @@ from reelcrew import ledger_copy
 from reelcrew.media import decodes, probe
 from reelcrew.service.backup import open_backup
 from reelcrew.store import Store
+from tests.cli_helpers import cli, start  # processes: a restore replaces the ledger file under them
 from tests.conftest import ROOT
 from tests.video_helpers import ledger
 from tests.waiting import wait_until
-
-RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
-
-
-def cli(*args, env=None, timeout=300):
-    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-
-
-def start(*args, env=None):
-    return subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
 def finish_ops(fake) -> None:
