@@ -49,6 +49,7 @@ def cli_in_process(*args: str, env: Mapping[str, str] | None = None, timeout: fl
     from typer.testing import CliRunner
 
     from reelcrew.cli import main
+    from reelcrew.cli.app import JSON_ERRORS
 
     argv, handler = sys.argv, signal.getsignal(signal.SIGTERM)  # main() installs its SIGTERM handler
     code: int | str | None = 0
@@ -64,6 +65,7 @@ def cli_in_process(*args: str, env: Mapping[str, str] | None = None, timeout: fl
         finally:
             sys.argv = argv
             signal.signal(signal.SIGTERM, handler)
+            JSON_ERRORS["on"] = False  # what main() set for this command line only
             sys.stdout.flush()
             sys.stderr.flush()
         out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
