@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
 COMMANDS = {"run", "resume", "retry", "cancel", "status", "repair", "cost", "doctor", "config", "assemble", "ledger",
-            "backup", "restore", "prune", "serve", "token", "--help", "-h"}
+            "backup", "restore", "prune", "serve", "token", "worker", "beat", "dead", "slo", "--help", "-h"}
 
 if __name__ == "__main__":
     from reelcrew.cli import main

@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from reelcrew.errors import ConfigError
 from reelcrew.media import decodes, probe
 from reelcrew.results import ApprovalPolicy
 from reelcrew.settings import load_settings
-from tests.conftest import ROOT
+from tests.cli_helpers import cli_in_process
 from tests.servers import free_port
 
 FINAL_FILES = {"final.mp4", "final.srt", "thumbnail.jpg", "metadata.json"}
@@ -103,11 +101,9 @@ def test_a_corrupted_object_is_refused_and_fetched_again_from_its_operation_with
 
 def test_an_unreachable_store_is_refused_before_any_spend_with_exit_2_and_the_masked_url(real_env, fake, tmp_path):
     endpoint = f"http://minio-user:s3cr3t-pass@127.0.0.1:{free_port()}"  # nothing listens there
-    env = {**os.environ, "REELCREW_ARTIFACTS": "s3://studio-bucket/reels", "AWS_ENDPOINT_URL": endpoint,
+    env = {"REELCREW_ARTIFACTS": "s3://studio-bucket/reels", "AWS_ENDPOINT_URL": endpoint,
            "AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "test-secret-key"}
-    result = subprocess.run([sys.executable, str(ROOT / "run_integrated_pipeline.py"), "--topic", "tea", "--scenes",
-                             "2", "--yes"], capture_output=True, text=True, timeout=180, env=env,
-                            stdin=subprocess.DEVNULL)
+    result = cli_in_process("--topic", "tea", "--scenes", "2", "--yes", env=env)
     assert result.returncode == 2, result.stderr
     said = " ".join((result.stdout + result.stderr).split())
     assert "s3://studio-bucket/reels" in said and "****@127.0.0.1" in said and "cannot reach" in said

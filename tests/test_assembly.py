@@ -168,14 +168,11 @@ def test_music_is_looped_under_the_clips_and_the_cut_keeps_its_length(tmp_path):
 
 
 def test_reelcrew_assemble_cuts_loose_files_from_the_command_line(tmp_path):
-    import sys
-
-    from tests.conftest import ROOT
+    from tests.cli_helpers import cli_in_process
 
     a, b = clip(tmp_path, 0), clip(tmp_path, 1, aspect="9:16")
-    result = subprocess.run([sys.executable, str(ROOT / "run_integrated_pipeline.py"), "assemble", "--clips", str(a),
-                             str(b), "--captions", "第一句", "second line", "--watermark", "ME",
-                             "--aspect", "9:16", "--output", str(tmp_path / "out.mp4")], capture_output=True, text=True)
+    result = cli_in_process("assemble", "--clips", str(a), str(b), "--captions", "第一句", "second line",
+                            "--watermark", "ME", "--aspect", "9:16", "--output", str(tmp_path / "out.mp4"))
     assert result.returncode == 0, result.stderr
     info = probe(tmp_path / "out.mp4")
     assert (info.width, info.height) == (720, 1280) and abs(info.duration - 8) <= 1 / 24 + 1e-6
@@ -306,15 +303,13 @@ def test_an_edit_that_cannot_be_loaded_is_a_config_error(spec, needle):
 
 
 def test_a_missing_edit_function_exits_2_before_any_spend(real_env, fake, tmp_path):
-    import sys
-
+    from tests.cli_helpers import cli_in_process
     from tests.conftest import ROOT
 
     config = tmp_path / "pipeline.yaml"
     text = (ROOT / "config" / "pipeline.yaml").read_text(encoding="utf-8")
     config.write_text(text.replace("  edit:  ", "  edit: my_edits.nothing:here  ", 1), encoding="utf-8")
-    result = subprocess.run([sys.executable, str(ROOT / "run_integrated_pipeline.py"), "--topic", "tea", "--scenes",
-                             "2", "--yes", "--config", str(config)], capture_output=True, text=True)
+    result = cli_in_process("--topic", "tea", "--scenes", "2", "--yes", "--config", str(config))
     assert result.returncode == 2, result.stderr
     assert "my_edits" in result.stderr and fake.submit_attempts == 0
 

@@ -21,21 +21,10 @@ from reelcrew import ledger_copy
 from reelcrew.media import decodes, probe
 from reelcrew.service.backup import open_backup
 from reelcrew.store import Store
+from tests.cli_helpers import cli, cli_in_process, start  # processes where a restore replaces the ledger
 from tests.conftest import ROOT
 from tests.video_helpers import ledger
 from tests.waiting import wait_until
-
-RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
-
-
-def cli(*args, env=None, timeout=300):
-    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-
-
-def start(*args, env=None):
-    return subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
 def finish_ops(fake) -> None:
@@ -217,9 +206,9 @@ def test_repair_ledger_rebuilds_a_corrupt_ledger_and_pays_nothing_twice(real_env
 @pytest.mark.slow
 def test_prune_keeps_unfinished_clips_and_the_newest_backup_and_says_what_it_freed(tmp_path):
     out = tmp_path / "out"
-    done = cli("--mock", "--topic", "tea", "--scenes", "2", "--json", "-o", str(out))
+    done = cli_in_process("--mock", "--topic", "tea", "--scenes", "2", "--json", "-o", str(out))
     assert done.returncode == 0, done.stderr
-    waiting = cli("--mock", "--topic", "coffee", "--scenes", "2", "--until", "clips", "-o", str(out))
+    waiting = cli_in_process("--mock", "--topic", "coffee", "--scenes", "2", "--until", "clips", "-o", str(out))
     assert waiting.returncode == 0, waiting.stderr  # stopped before its final: still unfinished
     store = ledger()
     coffee = next(p for p in store.all_productions() if p.topic == "coffee")
@@ -227,35 +216,35 @@ def test_prune_keeps_unfinished_clips_and_the_newest_backup_and_says_what_it_fre
 
     store.set_production_status(coffee.id, ProductionStatus.paused, "final", "stopped before the final")
     for _ in range(2):
-        assert cli("backup", "-o", str(out)).returncode == 0
+        assert cli_in_process("backup", "-o", str(out)).returncode == 0
         time.sleep(1.1)  # backups are named by the second
     tea_folder = Path(json.loads(done.stdout)["productions"][0]["folder"])
-    dry = cli("prune", "--older-than", "0s", "--dry-run", "-o", str(out))
+    dry = cli_in_process("prune", "--older-than", "0s", "--dry-run", "-o", str(out))
     assert dry.returncode == 0, dry.stderr
     assert "would remove" in dry.stderr and (tea_folder / "clips" / "clip-01.mp4").exists()
-    pruned = cli("prune", "--older-than", "0s", "-o", str(out))
+    pruned = cli_in_process("prune", "--older-than", "0s", "-o", str(out))
     assert pruned.returncode == 0, pruned.stderr
     assert "freed" in pruned.stderr and "KiB" in pruned.stderr
     assert not list((tea_folder / "clips").glob("*.mp4")) and (tea_folder / "final.mp4").exists()
     assert len(list((out / coffee.id / "clips").glob("*.mp4"))) == 2  # unfinished: untouched
     backups = sorted((Path(store.url.removeprefix("sqlite:///")).parent / "backups").glob("reelcrew-backup-*.tar"))
     assert len(backups) == 1  # the newest is always kept
-    repaired = cli("repair", "-o", str(out))
+    repaired = cli_in_process("repair", "-o", str(out))
     assert "regenerat" not in repaired.stderr  # a pruned file is not a loss to repair (nor a reason to pay)
 
 
 @pytest.mark.slow
 def test_doctor_says_when_the_last_backup_was_made_and_whether_journal_and_ledger_agree(tmp_path):
     out = tmp_path / "out"
-    before = cli("doctor", "--mock", "-o", str(out), env={"COLUMNS": "250"})
+    before = cli_in_process("doctor", "--mock", "-o", str(out), env={"COLUMNS": "250"})
     assert "none yet" in before.stdout and "agree" in before.stdout
-    assert cli("--mock", "--topic", "tea", "--scenes", "1", "-o", str(out)).returncode == 0
-    assert cli("backup", "-o", str(out)).returncode == 0
+    assert cli_in_process("--mock", "--topic", "tea", "--scenes", "1", "-o", str(out)).returncode == 0
+    assert cli_in_process("backup", "-o", str(out)).returncode == 0
     store = ledger()
     with store.journal.open("a") as journal:  # a receipt the ledger never got (a restored older copy)
         journal.write(json.dumps({"at": time.time(), "clip_key": "k" * 32, "operation_name": "models/m/operations/x",
                                   "outcome": "accepted"}) + "\n")
-    after = cli("doctor", "--mock", "-o", str(out), env={"COLUMNS": "250"})
+    after = cli_in_process("doctor", "--mock", "-o", str(out), env={"COLUMNS": "250"})
     assert "reelcrew-backup-" in after.stdout and "h ago" in after.stdout
     assert "1 journalled receipt(s) missing from the ledger" in after.stdout and after.returncode == 2
 

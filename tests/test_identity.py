@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -20,24 +17,12 @@ import pytest
 from reelcrew.identity import production_id
 from reelcrew.media import probe
 from reelcrew.models import ClipStatus
-from tests.conftest import ROOT
+from tests.cli_helpers import cli_in_process as cli  # processes of their own (`start`) where they run at once
+from tests.cli_helpers import start
 from tests.video_helpers import ledger
 from tests.waiting import wait_until
 
 NO_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-
-RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
-
-
-def cli(*args, env=None, timeout=240, drop=()):
-    environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in drop}
-    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout, env=environ,
-                          stdin=subprocess.DEVNULL)
-
-
-def start(*args, env=None):
-    return subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
 def productions(result) -> list[dict]:

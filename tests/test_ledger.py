@@ -1,16 +1,14 @@
 """One ledger for the machine (or the cluster): shared clip keys, folders, limits, imports and the journal.
 
 Every test runs on the default SQLite ledger and on a real PostgreSQL server (`ledger_db`), through
-the real google-genai SDK against the fake Google server or through the CLI in separate processes.
+the real google-genai SDK against the fake Google server or through the CLI (in separate processes where
+several share one ledger).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,21 +16,11 @@ from pathlib import Path
 import pytest
 
 from reelcrew.models import ClipStatus
-from tests.conftest import ROOT
+from tests.cli_helpers import cli_in_process as cli  # processes of their own (`start`) where several share one ledger
+from tests.cli_helpers import start
 from tests.video_helpers import jobs, ledger, prompts, stack
 
 pytestmark = pytest.mark.usefixtures("ledger_db")
-RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
-
-
-def cli(*args, env=None, timeout=240):
-    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-
-
-def start(*args, env=None):
-    return subprocess.Popen([*RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -16,16 +14,12 @@ import pytest
 import srt
 
 from reelcrew.media import decodes, probe
+from tests.cli_helpers import RUN
+from tests.cli_helpers import cli as cli_process
+from tests.cli_helpers import cli_in_process as cli  # a process of its own where that is the point (kill, signals)
 from tests.conftest import ROOT
 from tests.video_helpers import ledger
 from tests.waiting import wait_until
-
-RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
-
-
-def cli(*args, env=None, timeout=180):
-    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
 def summary(result):
@@ -239,10 +233,11 @@ def test_kill_nine_at_random_moments_then_resume_pays_each_clip_once(real_env, f
 @pytest.mark.slow
 def test_secrets_never_reach_logs_output_files_or_the_terminal(real_env, fake, tmp_path):
     secret = "AIzaSECRET-test-key-1234567890abcdef"
-    result = cli("--topic", "tea", "--scenes", "1", "--yes", "--json", env={"GEMINI_API_KEY": secret,
-                                                                           "VEO3_DEBUG_MODE": "true"})
+    # processes of their own: what a real one writes to its terminal and to its output folder's reelcrew.log
+    result = cli_process("--topic", "tea", "--scenes", "1", "--yes", "--json", env={"GEMINI_API_KEY": secret,
+                                                                                   "VEO3_DEBUG_MODE": "true"})
     assert result.returncode == 0, result.stderr
-    shown = cli("config", "show", env={"GEMINI_API_KEY": secret})
+    shown = cli_process("config", "show", env={"GEMINI_API_KEY": secret})
     assert "GEMINI_API_KEY" in shown.stdout and "**** (set)" in shown.stdout
     out = Path(real_env["REELCREW_OUTPUT_DIR"])
     texts = [result.stdout, result.stderr, shown.stdout, shown.stderr]

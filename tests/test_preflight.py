@@ -4,26 +4,15 @@ fake server saw none), the settings file's own faults, characters no font can dr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import deque
 from pathlib import Path
 
 import pytest
 import srt
 
-from tests.conftest import ROOT
+from tests.cli_helpers import cli_in_process as cli  # messages and exit codes: no process needed
 
-RUN = [sys.executable, str(ROOT / "run_integrated_pipeline.py")]
 SECRET = "AIzaSyPreflightSecret0123456789abcdef"
-
-
-def cli(*args, env=None, timeout=240):
-    result = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 def latin_font() -> str:

@@ -65,15 +65,9 @@ def test_writer_estimate_uses_the_configured_token_prices():
 
 
 def _run_writers(*args):
-    import os
-    import subprocess
-    import sys
+    from tests.cli_helpers import cli_in_process
 
-    from tests.conftest import ROOT
-
-    return subprocess.run([sys.executable, str(ROOT / "run_integrated_pipeline.py"), *args], capture_output=True,
-                          text=True, timeout=180, env={**os.environ, "REELCREW_LLM": "gemini"},
-                          stdin=subprocess.DEVNULL)
+    return cli_in_process(*args, env={"REELCREW_LLM": "gemini"})
 
 
 def test_writer_tokens_appear_in_reelcrew_cost(real_env, fake):

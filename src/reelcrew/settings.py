@@ -270,6 +270,10 @@ class Settings(BaseSettings):
                                                      "(breaker, daily quota, budget, failed production, SLO)")
     reelcrew_alert_interval: float = Field(900, ge=0, description="seconds: each kind of alert at most once per "
                                                                  "interval")
+    reelcrew_slo_check_seconds: float = Field(300, ge=0, description="seconds between `reelcrew serve`'s SLO "
+                                              "checks (the slo_broken alert without cron); 0 = off")
+    reelcrew_slo_check_window: str = Field("24h", pattern=r"^\s*\d+(\.\d+)?\s*[smhdw]?\s*$",
+                                           description="how far back serve's SLO check looks: 24h, 30m, 7d or seconds")
     slo: SloTargets = SloTargets()
 
     # assembly and prices (config/pipeline.yaml)

@@ -59,6 +59,13 @@ def parse_window(text: str) -> float:
     return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
+def shown(value: float | None, name: str) -> str:
+    """An SLO's value as people read it: seconds to one decimal, rates to three (the name carries the unit)."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if name.endswith("_seconds") else f"{value:.3f}"
+
+
 def _judge(value: float | None, bound: SloBound, samples: int) -> SloValue:
     ok = value is None or ((bound.min is None or value >= bound.min - 1e-12)
                            and (bound.max is None or value <= bound.max + 1e-12))

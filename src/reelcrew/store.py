@@ -309,6 +309,45 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
          lambda c: meta.create_all(c, tables=[production_references])),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+# Every table but schema_info, by the name a backup's counts and `ledger import` print for it. A table added to the
+# schema belongs here and in COPIED_AS_IS, IMPORTED_BY_RULE or NOT_IMPORTED (tests/test_backup_tables.py fails
+# until it is).
+TABLE_LABELS = {
+    "productions": "productions", "stage_outputs": "stages", "clips": "clips", "receipts": "receipts",
+    "costs": "costs", "events": "events", "production_clips": "scene links", "clip_followups": "follow-ups",
+    "production_artifacts": "artifacts", "submit_attempts": "submit attempts", "operations": "operations",
+    "alerts_sent": "alerts sent", "dead_letters": "dead letters", "task_chains": "task chains",
+    "api_tokens": "tokens", "web_requests": "web requests", "idempotency_keys": "idempotency keys",
+    "quota_state": "quota states", "production_references": "reference images",
+}
+# `ledger import` copies these rows when no row here has the same match columns: (match, columns numbered here,
+# values reset); productions and clips have rules of their own.
+COPIED_AS_IS: dict[Table, tuple[tuple[str, ...], tuple[str, ...], dict[str, Any] | None]] = {
+    stage_outputs: (("production_id", "stage"), (), None),
+    production_clips: (("production_id", "idx"), (), None),
+    receipts: (("clip_key", "outcome", "at"), ("id",), None),
+    costs: (("clip_key",), ("id",), None),
+    events: (("at", "kind", "message"), ("id",), None),
+    clip_followups: (("production_id", "idx", "kind", "attempt"), ("id",), None),
+    production_artifacts: (("production_id", "name"), (), None),
+    submit_attempts: (("at", "clip_key", "outcome"), ("id",), None),  # the SLOs' history comes along
+    operations: (("name",), (), None),
+    alerts_sent: (("kind",), (), None),  # an alert just sent from the old ledger is not sent again at once
+    dead_letters: (("task", "at"), ("id",), None),  # new ids here: `reelcrew dead list` shows them
+    task_chains: (("chain",), (), {"runner": None}),  # a runner of another ledger runs nothing here
+    api_tokens: (("name",), (), None),  # the same tokens (hashes only) keep working, revoked ones stay revoked
+    web_requests: (("production_id",), (), None),  # a production created through the API resumes the same way
+    idempotency_keys: (("token_name", "key"), (), None),
+    production_references: (("production_id", "position"), (), None),  # continuity references: the images' hashes
+}
+IMPORTED_BY_RULE = {
+    "productions": "Store._import_productions: claims dropped, old status names mapped",
+    "clips": "Store._import_clips: a clip here takes a receipt or a file the old one has",
+}
+NOT_IMPORTED = {
+    "quota_state": "breaker state of the machine that wrote the old ledger; this one's submits rebuild its own",
+    "schema_info": "this ledger's own schema version",
+}
 IDENTITY_COLUMNS = ("resolution", "clip_seconds", "model", "writers", "backend", "continuity")
 # an imported production: a claim from another ledger means nothing here; `pending` is the pre-6 `queued`
 OLD_PRODUCTION_STATUS = {"running": "queued", "pending": "queued"}
@@ -1356,15 +1395,9 @@ class Store:
         counts: dict[str, int] = {}
         with old._read() as src, self._write() as dst:
             counts["productions"] = self._import_productions(src, dst, folder)
-            counts["stages"] = _copy_missing(src, dst, stage_outputs, ("production_id", "stage"))
             counts["clips"] = self._import_clips(src, dst)
-            counts["scene links"] = _copy_missing(src, dst, production_clips, ("production_id", "idx"))
-            counts["receipts"] = _copy_missing(src, dst, receipts, ("clip_key", "outcome", "at"), skip=("id",))
-            counts["costs"] = _copy_missing(src, dst, costs, ("clip_key",), skip=("id",))
-            counts["events"] = _copy_missing(src, dst, events, ("at", "kind", "message"), skip=("id",))
-            counts["follow-ups"] = _copy_missing(src, dst, clip_followups, ("production_id", "idx", "kind", "attempt"),
-                                                 skip=("id",))
-            counts["reference images"] = _copy_missing(src, dst, production_references, ("production_id", "position"))
+            for table, (match, skip, reset) in COPIED_AS_IS.items():
+                counts[TABLE_LABELS[table.name]] = _copy_missing(src, dst, table, match, skip=skip, reset=reset)
         old.close()
         if old.journal is not None and old.journal.exists():
             counts["journal receipts"] = sum(1 for line in self.replay_journal(old.journal) if "receipt" in line)
@@ -1468,10 +1501,8 @@ class Store:
 
     @staticmethod
     def _counts(conn: Connection) -> dict[str, int]:
-        tables = {"productions": productions, "stages": stage_outputs, "clips": clips, "receipts": receipts,
-                  "costs": costs, "events": events}
-        return {name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                for name, t in tables.items()}
+        return {label: int(conn.execute(select(func.count()).select_from(meta.tables[name])).scalar_one())
+                for name, label in TABLE_LABELS.items()}
 
     @contextmanager
     def snapshot(self) -> Iterator[tuple[str | None, dict[str, int]]]:
@@ -1635,15 +1666,15 @@ def open_ledger(settings) -> Store:
 
 
 def _copy_missing(src: Connection, dst: Connection, table: Table, match: tuple[str, ...],
-                  skip: tuple[str, ...] = ()) -> int:
-    """Insert the source rows whose `match` columns have no equal row here."""
+                  skip: tuple[str, ...] = (), reset: dict[str, Any] | None = None) -> int:
+    """Insert the source rows whose `match` columns have no equal row here (with the `reset` values)."""
     count = 0
     for row in src.execute(select(table)).mappings():
         if dst.execute(select(func.count()).select_from(table).where(
                 *[table.c[col] == row[col] if row[col] is not None else table.c[col].is_(None) for col in match]
         )).scalar_one():
             continue
-        dst.execute(insert(table).values(**{k: v for k, v in row.items() if k not in skip}))
+        dst.execute(insert(table).values(**{k: v for k, v in row.items() if k not in skip} | (reset or {})))
         count += 1
     return count
 

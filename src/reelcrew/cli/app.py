@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, ParamSpec, TypeVar, overload
 
 import typer
 from rich.console import Console
@@ -99,6 +101,43 @@ def fail(exc: ReelcrewError) -> NoReturn:
     if exc.fix:
         err.print(f"[bold]fix:[/] {exc.fix}")
     raise typer.Exit(exc.exit_code)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@overload
+def reports_errors(command: Callable[P, R], *, resumable: bool = False) -> Callable[P, R]: ...
+
+
+@overload
+def reports_errors(command: None = None, *, resumable: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def reports_errors(command=None, *, resumable=False):
+    """Every command's error handling in one place: a ReelcrewError becomes `fail` (its message, its fix, its exit
+    code), and with `resumable` (commands that run productions) Ctrl-C or SIGTERM becomes `interrupted` (exit 130,
+    "run `reelcrew resume`"); other commands let an interrupt reach `main`, which exits 130 without that advice.
+
+    `functools.wraps` keeps typer's view of the command: it reads the signature and the type hints through
+    `__wrapped__` (inspect.signature and typing.get_type_hints follow it), and the help from the docstring."""
+
+    def decorate(func):
+        @functools.wraps(func)
+        def guarded(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except ReelcrewError as exc:
+                fail(exc)
+            except KeyboardInterrupt:
+                if not resumable:
+                    raise
+                interrupted()
+
+        return guarded
+
+    return decorate(command) if command is not None else decorate
 
 
 JSON_ERRORS = {"on": False}  # set by `main` when the command line has --json; every command accepts --json

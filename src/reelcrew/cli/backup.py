@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, err, fail, settings_for
+from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, err, reports_errors, settings_for
 from reelcrew.cli.render import print_json
-from reelcrew.errors import ReelcrewError
 from reelcrew.results import RecoveryReport
 
 
@@ -35,6 +34,7 @@ def print_recovery(report: RecoveryReport, as_json: bool = False) -> None:
 
 
 @app.command()
+@reports_errors
 def backup(
     to: Path | None = typer.Option(None, "--to", help="Folder for the backup (default: backups/ beside the ledger)."),
     with_media: bool = typer.Option(False, "--with-media", help="Add every production's clips, finals and files."),
@@ -45,10 +45,7 @@ def backup(
     """Copy the ledger (consistently, while work runs), the receipts journal and optionally the media."""
     from reelcrew.service.backup import backup as make_backup
 
-    try:
-        result = make_backup(settings_for(output_dir, config), to=to, with_media=with_media)
-    except ReelcrewError as exc:
-        fail(exc)
+    result = make_backup(settings_for(output_dir, config), to=to, with_media=with_media)
     if as_json:
         print_json(result.model_dump(mode="json"))
         return
@@ -62,6 +59,7 @@ def backup(
 
 
 @app.command()
+@reports_errors
 def restore(
     file: Path = typer.Argument(..., help="A reelcrew-backup-*.tar file."),
     output_dir: OutputDirOpt = None,
@@ -72,14 +70,12 @@ def restore(
     in the journal or a manifest.json: nothing paid for is submitted again. Refused while work runs."""
     from reelcrew.service.backup import restore as restore_backup
 
-    try:
-        report = restore_backup(settings_for(output_dir, config), file)
-    except ReelcrewError as exc:
-        fail(exc)
+    report = restore_backup(settings_for(output_dir, config), file)
     print_recovery(report, as_json)
 
 
 @app.command()
+@reports_errors
 def prune(
     older_than: str = typer.Option(..., "--older-than", help="Age, e.g. 30d, 12h, 2w."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
@@ -92,12 +88,9 @@ def prune(
     from reelcrew.service.backup import parse_age
     from reelcrew.service.backup import prune as prune_files
 
-    try:
-        age = parse_age(older_than)
-        settings = settings_for(output_dir, config)
-        report = prune_files(settings, open_store(settings), age, dry_run)
-    except ReelcrewError as exc:
-        fail(exc)
+    age = parse_age(older_than)
+    settings = settings_for(output_dir, config)
+    report = prune_files(settings, open_store(settings), age, dry_run)
     verb = "would remove" if dry_run else "removed"
     for path in report.removed:
         err.print(f"{verb} {path}")

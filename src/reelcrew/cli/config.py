@@ -9,11 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, config_app, err, fail, settings_for
-from reelcrew.errors import InputError, ReelcrewError
+from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, config_app, err, reports_errors, settings_for
+from reelcrew.errors import InputError
 
 
 @config_app.command("show")
+@reports_errors
 def config_show(
     config: ConfigOpt = None,
     output_dir: OutputDirOpt = None,
@@ -22,10 +23,7 @@ def config_show(
     """Effective settings and where each came from (env, .env, pipeline.yaml, default); secrets masked."""
     from reelcrew.settings import masked, setting_sources
 
-    try:
-        settings = settings_for(output_dir, config)
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config)
     values, sources = masked(settings), setting_sources(settings)
     if as_json:
         report = {name: {"value": value, "from": sources.get(name, "default")} for name, value in values.items()}
@@ -41,6 +39,7 @@ def config_show(
 
 
 @config_app.command("init")
+@reports_errors
 def config_init(path: Path = typer.Option(Path(".env"), "--path"),
                 force: bool = typer.Option(False, "--force"), as_json: JsonOpt = False) -> None:
     """Write a commented .env template (keys left empty)."""
@@ -48,7 +47,7 @@ def config_init(path: Path = typer.Option(Path(".env"), "--path"),
     from reelcrew.settings import env_template_from_fields
 
     if path.exists() and not force:
-        fail(InputError(f"{path} already exists", "pass --force to overwrite it, or --path to write elsewhere"))
+        raise InputError(f"{path} already exists", "pass --force to overwrite it, or --path to write elsewhere")
     template = env_template() or env_template_from_fields()
     path.write_text(template, encoding="utf-8")
     if as_json:

@@ -19,13 +19,12 @@ from reelcrew.cli.app import (
     YesOpt,
     app,
     err,
-    fail,
-    interrupted,
     open_store,
+    reports_errors,
     settings_for,
 )
 from reelcrew.cli.render import Bars, approval_policy, print_summaries, progress_lines
-from reelcrew.errors import ConfigError, ReelcrewError
+from reelcrew.errors import ConfigError
 from reelcrew.models import ProductionStatus
 from reelcrew.service.ledger import productions_in, require_output_folder
 
@@ -47,6 +46,7 @@ def run_productions(settings, store, prods, until: str = "final", *, as_json: bo
 
 
 @app.command()
+@reports_errors(resumable=True)
 def run(
     topic: list[str] = typer.Option([], "--topic", "-t", help="A topic (repeatable)."),
     topics_file: Path | None = typer.Option(None, "--topics-file", help="One topic a line (like the old prompts.txt)."),
@@ -69,31 +69,27 @@ def run(
     detach: bool = typer.Option(False, "--detach", help="With a broker: enqueue, print the ids and return."),
 ) -> None:
     """Turn topics into videos (script → seo → prompts → clips → final). Re-running resumes."""
-    try:
-        from reelcrew.pipeline import read_topics
+    from reelcrew.pipeline import read_topics
 
-        topics = read_topics(topic, topics_file)
-        settings = settings_for(output_dir, config, mock, scenes=scenes, aspect_ratio=aspect.value if aspect else None,
-                                language=language, crews_dir=crews_dir,
-                                continuity=continuity.value if continuity else None,
-                                reference_images=reference_image or None)
-        if crews_dir is not None and not crews_dir.is_dir():
-            raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
-        store = open_store(settings)
-        prods = service.plan(settings, topics, store)
-        # edits of a production this run continues; a rendered one is left alone (`assemble` re-cuts it)
-        service.adopt_edits(settings, [p for p in prods if not (p.status == ProductionStatus.done
-                                                                and store.stage(p.id, "final"))], store, err.print)
-        code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd,
-                               detach=detach)
-    except ReelcrewError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        interrupted()
+    topics = read_topics(topic, topics_file)
+    settings = settings_for(output_dir, config, mock, scenes=scenes, aspect_ratio=aspect.value if aspect else None,
+                            language=language, crews_dir=crews_dir,
+                            continuity=continuity.value if continuity else None,
+                            reference_images=reference_image or None)
+    if crews_dir is not None and not crews_dir.is_dir():
+        raise ConfigError(f"crews folder {crews_dir} does not exist", "point --crews-dir at a copy of crews/")
+    store = open_store(settings)
+    prods = service.plan(settings, topics, store)
+    # edits of a production this run continues; a rendered one is left alone (`assemble` re-cuts it)
+    service.adopt_edits(settings, [p for p in prods if not (p.status == ProductionStatus.done
+                                                            and store.stage(p.id, "final"))], store, err.print)
+    code = run_productions(settings, store, prods, until.value, as_json=as_json, yes=yes, budget_usd=budget_usd,
+                           detach=detach)
     raise typer.Exit(code)
 
 
 @app.command()
+@reports_errors(resumable=True)
 def resume(
     output_dir: OutputDirOpt = None,
     mock: MockOpt = False,
@@ -103,30 +99,26 @@ def resume(
     config: ConfigOpt = None,
 ) -> None:
     """Finish every unfinished production in the ledger: done stages and clips reused, in-flight ones re-attached."""
-    try:
-        settings = settings_for(output_dir, config, mock)
-        if output_dir is not None:  # a mistyped -o is an error, never a new empty folder and ledger
-            require_output_folder(settings)
-        store = open_store(settings)
-        todo = service.unfinished(settings, store)
-        if output_dir is not None:
-            require_output_folder(settings, store)
-            mine = {p.id for p in productions_in(settings, store)}
-            todo = [p for p in todo if p.id in mine]
-        if not todo:
-            err.print("nothing to resume: every production is done, incomplete or cancelled "
-                      "(`reelcrew status` lists them; `reelcrew retry ID` brings an incomplete one's scenes back)")
-            raise typer.Exit(0)
-        service.adopt_edits(settings, todo, store, err.print)
-        code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
-    except ReelcrewError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        interrupted()
+    settings = settings_for(output_dir, config, mock)
+    if output_dir is not None:  # a mistyped -o is an error, never a new empty folder and ledger
+        require_output_folder(settings)
+    store = open_store(settings)
+    todo = service.unfinished(settings, store)
+    if output_dir is not None:
+        require_output_folder(settings, store)
+        mine = {p.id for p in productions_in(settings, store)}
+        todo = [p for p in todo if p.id in mine]
+    if not todo:
+        err.print("nothing to resume: every production is done, incomplete or cancelled "
+                  "(`reelcrew status` lists them; `reelcrew retry ID` brings an incomplete one's scenes back)")
+        raise typer.Exit(0)
+    service.adopt_edits(settings, todo, store, err.print)
+    code = run_productions(settings, store, todo, as_json=as_json, yes=yes, budget_usd=budget_usd)
     raise typer.Exit(code)
 
 
 @app.command()
+@reports_errors(resumable=True)
 def retry(
     production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
     clip: int | None = typer.Option(None, "--clip",
@@ -139,19 +131,15 @@ def retry(
     config: ConfigOpt = None,
 ) -> None:
     """Regenerate a failed, filtered or ambiguous clip (optionally with an edited prompt), then re-cut the video."""
-    try:
-        settings = settings_for(output_dir, config, mock)
-        store = open_store(settings)
-        prod, targets = service.prepare_retry(settings, production, clip, prompt, store, err.print)
-        code = run_productions(settings, store, [prod], as_json=as_json, yes=yes, retry_clips=targets)
-    except ReelcrewError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        interrupted()
+    settings = settings_for(output_dir, config, mock)
+    store = open_store(settings)
+    prod, targets = service.prepare_retry(settings, production, clip, prompt, store, err.print)
+    code = run_productions(settings, store, [prod], as_json=as_json, yes=yes, retry_clips=targets)
     raise typer.Exit(code)
 
 
 @app.command()
+@reports_errors
 def cancel(
     production: str = typer.Argument(..., help="Production id (see `reelcrew status`)."),
     output_dir: OutputDirOpt = None,
@@ -159,10 +147,7 @@ def cancel(
     config: ConfigOpt = None,
 ) -> None:
     """Stop a production: nothing new is submitted; operations already at Veo finish and are recorded."""
-    try:
-        settings = settings_for(output_dir, config)
-        summary = service.cancel(settings, production, open_store(settings))
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config)
+    summary = service.cancel(settings, production, open_store(settings))
     print_summaries([summary], as_json)
     raise typer.Exit(0)

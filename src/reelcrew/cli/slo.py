@@ -9,18 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, fail, open_reader, settings_for
+from reelcrew.cli.app import ConfigOpt, JsonOpt, OutputDirOpt, app, open_reader, reports_errors, settings_for
 from reelcrew.cli.render import print_json
-from reelcrew.errors import ReelcrewError
-
-
-def _number(value: float | None, name: str) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if name.endswith("_seconds") else f"{value:.3f}"  # the name carries the unit
 
 
 @app.command()
+@reports_errors
 def slo(
     window: Annotated[str, typer.Option("--window", help="How far back: 24h, 30m, 7d or seconds.")] = "24h",
     output_dir: OutputDirOpt = None,
@@ -29,20 +23,14 @@ def slo(
 ) -> None:
     """Service level objectives from the ledger: each value with its min/max and target; exit 1 when one is broken."""
     from reelcrew import alerts
-    from reelcrew.slo import compute, parse_window
+    from reelcrew.slo import compute, parse_window, shown
+    from reelcrew.slo_watch import alert_broken
 
-    try:
-        settings = settings_for(output_dir, config)
-        report = compute(open_reader(settings), settings.slo, parse_window(window))
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config)
+    report = compute(open_reader(settings), settings.slo, parse_window(window))
     broken = report.broken
-    if broken:
-        sender = alerts.install(settings)
-        if sender is not None:
-            sender.notify("slo_broken", ", ".join(f"{name} = {_number(report.slos[name].value, name)}"
-                                                  for name in broken) + f" over the last {window}")
-            sender.flush(alerts.POST_TIMEOUT + 1)
+    if alert_broken(settings, report, window) and (sender := alerts.current()) is not None:
+        sender.flush(alerts.POST_TIMEOUT + 1)  # cron's process exits next: the alert leaves first
     if as_json:
         print_json(report.as_json())
     else:
@@ -52,8 +40,8 @@ def slo(
                              min_width=6 if column == "status" else None)
         for name, value in report.slos.items():
             colour = {"ok": "green", "broken": "red"}.get(value.status, "yellow")
-            table.add_row(name, _number(value.value, name), _number(value.min, name), _number(value.max, name),
-                          _number(value.target, name), str(value.samples), f"[{colour}]{value.status}[/]")
+            table.add_row(name, shown(value.value, name), shown(value.min, name), shown(value.max, name),
+                          shown(value.target, name), str(value.samples), f"[{colour}]{value.status}[/]")
         Console().print(table)
         if broken:
             print(f"broken: {', '.join(broken)}")

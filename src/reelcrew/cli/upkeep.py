@@ -14,10 +14,10 @@ from reelcrew.cli.app import (
     OutputDirOpt,
     app,
     err,
-    fail,
     ledger_app,
     open_reader,
     open_store,
+    reports_errors,
     settings_for,
 )
 from reelcrew.cli.render import print_cost, print_json, print_repair, print_status
@@ -25,6 +25,7 @@ from reelcrew.errors import ReelcrewError
 
 
 @app.command()
+@reports_errors
 def status(
     production: str | None = typer.Argument(None),
     output_dir: OutputDirOpt = None,
@@ -32,15 +33,13 @@ def status(
     config: ConfigOpt = None,
 ) -> None:
     """What the ledger knows: productions, their stages and clips."""
-    try:
-        settings = settings_for(output_dir, config)
-        report = service.status(settings, production, open_reader(settings))
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config)
+    report = service.status(settings, production, open_reader(settings))
     print_status(report, as_json, production)
 
 
 @app.command()
+@reports_errors
 def repair(
     output_dir: OutputDirOpt = None,
     mock: MockOpt = False,
@@ -50,17 +49,14 @@ def repair(
     as_json: JsonOpt = False,
 ) -> None:
     """Find clips marked done whose file is missing or invalid, and clips stuck past their timeout; fix or report."""
-    try:
-        settings = settings_for(output_dir, config, mock)
-        if ledger:
-            from reelcrew.cli.backup import print_recovery
-            from reelcrew.service.backup import repair_ledger
+    settings = settings_for(output_dir, config, mock)
+    if ledger:
+        from reelcrew.cli.backup import print_recovery
+        from reelcrew.service.backup import repair_ledger
 
-            print_recovery(repair_ledger(settings))
-            return
-        report = service.repair(settings, open_store(settings))
-    except ReelcrewError as exc:
-        fail(exc)
+        print_recovery(repair_ledger(settings))
+        return
+    report = service.repair(settings, open_store(settings))
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
@@ -68,48 +64,46 @@ def repair(
 
 
 @ledger_app.command("import")
+@reports_errors
 def ledger_import(
     source: str = typer.Argument(..., help="An older ledger: a reelcrew.db file, or a database URL."),
     output_dir: OutputDirOpt = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Copy an older ledger (productions, stages, clips, receipts, costs, events) into the one in use.
+    """Copy an older ledger (productions, clips, receipts, costs, events, tokens, ...: every table but the quota
+    breakers') into the one in use.
 
     Nothing here is overwritten; a clip that lacks a receipt or a file the older ledger has takes it.
     Works from SQLite into PostgreSQL (set REELCREW_DB to the target)."""
-    try:
-        from reelcrew.store import safe_url
+    from reelcrew.store import safe_url
 
-        settings = settings_for(output_dir, config)
-        store = open_store(settings)
-        counts = service.import_ledger(store, source)
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config)
+    store = open_store(settings)
+    counts = service.import_ledger(store, source)
     if as_json:
         print_json({"ledger": safe_url(store.url), "imported": counts})
         return
-    moved = ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing"
+    moved = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing"
     err.print(f"imported into {safe_url(store.url)}: {moved}")
     err.print("run `reelcrew resume` to finish what it had in flight (receipts are re-attached, never re-paid)")
 
 
 @app.command()
+@reports_errors
 def cost(
     output_dir: OutputDirOpt = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """The cost ledger: per production, per day, per model."""
-    try:
-        settings = settings_for(output_dir, config)
-        report = service.cost(settings, open_reader(settings))
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config)
+    report = service.cost(settings, open_reader(settings))
     print_cost(report, as_json)
 
 
 @app.command()
+@reports_errors
 def doctor(
     output_dir: OutputDirOpt = None,
     mock: MockOpt = False,
@@ -117,10 +111,7 @@ def doctor(
     as_json: JsonOpt = False,
 ) -> None:
     """Checks before spending: keys, Veo and Gemini reachable, ffmpeg, a subtitle font, output folder, disk space."""
-    try:
-        settings = settings_for(output_dir, config, mock)
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(output_dir, config, mock)
     from reelcrew.health import checks as shared_checks  # the same checks as /readyz
 
     checks = [*_credential_checks(settings), *shared_checks(settings), *_backup_checks(settings),

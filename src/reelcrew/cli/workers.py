@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from reelcrew.cli.app import ConfigOpt, JsonOpt, app, err, fail, open_store, settings_for
-from reelcrew.errors import ReelcrewError
+from reelcrew.cli.app import ConfigOpt, JsonOpt, app, err, open_store, reports_errors, settings_for
 
 dead_app = typer.Typer(help="Tasks that exhausted their retries (with a broker): list them, re-queue one.",
                        no_args_is_help=True)
@@ -31,6 +30,7 @@ def _app(config):
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@reports_errors
 def worker(
     ctx: typer.Context,
     queues: str | None = typer.Option(None, "--queues", "-Q",
@@ -41,42 +41,35 @@ def worker(
     config: ConfigOpt = None,
 ) -> None:
     """Run a Celery worker on REELCREW_BROKER (tasks for the productions in the shared ledger)."""
-    try:
-        from reelcrew.workers import worker_argv
+    from reelcrew.workers import worker_argv
 
-        _, celery_app = _app(config)
-        argv = worker_argv([q.strip() for q in queues.split(",") if q.strip()] if queues else None, concurrency)
-        celery_app.worker_main([*argv, "--pool", pool, *ctx.args])
-    except ReelcrewError as exc:
-        fail(exc)
+    _, celery_app = _app(config)
+    argv = worker_argv([q.strip() for q in queues.split(",") if q.strip()] if queues else None, concurrency)
+    celery_app.worker_main([*argv, "--pool", pool, *ctx.args])
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@reports_errors
 def beat(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Run Celery beat on REELCREW_BROKER: the reconciler every 30 s (re-enqueues work whose lease expired)."""
-    try:
-        settings, celery_app = _app(config)
-        schedule = settings.state_dir / "celerybeat-schedule"
-        schedule.parent.mkdir(parents=True, exist_ok=True)
-        celery_app.start(["beat", "--schedule", str(schedule), "--loglevel", "INFO", *ctx.args])
-    except ReelcrewError as exc:
-        fail(exc)
+    settings, celery_app = _app(config)
+    schedule = settings.state_dir / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "--schedule", str(schedule), "--loglevel", "INFO", *ctx.args])
 
 
 @dead_app.command("list")
+@reports_errors
 def dead_list(
     all_: bool = typer.Option(False, "--all", help="Also the letters already retried."),
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """The dead letters, newest first: task, production, clip, attempts, error."""
-    try:
-        from reelcrew.service import queue
+    from reelcrew.service import queue
 
-        settings = settings_for(None, config)
-        letters = queue.dead_letters(open_store(settings), all_)
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(None, config)
+    letters = queue.dead_letters(open_store(settings), all_)
     if as_json:
         print(json.dumps({"dead_letters": letters}, ensure_ascii=False, indent=2, default=str))
         return
@@ -91,19 +84,17 @@ def dead_list(
 
 
 @dead_app.command("retry")
+@reports_errors
 def dead_retry(
     letter_id: int = typer.Argument(..., help="A dead letter's id (`reelcrew dead list`)."),
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Re-queue a dead letter's task (once)."""
-    try:
-        from reelcrew.service import queue
+    from reelcrew.service import queue
 
-        settings = settings_for(None, config)
-        letter = queue.retry_dead(settings, open_store(settings), letter_id)
-    except ReelcrewError as exc:
-        fail(exc)
+    settings = settings_for(None, config)
+    letter = queue.retry_dead(settings, open_store(settings), letter_id)
     if as_json:
         print(json.dumps({"retried": letter_id, "task": letter["task"], "production_id": letter["production_id"]}))
     else:

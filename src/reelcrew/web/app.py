@@ -17,6 +17,7 @@ from reelcrew import alerts
 from reelcrew.health import readiness as shared_readiness
 from reelcrew.service.ledger import open_store
 from reelcrew.settings import Settings
+from reelcrew.slo_watch import watch_for
 from reelcrew.web import api, dashboard, errors, observe
 from reelcrew.web.auth import Auth, server_secret
 from reelcrew.web.studio import Studio
@@ -77,17 +78,24 @@ def create_app(settings: Settings, *, config: Path | None = None, admin_token: s
     studio = Studio(settings, store, config, workers)
     alerts.install(settings)  # REELCREW_ALERT_WEBHOOK: the runs this server makes send their alerts
 
+    slo_watch = watch_for(settings, store)  # REELCREW_SLO_CHECK_SECONDS: the slo_broken alert without cron
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if recover:
             studio.recover()
+        if slo_watch is not None:
+            slo_watch.start()
         yield
+        if slo_watch is not None:
+            slo_watch.stop()
         studio.shutdown()
 
     app = FastAPI(title="reelcrew", version="0.1.0", lifespan=lifespan,
                   description="Topics in, finished short videos out. Every route but /healthz and /readyz needs "
                               "`Authorization: Bearer TOKEN` (`reelcrew token create NAME --role ROLE`).")
     app.state.studio = studio
+    app.state.slo_watch = slo_watch
     app.state.auth = Auth(store, server_secret(settings.state_dir), admin_token)
     app.state.create_rate = create_rate
     app.state.uploads = settings.state_dir / "uploads"
