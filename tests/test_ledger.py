@@ -165,7 +165,9 @@ def test_an_older_folder_ledger_with_operations_in_flight_is_imported_and_resume
     deadline = time.time() + 60
     while not old_db.exists() and time.time() < deadline:
         time.sleep(0.05)
-    wait_for_receipts(Store(f"sqlite:///{old_db}"), 2)
+    watcher = Store(f"sqlite:///{old_db}")
+    wait_for_receipts(watcher, 2)
+    watcher.close()  # the import renames this file; the CLI runs in this process, where SQLite's locks are shared
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert fake.accepted == 2

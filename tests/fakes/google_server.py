@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -101,6 +102,15 @@ def video_shape(prompt: str, params: dict) -> tuple:
             params.get("resolution", "720p"), params.get("generateAudio", True) is not False)
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client killed mid-request (kill -9 tests) resets its connection: Google's side shrugs, so does the fake.
+    socketserver would print that traceback on stderr, where a CLI run in the test's own process reads it."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 FILTER_REASON = ("Veo could not generate 1 videos based on the prompt provided. You will not be charged for this "
                  "request. Try rephrasing the prompt. Support codes: 42237218")
 
@@ -168,7 +178,7 @@ class FakeGoogle:
         self._signers: dict[str, object] = {}  # service-account email → its public key
         self.closing = threading.Event()  # set on stop: releases "late" submits still holding their answer
         self.held = threading.Event()  # set by a test: releases "held" submits (accepted, answer held until then)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = QuietServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
