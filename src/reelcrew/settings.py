@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     reelcrew_render_concurrency: int = Field(1, ge=1, description="finals rendered at once in the local runner")
     reelcrew_clips_in_order: bool = Field(False, description="a production's clips one after another (each "
                                           "submit follows the previous clip's end): the hook of a continuity mode")
+    reelcrew_slot_live_seconds: float = Field(3.0, gt=0, description="a clip waiting for a Veo slot keeps its "
+                                              "place in the ledger's line (prompts ready first, served first) "
+                                              "while it asked within this many seconds")
     veo3_max_retries: int = Field(3, ge=0)
     qc: Literal["flag", "regenerate", "off"] = Field(
         "flag", description="clip quality checks after download (black, frozen, silent): flag them in the manifest, "

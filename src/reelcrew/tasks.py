@@ -30,7 +30,6 @@ generator's (reelcrew.video.generator), unchanged.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
@@ -111,8 +110,6 @@ class Tasks:
         self._check_locks: dict[str, threading.Lock] = {}  # clip key → one check of its file at a time
         self._rendered: set[str] = set()
         self._chains: dict[str, str] = {}  # clip key → the owner whose follow steps hold it (released on close)
-        self._line: dict[str, int] = {}  # clip key → its place in this context's line for a Veo slot
-        self._places = itertools.count()
 
     # -- what a step needs ------------------------------------------------------------------------
     def settings(self, pid: str) -> Settings:
@@ -283,15 +280,10 @@ class Tasks:
         if resting is not None:
             return resting
         if self.stopping.is_set():
-            self._leave_line(job.key)
             return []
         clip = self.store.clip(job.key)
-        waiting = clip.status in (ClipStatus.pending, ClipStatus.paused)  # not at Veo, nor claimed by a submit
-        if waiting and not self._my_turn(job.key, generator.s.veo3_max_concurrent):
-            return [step.again(generator.tick)]  # clips ready earlier go first (their production's final too)
+        # the ledger's line decides the turn: clips whose prompts were ready first (their final too) go first
         mode, wait = generator._claim(clip, job.owner)
-        if mode != "wait" or not waiting:
-            self._leave_line(job.key)
         if mode == "settled":
             return [step.again(0.0)]  # settled by another claim meanwhile: the next look reuses it
         if mode == "attach":
@@ -315,19 +307,6 @@ class Tasks:
             generator._changed(job.key)
             return self._after_clip(step)
         return [step.again(generator.waited())]
-
-    def _my_turn(self, key: str, slots: int) -> bool:
-        """First come, first served within this process: only the `slots` clips longest in line ask the ledger
-        for a slot, so the clips of the production whose prompts came first are made first (and its final is
-        cut while the others' clips are made) instead of every production's clips finishing together. The
-        ledger still decides (VEO3_MAX_CONCURRENT across processes)."""
-        with self._lock:
-            place = self._line.setdefault(key, next(self._places))
-            return place in sorted(self._line.values())[:slots]
-
-    def _leave_line(self, key: str) -> None:
-        with self._lock:
-            self._line.pop(key, None)
 
     def follow_clip(self, step: Step) -> list[Step]:
         generator = self.generator(step.production_id)
@@ -370,7 +349,6 @@ class Tasks:
             return None  # its file vanished: fetched again (never a new payment)
         clip = self.store.clip(job.key)
         if clip.status in SETTLED_CLIPS:  # paused is not: this step asks the ledger again (`resume`, `retry`)
-            self._leave_line(job.key)
             generator._changed(job.key)
             return self._after_clip(step)
         return None

@@ -205,17 +205,11 @@ def own_context(shared: Any) -> Any:
 
 
 def worker_tasks() -> type:
-    """The task bodies as a worker runs them. The local runner's line for Veo slots (first come, first served
-    within one process) is off: a clip's steps land on any worker, so a per-process line fills with clips whose
-    next step went elsewhere and its head never comes back (seen as tens of thousands of submit steps looping).
-    Across workers the ledger alone decides (VEO3_MAX_CONCURRENT in its claim transaction)."""
+    """The task bodies as a worker runs them: the local runner's (`reelcrew.tasks.Tasks`). The turn for a Veo slot
+    is the ledger's line (`Store._my_turn`), the same for every worker on every machine."""
     from reelcrew.tasks import Tasks
 
-    class WorkerTasks(Tasks):
-        def _my_turn(self, key: str, slots: int) -> bool:
-            return True
-
-    return WorkerTasks
+    return Tasks
 
 
 def ledger_progress(store: Any) -> Any:
