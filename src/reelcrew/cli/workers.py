@@ -50,10 +50,11 @@ def worker(
         from reelcrew.worker_pools import child_argv, parse_pools, pool_plan, run_pools
         from reelcrew.workers import worker_argv
 
+        sizes = parse_pools(pools)  # a typo is said before anything connects
         settings, celery_app = _app(config)
         wanted = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
         if concurrency is None:
-            plan = pool_plan(settings, wanted, parse_pools(pools))
+            plan = pool_plan(settings, wanted, sizes)
             raise typer.Exit(run_pools(plan, lambda queue, threads: child_argv(
                 queue, threads, pool or "threads", str(config) if config else None, list(ctx.args))))
         argv = worker_argv(wanted, concurrency)
