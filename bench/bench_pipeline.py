@@ -103,6 +103,9 @@ def run_path(path: str, args, fake) -> dict:
 
         progress = Progress(stage=stage)
         from reelcrew.tasks import Tasks
+        from reelcrew.workers import QUEUES, warm_up
+
+        warm_up(QUEUES)  # what a Celery worker loads before its first task: the paths compare pipelining alone
 
         steps = {"submit_clip": 0}
         submit_clip = Tasks.submit_clip
@@ -129,15 +132,9 @@ def run_path(path: str, args, fake) -> dict:
         written = {e["production_id"]: e["at"] for p in prods for e in store.recent_events(p.id, limit=500)
                    if e["kind"] == "stage" and e["stage"] == "prompts"}
         writing = [written[p.id] - writing_started[p.id] for p in prods]
-        # a clip's fetch (the poll that sees it done, download, validation): the fastest seen, from Veo's done time
-        ended = {name: op["done_at"] for name, op in fake.ops.items()}
-        fetches = []
-        for prod in prods:
-            done = {e["clip_index"]: e["at"] for e in store.recent_events(prod.id, limit=500) if e["kind"] == "done"}
-            for clip in store.production_clips(prod.id):
-                if clip.operation_name in ended and clip.index in done:
-                    fetches.append(done[clip.index] - ended[clip.operation_name])
-        fetch = max(min(fetches), 0.0) if fetches else 0.0
+        fetch = fastest_fetch(store, [p.id for p in prods], fake)
+        if args.timeline:
+            timeline(store, [p.id for p in prods], start)
         statuses = {store.production(p.id).status.value for p in prods}
         first_pid = min(finals, key=finals.__getitem__)
         first = finals[first_pid] - start
@@ -152,6 +149,18 @@ def run_path(path: str, args, fake) -> dict:
                 "render": sum(renders) / len(renders), "statuses": statuses, "fetch": fetch,
                 "writing": sum(writing) / len(writing),
                 "steps": steps["submit_clip"] / (args.topics * args.scenes) if path != "stages" else None}
+
+
+def fastest_fetch(store, ids: list[str], fake) -> float:
+    """A clip's fetch (the poll that sees it done, download, validation): the fastest seen, from Veo's done time."""
+    ended = {name: op["done_at"] for name, op in fake.ops.items()}
+    fetches = []
+    for pid in ids:
+        done = {e["clip_index"]: e["at"] for e in store.recent_events(pid, limit=1000) if e["kind"] == "done"}
+        for clip in store.production_clips(pid):
+            if clip.operation_name in ended and clip.index in done:
+                fetches.append(done[clip.index] - ended[clip.operation_name])
+    return max(min(fetches), 0.0) if fetches else 0.0
 
 
 def wait_for_workers(broker: str, nodes: int, timeout: float = 300.0) -> float:
@@ -181,7 +190,19 @@ def submit_steps(folders: list[Path]) -> int:
     return count
 
 
-def run_celery(workers: int, args, fake_url: str) -> dict:
+def timeline(store, ids: list[str], start: float) -> None:
+    """Each production's milestones in seconds from the start (`--timeline`): where a path's time goes."""
+    for pid in ids:
+        events = store.recent_events(pid, limit=1000)
+        marks = [f"{e['kind']}{'' if e.get('clip_index') is None else e['clip_index']}"
+                 f"{'/' + e['stage'] if e['kind'] in ('stage', 'progress') else ''}@{e['at'] - start:.1f}"
+                 for e in sorted(events, key=lambda e: e["at"])
+                 if e["kind"] in ("stage", "submitted", "done", "final") or
+                 (e["kind"] == "progress" and e.get("stage") == "final")]
+        print(f"  {pid[:24]}: {' '.join(marks)}", file=sys.stderr)
+
+
+def run_celery(workers: int, args, fake) -> dict:
     """The same batch on `workers` Celery worker processes (real PostgreSQL and Redis, started here)."""
     import subprocess
 
@@ -194,7 +215,7 @@ def run_celery(workers: int, args, fake_url: str) -> dict:
     procs: list[subprocess.Popen] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            env = {"GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": fake_url, "POLLING_INTERVAL": "0.1",
+            env = {"GEMINI_API_KEY": "bench", "GOOGLE_GEMINI_BASE_URL": fake.url, "POLLING_INTERVAL": "0.1",
                    "NO_PROXY": "127.0.0.1", "REELCREW_LLM": "mock", "VEO3_MOCK_MODE": "false",
                    "REELCREW_DB": postgres.database(), "REELCREW_BROKER": redis.url, "SCENES": str(args.scenes),
                    "VEO3_MAX_CONCURRENT": str(args.concurrent), "VEO3_RPM": str(args.rpm),
@@ -220,12 +241,19 @@ def run_celery(workers: int, args, fake_url: str) -> dict:
             ids = queue.enqueue(settings, prods, store)
             queue.follow(store, ids, every=0.2)
             wall = time.time() - start
+            if args.timeline:
+                timeline(store, ids, start)
             events = {pid: store.recent_events(pid, limit=1000) for pid in ids}
             finals = {pid: max(e["at"] for e in ev if e["kind"] == "final") for pid, ev in events.items()}
             started = {pid: max(e["at"] for e in ev if e["kind"] == "progress" and e["stage"] == "final")
                        for pid, ev in events.items()}
             renders = [finals[pid] - started[pid] for pid in ids]
-            writing = [store.llm_answers(pid) * args.writer_latency for pid in ids]
+            # as on the local path: each production's writers from its script started to its prompts written
+            # (the workers log the stages' starts as events), and the fastest fetch from Veo's done time
+            writing = [min(e["at"] for e in events[pid] if e["kind"] == "stage" and e["stage"] == "prompts")
+                       - min(e["at"] for e in events[pid] if e["kind"] == "progress" and e["stage"] == "script")
+                       for pid in ids]
+            fetch = fastest_fetch(store, ids, fake)
             statuses = {store.production(pid).status.value for pid in ids}
             first_pid = min(finals, key=finals.__getitem__)
             index = ids.index(first_pid)
@@ -236,14 +264,14 @@ def run_celery(workers: int, args, fake_url: str) -> dict:
             writer_slots = workers * (args.threads if shared else sizes["writers"])
             render_slots = workers * (args.threads if shared else sizes["render"])
             batch_bound, _ = bound(writing, args.scenes, args.latency, args.concurrent, args.rpm, renders,
-                                   writer_slots, render_slots)
+                                   writer_slots, render_slots, fetch)
             _, own_bound = bound([writing[i] for i in order], args.scenes, args.latency, args.concurrent, args.rpm,
-                                 [renders[i] for i in order], writer_slots, render_slots)
+                                 [renders[i] for i in order], writer_slots, render_slots, fetch)
             store.close()
             return {"path": f"celery ({workers} worker{'s' if workers > 1 else ''})", "wall": wall,
                     "bound": batch_bound, "first": finals[first_pid] - start, "first_bound": own_bound,
-                    "render": sum(renders) / len(renders), "statuses": statuses, "fetch": 0.0,
-                    "writing": sum(writing) / len(writing),  # writers as W x answers; fetch not measured here
+                    "render": sum(renders) / len(renders), "statuses": statuses, "fetch": fetch,
+                    "writing": sum(writing) / len(writing),
                     "steps": submit_steps(homes) / (args.topics * args.scenes)}
     finally:
         for proc in procs:
@@ -266,6 +294,7 @@ def main() -> None:
     ap.add_argument("--paths", default="stages,local")
     ap.add_argument("--worker-args", default="", help="`reelcrew worker`'s options for the Celery paths (default: "
                     "a pool per queue; e.g. \"--pool threads --concurrency 4\" for one shared pool)")
+    ap.add_argument("--timeline", action="store_true", help="each production's milestones, on stderr")
     ap.add_argument("--threads", type=int, default=4, help="the shared pool's size when --worker-args has one")
     args = ap.parse_args()
     from tests.fakes.google_server import FakeGoogle, Script
@@ -279,7 +308,7 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         with FakeGoogle(Script(latency=args.latency)) as fake:
             if path.startswith("celery"):
-                r = run_celery(int(path.removeprefix("celery") or 1), args, fake.url)
+                r = run_celery(int(path.removeprefix("celery") or 1), args, fake)
             else:
                 r = run_path(path, args, fake)
         print(f"| {r['path']} | {r['wall']:.1f} s | {r['bound']:.1f} s | {r['wall'] / r['bound']:.3f} | "
