@@ -36,7 +36,9 @@ def _submit_order(store, prods) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_first_productions_clips_get_every_slot_before_the_second_productions(real_env, fake, ledger_db):
+def test_the_first_productions_clips_get_every_slot_before_the_second_productions(real_env, fake, ledger_db,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("REELCREW_SLOT_LIVE_SECONDS", "600")  # a round may take seconds on a loaded machine
     settings = load_settings(scenes=3, veo3_max_concurrent=1)
     store = service.open_store(settings)
     first, second = service.plan(settings, ["how tea is made", "why the sky is blue"], store)

@@ -45,6 +45,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     update,
 )
@@ -85,7 +86,8 @@ clips = Table(
     Column("submitted_at", Float), Column("updated_at", Float),
     Column("artifact", Text),  # schema 12: where its bytes live for every worker (`s3://…` or the local path)
     Column("qc", Text),  # the quality check of its file (reelcrew.video.qc), JSON; schema 15
-    # schema 20: when it last asked for a Veo slot, still waiting (the ledger's line: Store._my_turn); else NULL
+    # schema 20: when it last asked for a Veo slot while waiting (the ledger's line: Store._my_turn); 0 once out of
+    # the line (granted, parked); NULL never asked
     Column("wants_slot_at", Float))
 production_clips = Table(
     "production_clips", meta,
@@ -808,12 +810,12 @@ class Store:
             refusal = "its production was cancelled" if self._cancelled(c, key) else refuse(spend)
             if refusal:
                 self._update_clip(c, key, status=ClipStatus.paused, error=f"not submitted: {refusal}",
-                                  lease_owner=None, lease_until=0.0, wants_slot_at=None)
+                                  lease_owner=None, lease_until=0.0, wants_slot_at=0.0)
             else:
                 stale_intent = row["status"] == "submitting"  # a process died between intent and receipt
                 self._update_clip(c, key, status=ClipStatus.submitting, lease_owner=owner, lease_until=now + ttl,
                                   possible_duplicate=bool(row["possible_duplicate"]) or stale_intent,
-                                  wants_slot_at=None)
+                                  wants_slot_at=0.0)  # out of the line (0: it asked before)
         if refusal:
             if "budget" in refusal:  # told once committed (an alert), never from inside the transaction
                 _tell("budget_reached", refusal, production_id=row["production_id"], stage="clips")
@@ -826,7 +828,9 @@ class Store:
         `live_since` (a waiter whose step was lost, its worker killed, drops out by itself: it cannot block the
         line), the `free` first get the free slots, in the order their productions' prompts were ready (then
         production created, then scene). So the first production's clips are made first and its final is cut
-        while the others' clips are made, instead of every production's clips finishing together."""
+        while the others' clips are made, instead of every production's clips finishing together. A clip recorded
+        since `live_since` that has not asked yet (NULL: its step is on its way) is in line too, so the clips of
+        a production that were sent together are not overtaken by whichever other step asks first."""
         prompts = stage_outputs.alias("prompts_ready")
         ready = func.coalesce(prompts.c.created_at, productions.c.created_at, 0.0)
         first = conn.execute(
@@ -834,8 +838,10 @@ class Store:
             .select_from(clips.outerjoin(prompts, (prompts.c.production_id == clips.c.production_id)
                                          & (prompts.c.stage == "prompts"))
                          .outerjoin(productions, productions.c.id == clips.c.production_id))
-            .where(clips.c.wants_slot_at >= live_since, clips.c.operation_name.is_(None),
-                   clips.c.status.in_(WAITING))
+            .where(or_(clips.c.wants_slot_at >= live_since,
+                       clips.c.wants_slot_at.is_(None) & (clips.c.updated_at >= live_since)
+                       & (clips.c.status == ClipStatus.pending.value)),
+                   clips.c.operation_name.is_(None), clips.c.status.in_(WAITING))
             .order_by(ready, func.coalesce(productions.c.created_at, 0.0), clips.c.idx, clips.c.key)
             .limit(free)).scalars().all()
         return key in first
@@ -1378,7 +1384,7 @@ class Store:
     def _import_clips(self, src: Connection, dst: Connection) -> int:
         count = 0
         for row in src.execute(select(clips)).mappings():
-            values = dict(row, lease_owner=None, lease_until=0.0)
+            values = dict(row, lease_owner=None, lease_until=0.0, wants_slot_at=None)  # a place in another line
             mine = dst.execute(select(clips).where(clips.c.key == row["key"])).mappings().first()
             if mine is None:
                 dst.execute(insert(clips).values(**values))
