@@ -11,10 +11,11 @@ Every body reads the ledger first, so a repeated or redelivered step continues w
                 order), or nothing: stopped by `until`, held for approval (`hold`), failed, paused or cancelled.
 - `submit_clip` claim + ONE paid submit; it ends when the receipt is committed → `follow_clip` (its first look
                 at once, then one per POLLING_INTERVAL), carrying the claim's owner. A clip already at Veo →
-                `follow_clip` now. A wait (VEO3_MAX_CONCURRENT in flight, the breaker, a quota 429, a back-off,
-                another claim) → itself again with that countdown. A settled clip (done, perhaps by another
-                production sharing it) → its file is copied to this scene, then `render` when every clip of the
-                production rests. A parked clip (budget, paused day, cancelled) → the same, once the ledger said so.
+                `follow_clip` now. A wait (VEO3_MAX_CONCURRENT in flight, clips ahead in the ledger's line for
+                slots, the breaker, a quota 429, a back-off, another claim) → itself again with that countdown.
+                A settled clip (done, perhaps by another production sharing it) → its file is copied to this
+                scene, then `render` when every clip of the production rests. A parked clip (budget, paused day,
+                cancelled) → the same, once the ledger said so.
 - `follow_clip` ONE poll. Done → download + validate → `render` when every clip is settled (in order: the
                 next clip's `submit_clip`); still running → itself after POLLING_INTERVAL; a failed generation
                 that may try again → `submit_clip`. Never resubmits; never sleeps on the operation.
