@@ -212,6 +212,9 @@ class Settings(BaseSettings):
         "output", description="continuity extend: what an extension is priced at in the estimate, budgets and cost "
         "ledger: `output` (the whole grown video, the safe upper bound) or `added` (the 7 s it adds); Google's "
         "pages do not say which (docs/continuity-references-extend.md)")
+    reelcrew_slot_live_seconds: float = Field(3.0, gt=0, description="a clip waiting for a Veo slot keeps its "
+                                              "place in the ledger's line (prompts ready first, served first) "
+                                              "while it asked within this many seconds")
     veo3_max_retries: int = Field(3, ge=0)
     qc: Literal["flag", "regenerate", "off"] = Field(
         "flag", description="clip quality checks after download (black, frozen, silent): flag them in the manifest, "

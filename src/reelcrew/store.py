@@ -45,6 +45,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     update,
 )
@@ -85,7 +86,10 @@ clips = Table(
     Column("lease_owner", String), Column("lease_until", Float, default=0.0),
     Column("submitted_at", Float), Column("updated_at", Float),
     Column("artifact", Text),  # schema 12: where its bytes live for every worker (`s3://…` or the local path)
-    Column("qc", Text))  # the quality check of its file (reelcrew.video.qc), JSON; schema 15
+    Column("qc", Text),  # the quality check of its file (reelcrew.video.qc), JSON; schema 15
+    # schema 20: when it last asked for a Veo slot while waiting (the ledger's line: Store._my_turn); 0 once out of
+    # the line (granted, parked); NULL never asked
+    Column("wants_slot_at", Float))
 production_clips = Table(
     "production_clips", meta,
     Column("production_id", String, primary_key=True), Column("idx", Integer, primary_key=True),
@@ -307,6 +311,8 @@ MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     16: ("continuity mode per production", lambda c: _continuity(c)),
     17: ("continuity references: each production's reference images",
          lambda c: meta.create_all(c, tables=[production_references])),
+    20: ("the line for Veo slots: when a waiting clip last asked",
+         lambda c: _add_columns(c, "clips", {"wants_slot_at": "FLOAT"})),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 # Every table but schema_info, by the name a backup's counts and `ledger import` print for it. A table added to the
@@ -355,6 +361,7 @@ LOCK_KEY = 0x7265656C  # "reel": the PostgreSQL advisory lock every write transa
 IN_FLIGHT = ("submitting", "submitted")  # at Veo (or about to be): what VEO3_MAX_CONCURRENT counts
 PROMISED = ("submitting", "submitted", "downloading")  # will be charged unless they fail: what budgets count
 SETTLED = {"done", "filtered", "failed", "ambiguous"}
+WAITING = ("pending", "paused", "submitting")  # may ask for a Veo slot (`submitting`: a dead claim's stale intent)
 RESERVE_BYTES = 1 << 20  # room kept beside a SQLite ledger for the receipts of a disk that fills up (Store._receipt)
 LEDGER_ROOM = 4 << 20  # what a SQLite ledger needs free: its WAL grows to ~1000 pages (4 MiB) between checkpoints
 _events_log = logging.getLogger("reelcrew.events")
@@ -845,12 +852,15 @@ class Store:
 
     # -- claims ---------------------------------------------------------------------------
     def claim_clip(self, key: str, owner: str, ttl: float, max_in_flight: int, hold_for: float,
-                   refuse: Callable[[Spend], str | None], run_started: float) -> tuple[str, float]:
+                   refuse: Callable[[Spend], str | None], run_started: float, live_for: float = 3.0
+                   ) -> tuple[str, float]:
         """Atomically decide what `owner` does with the clip, in one write transaction:
 
         `settled` (done, filtered, failed or ambiguous by now: look again), `wait` (another live claim holds
-        it, the breaker says wait, or VEO3_MAX_CONCURRENT operations are in flight), `attach` (a receipt
-        exists: poll it), `paused` (a budget refuses it) or `submit` (intent committed: send it)."""
+        it, the breaker says wait, VEO3_MAX_CONCURRENT operations are in flight, or clips ahead of it in the
+        line ask for the free slots), `attach` (a receipt exists: poll it), `paused` (a budget refuses it) or
+        `submit` (intent committed: send it). A clip that would submit waits in the ledger's line (`_my_turn`):
+        a waiter keeps its place while it asked within `live_for` seconds."""
         now = time.time()
         with self._write() as c:
             row = c.execute(select(clips).where(clips.c.key == key)).mappings().one()
@@ -862,9 +872,12 @@ class Store:
             if row["operation_name"] and row["status"] in ("submitted", "submitting", "paused", "downloading"):
                 self._update_clip(c, key, status=ClipStatus.submitted, lease_owner=owner, lease_until=now + ttl)
                 return "attach", 0.0
+            if (row["wants_slot_at"] or 0.0) < now - live_for / 3:  # in line, or still there (a write only
+                c.execute(update(clips).where(clips.c.key == key).values(wants_slot_at=now))  # now and then)
             if hold_for > 0:
                 return "wait", min(hold_for, 1.0)
-            if self._in_flight(c, key) >= max_in_flight:
+            free = max_in_flight - self._in_flight(c, key)
+            if free <= 0 or not self._my_turn(c, key, free, now - live_for):
                 return "wait", -1.0
             if self._quota(c, "veo")["open_until"] > now:  # paused (a 429-day, say) since this claim asked the
                 return "wait", 0.0  # breaker: look again, and the breaker now parks it (no second paid 429)
@@ -872,16 +885,41 @@ class Store:
             refusal = "its production was cancelled" if self._cancelled(c, key) else refuse(spend)
             if refusal:
                 self._update_clip(c, key, status=ClipStatus.paused, error=f"not submitted: {refusal}",
-                                  lease_owner=None, lease_until=0.0)
+                                  lease_owner=None, lease_until=0.0, wants_slot_at=0.0)
             else:
                 stale_intent = row["status"] == "submitting"  # a process died between intent and receipt
                 self._update_clip(c, key, status=ClipStatus.submitting, lease_owner=owner, lease_until=now + ttl,
-                                  possible_duplicate=bool(row["possible_duplicate"]) or stale_intent)
+                                  possible_duplicate=bool(row["possible_duplicate"]) or stale_intent,
+                                  wants_slot_at=0.0)  # out of the line (0: it asked before)
         if refusal:
             if "budget" in refusal:  # told once committed (an alert), never from inside the transaction
                 _tell("budget_reached", refusal, production_id=row["production_id"], stage="clips")
             return "paused", 0.0
         return "submit", 0.0
+
+    @staticmethod
+    def _my_turn(conn: Connection, key: str, free: int, live_since: float) -> bool:
+        """The ledger's line for Veo slots, the same for every process and machine: of the clips that asked since
+        `live_since` (a waiter whose step was lost, its worker killed, drops out by itself: it cannot block the
+        line), the `free` first get the free slots, in the order their productions' prompts were ready (then
+        production created, then scene). So the first production's clips are made first and its final is cut
+        while the others' clips are made, instead of every production's clips finishing together. A clip recorded
+        since `live_since` that has not asked yet (NULL: its step is on its way) is in line too, so the clips of
+        a production that were sent together are not overtaken by whichever other step asks first."""
+        prompts = stage_outputs.alias("prompts_ready")
+        ready = func.coalesce(prompts.c.created_at, productions.c.created_at, 0.0)
+        first = conn.execute(
+            select(clips.c.key)
+            .select_from(clips.outerjoin(prompts, (prompts.c.production_id == clips.c.production_id)
+                                         & (prompts.c.stage == "prompts"))
+                         .outerjoin(productions, productions.c.id == clips.c.production_id))
+            .where(or_(clips.c.wants_slot_at >= live_since,
+                       clips.c.wants_slot_at.is_(None) & (clips.c.updated_at >= live_since)
+                       & (clips.c.status == ClipStatus.pending.value)),
+                   clips.c.operation_name.is_(None), clips.c.status.in_(WAITING))
+            .order_by(ready, func.coalesce(productions.c.created_at, 0.0), clips.c.idx, clips.c.key)
+            .limit(free)).scalars().all()
+        return key in first
 
     @staticmethod
     def _cancelled(conn: Connection, key: str) -> bool:
@@ -1420,7 +1458,7 @@ class Store:
     def _import_clips(self, src: Connection, dst: Connection) -> int:
         count = 0
         for row in src.execute(select(clips)).mappings():
-            values = dict(row, lease_owner=None, lease_until=0.0)
+            values = dict(row, lease_owner=None, lease_until=0.0, wants_slot_at=None)  # a place in another line
             mine = dst.execute(select(clips).where(clips.c.key == row["key"])).mappings().first()
             if mine is None:
                 dst.execute(insert(clips).values(**values))

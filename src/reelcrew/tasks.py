@@ -11,10 +11,11 @@ Every body reads the ledger first, so a repeated or redelivered step continues w
                 order), or nothing: stopped by `until`, held for approval (`hold`), failed, paused or cancelled.
 - `submit_clip` claim + ONE paid submit; it ends when the receipt is committed → `follow_clip` (its first look
                 at once, then one per POLLING_INTERVAL), carrying the claim's owner. A clip already at Veo →
-                `follow_clip` now. A wait (VEO3_MAX_CONCURRENT in flight, the breaker, a quota 429, a back-off,
-                another claim) → itself again with that countdown. A settled clip (done, perhaps by another
-                production sharing it) → its file is copied to this scene, then `render` when every clip of the
-                production rests. A parked clip (budget, paused day, cancelled) → the same, once the ledger said so.
+                `follow_clip` now. A wait (VEO3_MAX_CONCURRENT in flight, clips ahead in the ledger's line for
+                slots, the breaker, a quota 429, a back-off, another claim) → itself again with that countdown.
+                A settled clip (done, perhaps by another production sharing it) → its file is copied to this
+                scene, then `render` when every clip of the production rests. A parked clip (budget, paused day,
+                cancelled) → the same, once the ledger said so.
 - `follow_clip` ONE poll. Done → download + validate → `render` when every clip is settled (in order: the
                 next clip's `submit_clip`); still running → itself after POLLING_INTERVAL; a failed generation
                 that may try again → `submit_clip`. Never resubmits; never sleeps on the operation.
@@ -30,7 +31,6 @@ generator's (reelcrew.video.generator), unchanged.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
@@ -113,8 +113,6 @@ class Tasks:
         self._check_locks: dict[str, threading.Lock] = {}  # clip key → one check of its file at a time
         self._rendered: set[str] = set()
         self._chains: dict[str, str] = {}  # clip key → the owner whose follow steps hold it (released on close)
-        self._line: dict[str, int] = {}  # clip key → its place in this context's line for a Veo slot
-        self._places = itertools.count()
 
     # -- what a step needs ------------------------------------------------------------------------
     def settings(self, pid: str) -> Settings:
@@ -293,15 +291,10 @@ class Tasks:
         if resting is not None:
             return resting
         if self.stopping.is_set():
-            self._leave_line(job.key)
             return []
         clip = self.store.clip(job.key)
-        waiting = clip.status in (ClipStatus.pending, ClipStatus.paused)  # not at Veo, nor claimed by a submit
-        if waiting and not self._my_turn(job.key, generator.s.veo3_max_concurrent):
-            return [step.again(generator.tick)]  # clips ready earlier go first (their production's final too)
+        # the ledger's line decides the turn: clips whose prompts were ready first (their final too) go first
         mode, wait = generator._claim(clip, job.owner)
-        if mode != "wait" or not waiting:
-            self._leave_line(job.key)
         if mode == "settled":
             return [step.again(0.0)]  # settled by another claim meanwhile: the next look reuses it
         if mode == "attach":
@@ -335,22 +328,8 @@ class Tasks:
         key = continuity.chain(self.settings(pid), self.store, self.pipeline(pid).folder(pid), pid, step.clip_key,
                                step.clip_index)
         if key != step.clip_key:
-            self._leave_line(step.clip_key)
             self.pipeline(pid).write_manifest(self._production(pid))  # the scene's new key on disk before its submit
         return step if key == step.clip_key else step.model_copy(update={"clip_key": key})
-
-    def _my_turn(self, key: str, slots: int) -> bool:
-        """First come, first served within this process: only the `slots` clips longest in line ask the ledger
-        for a slot, so the clips of the production whose prompts came first are made first (and its final is
-        cut while the others' clips are made) instead of every production's clips finishing together. The
-        ledger still decides (VEO3_MAX_CONCURRENT across processes)."""
-        with self._lock:
-            place = self._line.setdefault(key, next(self._places))
-            return place in sorted(self._line.values())[:slots]
-
-    def _leave_line(self, key: str) -> None:
-        with self._lock:
-            self._line.pop(key, None)
 
     def follow_clip(self, step: Step) -> list[Step]:
         generator = self.generator(step.production_id)
@@ -393,7 +372,6 @@ class Tasks:
             return None  # its file vanished: fetched again (never a new payment)
         clip = self.store.clip(job.key)
         if clip.status in SETTLED_CLIPS:  # paused is not: this step asks the ledger again (`resume`, `retry`)
-            self._leave_line(job.key)
             generator._changed(job.key)
             return self._after_clip(step)
         return None

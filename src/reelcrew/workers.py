@@ -113,6 +113,44 @@ def _fresh_after_fork(**_: Any) -> None:
     _Process.tasks = None  # a connection pool (and a claim owner) must never cross a fork
 
 
+# what a queue's first step would otherwise load while its production waits (CrewAI alone is 3-10 s; the installed
+# fonts' coverage, read by the texts' pre-flight and the captions, 1-5 s): modules, or `module:function` to call
+WARM_UP: dict[str, tuple[str, ...]] = {
+    "writers": ("reelcrew.crews.base", "reelcrew.pipeline", "reelcrew.preflight",
+                "reelcrew.assemble.fonts:_installed_coverage"),
+    "clips": ("google.genai", "reelcrew.video.backends", "reelcrew.video.generator", "reelcrew.pipeline"),
+    "render": ("moviepy", "reelcrew.assembly", "reelcrew.pipeline", "reelcrew.assemble.fonts:_installed_coverage"),
+}
+
+
+@signals.worker_init.connect
+def _warm_up(sender: Any = None, **_: Any) -> None:
+    """Before the worker takes its first task (and answers a ping): import what its queues' steps need, and make
+    the process's ledger context where no fork follows (threads, solo). A production's first step then runs at
+    once instead of loading CrewAI or the Google SDK while the batch's clock runs."""
+    consumed = set(getattr(getattr(sender, "app", None) and sender.app.amqp.queues, "consume_from", None) or ())
+    warm_up(sorted(consumed or QUEUES))
+    if "prefork" not in str(getattr(sender, "pool_cls", "prefork")):
+        try:
+            _Process.get()
+        except Exception:  # the ledger unreachable now: the first task tries again (and retries with back-off)
+            log.warning("the worker's ledger context could not be made before its first task", exc_info=True)
+
+
+def warm_up(queues: Iterable[str]) -> None:
+    """Load what these queues' steps need (WARM_UP) in this process, once."""
+    import importlib
+
+    for name in dict.fromkeys(m for queue in queues for m in WARM_UP.get(queue, ())):
+        module, _, function = name.partition(":")
+        try:
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
+        except Exception:  # a warm-up is an optimisation: the step itself says what is wrong, with the fix
+            log.warning("warm-up of %s failed", name, exc_info=True)
+
+
 def transient_errors() -> tuple[type[BaseException], ...]:
     """What is worth retrying with back-off: Veo unavailable, a database or broker hiccup, the writers failing."""
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -205,17 +243,11 @@ def own_context(shared: Any) -> Any:
 
 
 def worker_tasks() -> type:
-    """The task bodies as a worker runs them. The local runner's line for Veo slots (first come, first served
-    within one process) is off: a clip's steps land on any worker, so a per-process line fills with clips whose
-    next step went elsewhere and its head never comes back (seen as tens of thousands of submit steps looping).
-    Across workers the ledger alone decides (VEO3_MAX_CONCURRENT in its claim transaction)."""
+    """The task bodies as a worker runs them: the local runner's (`reelcrew.tasks.Tasks`). The turn for a Veo slot
+    is the ledger's line (`Store._my_turn`), the same for every worker on every machine."""
     from reelcrew.tasks import Tasks
 
-    class WorkerTasks(Tasks):
-        def _my_turn(self, key: str, slots: int) -> bool:
-            return True
-
-    return WorkerTasks
+    return Tasks
 
 
 def ledger_progress(store: Any) -> Any:

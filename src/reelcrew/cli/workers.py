@@ -36,16 +36,28 @@ def worker(
     queues: str | None = typer.Option(None, "--queues", "-Q",
                                       help="Comma-separated: writers, clips, render, maintenance (default: all)."),
     concurrency: int | None = typer.Option(None, "--concurrency", "-c", min=1,
-                                           help="Tasks at once (default: Celery's, the number of CPUs)."),
-    pool: str = typer.Option("prefork", "--pool", help="prefork (processes, default), threads or solo."),
+                                           help="One pool of N tasks at once for all the queues (default: a pool "
+                                                "per queue, see --pools)."),
+    pools: str | None = typer.Option(None, "--pools", help="Threads per queue, each queue in its own process: "
+                                     "e.g. writers=2,clips=8,render=1,maintenance=1 (defaults: the local runner's)."),
+    pool: str | None = typer.Option(None, "--pool", help="prefork, threads or solo (default: threads for a pool "
+                                    "per queue, Celery's prefork with --concurrency)."),
     config: ConfigOpt = None,
 ) -> None:
-    """Run a Celery worker on REELCREW_BROKER (tasks for the productions in the shared ledger)."""
+    """Run Celery workers on REELCREW_BROKER (tasks for the productions in the shared ledger): one process per queue
+    with its own pool (a render never holds up the clips), or one shared pool with --concurrency."""
+    from reelcrew.worker_pools import child_argv, parse_pools, pool_plan, run_pools
     from reelcrew.workers import worker_argv
 
-    _, celery_app = _app(config)
-    argv = worker_argv([q.strip() for q in queues.split(",") if q.strip()] if queues else None, concurrency)
-    celery_app.worker_main([*argv, "--pool", pool, *ctx.args])
+    sizes = parse_pools(pools)  # a typo is said before anything connects
+    settings, celery_app = _app(config)
+    wanted = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    if concurrency is None:
+        plan = pool_plan(settings, wanted, sizes)
+        raise typer.Exit(run_pools(plan, lambda queue, threads: child_argv(
+            queue, threads, pool or "threads", str(config) if config else None, list(ctx.args))))
+    argv = worker_argv(wanted, concurrency)
+    celery_app.worker_main([*argv, "--pool", pool or "prefork", *ctx.args])
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -239,7 +239,8 @@ class ClipGenerator:
             return "paused", 0
         price = self._price(clip)
         mode, wait = self.store.claim_clip(clip.key, owner, self.lease_ttl, self.s.veo3_max_concurrent, delay,
-                                           lambda spend: self.budget.refusal(spend, price), self.budget.run_started)
+                                           lambda spend: self.budget.refusal(spend, price), self.budget.run_started,
+                                           live_for=max(self.s.reelcrew_slot_live_seconds, 4 * self.tick))
         return mode, (self.tick if wait < 0 else wait)
 
     def _price(self, clip: VideoClip, samples: int | None = None) -> float:
