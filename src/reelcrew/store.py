@@ -877,9 +877,13 @@ class Store:
             if hold_for > 0:
                 return "wait", min(hold_for, 1.0)
             free = max_in_flight - self._in_flight(c, key)
-            if free <= 0 or not self._my_turn(c, key, free, now - live_for):
+            breaker = self._quota(c, "veo")
+            # the breaker's one probe skips the line: every other claim is held by the breaker, so the clips ahead
+            # of it would keep their places and nobody would submit until the probe's lease ran out
+            probe = breaker["probe_owner"] == owner and (breaker["probe_until"] or 0.0) > now
+            if free <= 0 or not (probe or self._my_turn(c, key, free, now - live_for)):
                 return "wait", -1.0
-            if self._quota(c, "veo")["open_until"] > now:  # paused (a 429-day, say) since this claim asked the
+            if breaker["open_until"] > now:  # paused (a 429-day, say) since this claim asked the
                 return "wait", 0.0  # breaker: look again, and the breaker now parks it (no second paid 429)
             spend = Spend(self._promised(c, key), self._spent(c, since=run_started), self._spent(c, day=utc_day()))
             refusal = "its production was cancelled" if self._cancelled(c, key) else refuse(spend)
