@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline_cli import RUN, cli, summary
+from tests.cli_helpers import cli  # real processes: a corrupt file, TMPDIR and kill -9 are read per process
+from tests.test_pipeline_cli import RUN, summary
 from tests.waiting import wait_until
 
 # what a message must never advise: discarding, moving aside or deleting the ledger (following it pays twice)
