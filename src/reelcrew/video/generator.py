@@ -270,8 +270,7 @@ class ClipGenerator:
             self._release(clip, ClipStatus.failed, error=f"{exc.problem}; fix: {exc.fix}")
             return False
         try:
-            name = self.backend.submit(clip.prompt, clip.model, inputs) if inputs else \
-                self.backend.submit(clip.prompt, clip.model)
+            name = self.backend.submit(clip.prompt, clip.model, inputs)
         except QuotaExceeded as exc:
             self._attempt(clip, {"minute": "quota_minute", "day": "quota_day"}.get(exc.window, "quota_other"))
             return self._quota(clip, exc)
@@ -564,10 +563,7 @@ class ClipGenerator:
             if sample_count(self.s) > 1 or len(outcome.samples) > 1:
                 return self._fetch_samples(clip, outcome, tmp, inputs)
             with true_causes(tmp, f"clip {clip.index} of {clip.production_id}"):
-                if inputs:
-                    self.backend.download(outcome, tmp, clip.prompt, inputs)
-                else:
-                    self.backend.download(outcome, tmp, clip.prompt)
+                self.backend.download(outcome, tmp, clip.prompt, inputs)
             seconds = keep_new_part(tmp, dest or tmp, inputs) if inputs else None
             return self._validate(tmp, clip, seconds)
         except BaseException:
@@ -578,10 +574,8 @@ class ClipGenerator:
         """Several videos of one request (reelcrew.video.samples): the chosen one at `tmp`, its probe returned."""
         def download(one: Outcome, part: Path) -> None:
             with true_causes(part, f"clip {clip.index} of {clip.production_id}"):
-                if inputs:  # reference images (an extension has one sample: continuity_refs refuses more)
-                    self.backend.download(one, part, clip.prompt, inputs)
-                else:
-                    self.backend.download(one, part, clip.prompt)
+                # reference images (an extension has one sample: continuity_refs refuses more)
+                self.backend.download(one, part, clip.prompt, inputs)
 
         expect_sound = model_limits(clip.model).has_audio and self.s.veo3_generate_audio
         choice = samples.fetch(outcome, tmp, download, lambda part: self._validate(part, clip), expect_sound)
